@@ -1,0 +1,10 @@
+"""`autopilot` subcommands of the simulation group (demo)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add this group's subcommands."""

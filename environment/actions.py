@@ -1,0 +1,144 @@
+"""The action catalogue: stable names, kinds, costs and delays.
+
+The names are identifiers used everywhere (policies, database, API, governance files); their
+order is the ``Discrete`` action index and never changes. What each action *does* lives in
+:mod:`environment.dynamics`; the magnitudes live in :class:`environment.params.BusinessParams`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class ActionKind(str, Enum):
+    """Families of actions, as DESIGN.md groups them."""
+
+    NOOP = "noop"
+    REMEDIATION = "remediation"
+    OPTIMIZATION = "optimization"
+    DECISION = "decision"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """One action of the catalogue.
+
+    ``cost`` is the one-off cost in USD (variable parts, such as per-message costs, are in
+    :class:`~environment.params.BusinessParams`); ``delay_steps`` is how many environment steps
+    pass before the effect lands (0: in the step it is taken).
+    """
+
+    name: str
+    kind: ActionKind
+    cost: float
+    delay_steps: int
+    summary: str
+
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("noop", ActionKind.NOOP, 0.0, 0, "Do nothing this cycle."),
+    ActionSpec(
+        "retention_campaign",
+        ActionKind.REMEDIATION,
+        300.0,
+        0,
+        "Win-back messages to at-risk accounts.",
+    ),
+    ActionSpec(
+        "data_fix", ActionKind.REMEDIATION, 1_500.0, 1, "Normalize and repair defective records."
+    ),
+    ActionSpec(
+        "orphan_cleanup",
+        ActionKind.REMEDIATION,
+        500.0,
+        0,
+        "Archive workflows and events whose user is gone.",
+    ),
+    ActionSpec(
+        "payment_retry", ActionKind.REMEDIATION, 100.0, 0, "Retry failed payments awaiting retry."
+    ),
+    ActionSpec(
+        "onboarding_boost",
+        ActionKind.OPTIMIZATION,
+        2_000.0,
+        1,
+        "Guided onboarding and success outreach for new and unactivated accounts.",
+    ),
+    ActionSpec(
+        "funnel_fix",
+        ActionKind.OPTIMIZATION,
+        8_000.0,
+        18,
+        "Engineering fix of the biggest signup and activation funnel leak.",
+    ),
+    ActionSpec(
+        "upgrade_prompt",
+        ActionKind.OPTIMIZATION,
+        300.0,
+        0,
+        "In-product upgrade prompts to free activated accounts.",
+    ),
+    ActionSpec("price_increase", ActionKind.DECISION, 1_000.0, 0, "Raise list prices by a step."),
+    ActionSpec("price_decrease", ActionKind.DECISION, 1_000.0, 0, "Cut list prices by a step."),
+    ActionSpec(
+        "scale_infra", ActionKind.DECISION, 1_000.0, 1, "Add infrastructure capacity (recurring)."
+    ),
+    ActionSpec(
+        "shift_marketing",
+        ActionKind.DECISION,
+        3_000.0,
+        6,
+        "Move spend from broad to targeted, high-intent channels.",
+    ),
+    ActionSpec(
+        "ship_feature",
+        ActionKind.DECISION,
+        20_000.0,
+        84,
+        "Build and ship a roadmap feature (lands after about two weeks).",
+    ),
+)
+"""The catalogue, in ``Discrete`` index order."""
+
+ACTION_NAMES: tuple[str, ...] = tuple(spec.name for spec in ACTIONS)
+N_ACTIONS = len(ACTIONS)
+_INDEX: dict[str, int] = {name: i for i, name in enumerate(ACTION_NAMES)}
+
+NOOP = _INDEX["noop"]
+RETENTION_CAMPAIGN = _INDEX["retention_campaign"]
+DATA_FIX = _INDEX["data_fix"]
+ORPHAN_CLEANUP = _INDEX["orphan_cleanup"]
+PAYMENT_RETRY = _INDEX["payment_retry"]
+ONBOARDING_BOOST = _INDEX["onboarding_boost"]
+FUNNEL_FIX = _INDEX["funnel_fix"]
+UPGRADE_PROMPT = _INDEX["upgrade_prompt"]
+PRICE_INCREASE = _INDEX["price_increase"]
+PRICE_DECREASE = _INDEX["price_decrease"]
+SCALE_INFRA = _INDEX["scale_infra"]
+SHIFT_MARKETING = _INDEX["shift_marketing"]
+SHIP_FEATURE = _INDEX["ship_feature"]
+
+
+def action_index(name: str) -> int:
+    """The ``Discrete`` index of an action name; ``ValueError`` naming the allowed names."""
+    try:
+        return _INDEX[name]
+    except KeyError:
+        raise ValueError(f"unknown action {name!r}; allowed: {list(ACTION_NAMES)}") from None
+
+
+def check_action(action: object) -> int:
+    """Validate an action index (int or integer numpy scalar) and return it as ``int``."""
+    try:
+        index = int(action)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"invalid action {action!r}; expected an integer in [0, {N_ACTIONS - 1}]"
+        ) from None
+    if index != action or not 0 <= index < N_ACTIONS:
+        raise ValueError(
+            f"invalid action {action!r}; expected an integer in [0, {N_ACTIONS - 1}] "
+            f"({', '.join(f'{i}={n}' for i, n in enumerate(ACTION_NAMES))})"
+        )
+    return index

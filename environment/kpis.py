@@ -1,0 +1,197 @@
+"""The KPI vocabulary shared by the simulator, the SQL observation, the API and the dashboard.
+
+Every KPI has one name, one unit and one meaning everywhere. The simulator's ``info["kpis"]``
+and the agent's SQL snapshot return these names; :func:`encode` turns either into the same
+bounded observation vector.
+
+Windows (one simulated day is ``steps_per_day`` environment steps):
+
+=========================  ==============================================================
+``activation_rate``        activated accounts / active accounts, where active accounts are
+                           the trial accounts (signed up in the last 7 days), the
+                           registered-but-unactivated accounts still around, and the
+                           activated accounts not at risk.
+``d7_retention``           over the cohorts that signed up 8 to 14 days ago (fully matured),
+                           the share seen again on their day 7 (between 7 and 8 days after
+                           signup).
+``signup_to_activation``   over the same matured cohorts, the share that activated within 7
+                           days of signup.
+``conversion_rate``        free-to-paid conversions over the trailing 30 days divided by the
+                           free activated accounts (a monthly rate).
+``ltv_cac``                (ARPA x gross margin / monthly churn) / CAC.
+``health_score``           0-100 from error rate, p95 latency, failed jobs and data bloat.
+``alignment_score``        0-100, see :func:`alignment_score`.
+``data_quality_issue_rate``  defective records / all records.
+``orphaned_records``       count of workflows and events whose user is gone.
+``billing_failure_rate``   failed billing attempts / attempts over the trailing day.
+``failed_payment_backlog`` unresolved failed payments / paying subscribers.
+``at_risk_share``          accounts active before but silent for 14 days / (those + active).
+``message_pressure``       campaign and prompt messages per active account, trailing 7 days.
+``mrr``                    monthly recurring revenue (USD) of subscriptions in good standing.
+``mrr_growth``             MRR now / MRR 30 days ago - 1.
+``churn_rate``             paying customers lost over the trailing 30 days / paying customers.
+``cac``                    marketing spend / new paying customers, trailing 30 days (USD).
+``arpa``                   MRR / paying customers (USD per month).
+=========================  ==============================================================
+
+``failed_payment_backlog`` and ``message_pressure`` extend DESIGN.md's list: without them the
+observation cannot tell an outage from a backlog, or a fresh audience from a fatigued one, and
+both are plain SQL aggregates (unresolved failed billing events; Outbox rows of the last week).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class Direction(str, Enum):
+    """Which side of its target a KPI should be on."""
+
+    AT_LEAST = "at_least"
+    AT_MOST = "at_most"
+
+
+class Scale(str, Enum):
+    """How a KPI in natural units maps into the observation box.
+
+    - ``UNIT``: already a share in [0, 1]; used as is.
+    - ``PERCENT``: a 0-100 score; divided by 100.
+    - ``POSITIVE``: a non-negative quantity; ``x / (x + half)`` maps [0, inf) onto [0, 1) and
+      equals 0.5 at ``x == half``, so large values saturate smoothly instead of being clipped.
+    - ``SIGNED``: a quantity of either sign; ``tanh(x / half)`` maps it onto (-1, 1).
+    """
+
+    UNIT = "unit"
+    PERCENT = "percent"
+    POSITIVE = "positive"
+    SIGNED = "signed"
+
+
+@dataclass(frozen=True, slots=True)
+class KpiSpec:
+    """One KPI: its name, unit, how it is encoded, and its target if it has one."""
+
+    name: str
+    unit: str
+    scale: Scale
+    half: float = 1.0
+    """For ``POSITIVE`` and ``SIGNED``: the value that encodes to 0.5 (resp. tanh(1))."""
+    target: float | None = None
+    direction: Direction = Direction.AT_LEAST
+
+    @property
+    def low(self) -> float:
+        """Smallest encoded value."""
+        return -1.0 if self.scale is Scale.SIGNED else 0.0
+
+    def encode(self, value: float) -> float:
+        """Map a value in natural units into ``[low, 1]``."""
+        if self.scale is Scale.UNIT:
+            return min(max(value, 0.0), 1.0)
+        if self.scale is Scale.PERCENT:
+            return min(max(value / 100.0, 0.0), 1.0)
+        if self.scale is Scale.POSITIVE:
+            value = max(value, 0.0)
+            return value / (value + self.half)
+        return math.tanh(value / self.half)
+
+    def attainment(self, value: float) -> float:
+        """How far the KPI is towards its target, in [0, 1] (1 = at or past the target)."""
+        if self.target is None:
+            raise ValueError(f"KPI {self.name!r} has no target")
+        if self.direction is Direction.AT_LEAST:
+            return 1.0 if value >= self.target else max(value, 0.0) / self.target
+        return 1.0 if value <= self.target else self.target / value
+
+
+KPI_SPECS: tuple[KpiSpec, ...] = (
+    # Seed targets: activation 40%, D7 retention 25%, signup-to-activation 40%, LTV:CAC 4:1.
+    KpiSpec("activation_rate", "share", Scale.UNIT, target=0.40),
+    KpiSpec("d7_retention", "share", Scale.UNIT, target=0.25),
+    KpiSpec("signup_to_activation", "share", Scale.UNIT, target=0.40),
+    # Median free-to-paid is 4-8% (Redpoint; Growth Unhinged 2026), so 5% a month is the bar.
+    KpiSpec("conversion_rate", "share per month", Scale.POSITIVE, half=0.05, target=0.05),
+    KpiSpec("ltv_cac", "ratio", Scale.POSITIVE, half=4.0, target=4.0),
+    KpiSpec("health_score", "0-100", Scale.PERCENT, target=80.0),
+    KpiSpec("alignment_score", "0-100", Scale.PERCENT),
+    # 2.1% of B2B contacts decay a month (MarketingSherpa); more than 2% defective is a problem.
+    KpiSpec(
+        "data_quality_issue_rate",
+        "share",
+        Scale.POSITIVE,
+        half=0.02,
+        target=0.02,
+        direction=Direction.AT_MOST,
+    ),
+    KpiSpec("orphaned_records", "records", Scale.POSITIVE, half=2000.0),
+    # B2B decline rates run 5-14% of monthly transactions (Recurly): 8% is the ceiling.
+    KpiSpec(
+        "billing_failure_rate",
+        "share",
+        Scale.UNIT,
+        target=0.08,
+        direction=Direction.AT_MOST,
+    ),
+    KpiSpec("failed_payment_backlog", "share", Scale.POSITIVE, half=0.01),
+    KpiSpec("at_risk_share", "share", Scale.UNIT, target=0.15, direction=Direction.AT_MOST),
+    KpiSpec("message_pressure", "messages per account", Scale.POSITIVE, half=1.0),
+    KpiSpec("mrr", "USD per month", Scale.POSITIVE, half=250_000.0),
+    KpiSpec("mrr_growth", "share per month", Scale.SIGNED, half=0.05),
+    KpiSpec("churn_rate", "share per month", Scale.POSITIVE, half=0.05),
+    KpiSpec("cac", "USD", Scale.POSITIVE, half=400.0),
+    KpiSpec("arpa", "USD per month", Scale.POSITIVE, half=80.0),
+)
+"""Every KPI, in observation order."""
+
+KPI_NAMES: tuple[str, ...] = tuple(spec.name for spec in KPI_SPECS)
+KPI_INDEX: dict[str, int] = {name: i for i, name in enumerate(KPI_NAMES)}
+N_KPIS = len(KPI_SPECS)
+TARGETED: tuple[KpiSpec, ...] = tuple(spec for spec in KPI_SPECS if spec.target is not None)
+SPEC_BY_NAME: dict[str, KpiSpec] = {spec.name: spec for spec in KPI_SPECS}
+
+OBS_LOW: NDArray[np.float32] = np.array([spec.low for spec in KPI_SPECS], dtype=np.float32)
+OBS_HIGH: NDArray[np.float32] = np.ones(N_KPIS, dtype=np.float32)
+
+
+def alignment_score(kpis: Mapping[str, float]) -> float:
+    """0-100: the mean attainment of every KPI that has a target.
+
+    Attainment is ``value / target`` for at-least targets and ``target / value`` for at-most
+    targets, capped at 1, so a KPI past its target adds nothing more and the score is 100 only
+    when every target is met.
+    """
+    total = 0.0
+    for spec in TARGETED:
+        total += spec.attainment(kpis[spec.name])
+    return 100.0 * total / len(TARGETED)
+
+
+def check_kpis(kpis: Mapping[str, float]) -> None:
+    """Raise ``ValueError`` naming the problem if ``kpis`` is not a complete, finite KPI set."""
+    missing = [name for name in KPI_NAMES if name not in kpis]
+    if missing:
+        raise ValueError(f"KPIs missing: {missing}; expected every name in {list(KPI_NAMES)}")
+    unknown = sorted(set(kpis) - set(KPI_NAMES))
+    if unknown:
+        raise ValueError(f"unknown KPI names {unknown}; allowed: {list(KPI_NAMES)}")
+    bad = {name: kpis[name] for name in KPI_NAMES if not math.isfinite(kpis[name])}
+    if bad:
+        raise ValueError(f"KPIs must be finite numbers, got {bad}")
+
+
+def encode(kpis: Mapping[str, float]) -> NDArray[np.float32]:
+    """The observation vector of a KPI set.
+
+    kpis: every name in :data:`KPI_NAMES`, in natural units.
+    Returns float32, shape (N_KPIS,), each entry in ``[OBS_LOW[i], OBS_HIGH[i]]``.
+    """
+    return np.array(
+        [spec.encode(kpis[spec.name]) for spec in KPI_SPECS],
+        dtype=np.float32,
+    )

@@ -1,0 +1,243 @@
+"""The simulator's parameters: one frozen, validated dataclass.
+
+Magnitudes come from ``shared/data/saas_benchmarks.md`` where it has a figure (the source is
+named beside the field); where it says "not found", the field says "assumption" and why the
+value is plausible. Rates are per day unless the name says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def _bounded(default: float, low: float, high: float = math.inf) -> Any:
+    """A dataclass field whose value must lie in ``[low, high]``."""
+    return field(default=default, metadata={"range": (low, high)})
+
+
+@dataclass(frozen=True)
+class BusinessParams:
+    """Parameters of the simulated business. Any field can be overridden at ``make`` time:
+    ``gymnasium.make("autopilot/SaaSOps-v0", params={"fixed_costs_per_month": 2e5})``.
+    """
+
+    # --- time -------------------------------------------------------------------------------
+    steps_per_day: int = _bounded(6, 1, 96)
+    """Environment steps per simulated day (6: one autonomous cycle every 4 hours)."""
+
+    # --- acquisition and activation -----------------------------------------------------------
+    visitors_per_day: float = _bounded(5_000.0, 1.0)
+    """Site visitors per day at the base marketing spend (assumption: a small B2B product)."""
+    visit_to_signup: float = _bounded(0.03, 0.0, 1.0)
+    """Visitor-to-signup rate (assumption; the sheet has no figure)."""
+    activation_within_7d: float = _bounded(0.375, 0.01, 0.99)
+    """Share of signups activating within 7 days: 37.5% B2B average (Userpilot 2024)."""
+    activation_age_decay: float = _bounded(0.7, 0.05, 1.0)
+    """Activation hazard shrinks by this factor per day of account age: time to first value is
+    front-loaded (median ~36 h, Userpilot 2025)."""
+    d7_return_activated: float = _bounded(0.6, 0.0, 1.0)
+    """P(seen on day 7 | activated): assumption, so that a cohort's D7 is about 25%."""
+    d7_return_unactivated: float = _bounded(0.05, 0.0, 1.0)
+    """P(seen on day 7 | not activated): Amplitude sees 98% of new users gone in 2 weeks."""
+    unactivated_leave_per_day: float = _bounded(1 / 120, 0.0, 1.0)
+    """Unactivated accounts keep logging in now and then for four months on average
+    (assumption; it puts the activation rate near the seed's 40% target)."""
+    late_activation_per_day: float = _bounded(0.002, 0.0, 1.0)
+    """Unactivated accounts that activate late, per day (assumption)."""
+
+    # --- engagement and conversion (per month) ------------------------------------------------
+    free_conversion_per_month: float = _bounded(0.05, 0.0, 1.0)
+    """Free-to-paid conversion: median 4-8% (Redpoint ~2019; Growth Unhinged 2026)."""
+    free_at_risk_per_month: float = _bounded(0.15, 0.0, 5.0)
+    """Free activated accounts going silent per month (assumption)."""
+    paying_at_risk_per_month: float = _bounded(0.06, 0.0, 5.0)
+    """Paying accounts going silent per month; with the recovery and churn below this gives
+    ~4% voluntary churn a month (Recurly: B2B 3.95% voluntary)."""
+    at_risk_recover_per_month: float = _bounded(0.15, 0.0, 5.0)
+    """At-risk accounts coming back unprompted per month (assumption)."""
+    at_risk_churn_per_month: float = _bounded(0.35, 0.0, 5.0)
+    """At-risk accounts lost per month (assumption, calibrated to the voluntary churn above)."""
+    basic_price: float = _bounded(49.0, 0.0)
+    """Basic plan, USD per month (assumption)."""
+    pro_price: float = _bounded(149.0, 0.0)
+    """Pro plan, USD per month (assumption)."""
+    pro_share: float = _bounded(0.25, 0.0, 1.0)
+    """Share of new paying customers on the pro plan (assumption; ARPA ~ $74)."""
+    gross_margin: float = _bounded(0.79, 0.0, 1.0)
+    """Subscription gross margin: 79% median (Pacific Crest 2013)."""
+
+    # --- billing ------------------------------------------------------------------------------
+    billing_failure_rate: float = _bounded(0.06, 0.0, 1.0)
+    """Share of billing attempts declined: 5-14% in B2B (Recurly)."""
+    passive_recovery_per_day: float = _bounded(0.03, 0.0, 1.0)
+    """Failed payments customers fix themselves, per day (assumption)."""
+    failed_payment_expiry_days: float = _bounded(14.0, 0.5)
+    """Mean days before an unrecovered failed payment cancels the subscription: Stripe's
+    default policy retries for 2 weeks."""
+    retry_recovery: float = _bounded(0.35, 0.0, 1.0)
+    """Share of the backlog one retry round recovers: Smart Retries recover ~57% in 8 tries
+    (2nd source); recovery happens mostly 2-12 days after the decline (Recurly)."""
+    retry_fee: float = _bounded(0.40, 0.0)
+    """USD per retried payment, the network's excess-retry fee included ($0.10, Visa 2022)."""
+    excessive_retries: float = _bounded(2.5, 0.1)
+    """Retry rounds in the last ~2 days beyond which card networks flag the merchant and
+    customers are annoyed (Visa: at most 15 reattempts in 30 days; Mastercard: >10 a day)."""
+    excess_retry_churn: float = _bounded(0.08, 0.0, 1.0)
+    """Share of the backlog cancelled per retry round beyond ``excessive_retries``."""
+
+    # --- data ---------------------------------------------------------------------------------
+    records_per_account: float = _bounded(40.0, 1.0)
+    """Workflows and events stored per account (assumption)."""
+    defect_rate: float = _bounded(0.004, 0.0, 1.0)
+    """Share of new records that are defective (assumption: B2B contact data decays ~2.1% a
+    month, MarketingSherpa; only processing-breaking defects are counted here)."""
+    orphans_per_churned: float = _bounded(6.0, 0.0)
+    """Records left behind per churned account (assumption)."""
+    data_fix_share: float = _bounded(0.7, 0.0, 1.0)
+    """Share of defects one data fix repairs; the rest are unfixable by rules."""
+    orphan_cleanup_share: float = _bounded(0.9, 0.0, 1.0)
+    """Share of orphans one cleanup archives."""
+
+    # --- infrastructure -----------------------------------------------------------------------
+    initial_utilization: float = _bounded(0.6, 0.01, 0.95)
+    """Load / capacity at the start."""
+    base_latency_ms: float = _bounded(180.0, 1.0)
+    """p95 latency at low utilization (assumption)."""
+    base_error_rate: float = _bounded(0.002, 0.0, 1.0)
+    """Request error rate in good health (assumption)."""
+    incident_recovery_per_day: float = _bounded(0.6, 0.0, 24.0)
+    """Rate at which incident severity decays unaided (assumption: ~1 day half-life)."""
+    latency_conversion_per_100ms: float = _bounded(0.024, 0.0, 1.0)
+    """Conversion lost per 100 ms of extra latency: 2.4% desktop (Akamai 2017)."""
+    infra_cost_per_month: float = _bounded(25_000.0, 0.0)
+    """Hosting cost per month at the starting capacity (assumption; inside the 21% COGS)."""
+    capacity_step: float = _bounded(0.25, 0.0, 10.0)
+    """Capacity (and its cost) added by one ``scale_infra``."""
+
+    # --- money --------------------------------------------------------------------------------
+    marketing_per_day: float = _bounded(3_000.0, 0.0)
+    """Marketing spend per day (gives CAC ~ $350 and LTV:CAC ~ 4, Skok's >= 3)."""
+    fixed_costs_per_month: float = _bounded(220_000.0, 0.0)
+    """Payroll and overhead (assumption: the business runs close to breakeven)."""
+    initial_cash: float = _bounded(1_500_000.0, 0.0)
+    """Cash at the start; the business fails when cash runs out."""
+    initial_paying: float = _bounded(5_000.0, 1.0)
+    """Paying accounts at the start (the rest of the funnel starts at its steady state)."""
+
+    # --- action effects -----------------------------------------------------------------------
+    campaign_cost_per_message: float = _bounded(0.05, 0.0)
+    """USD per win-back message (assumption)."""
+    win_back_rate: float = _bounded(0.12, 0.0, 1.0)
+    """At-risk accounts won back by one fresh campaign: ~12% win-back read rate (Return Path)."""
+    campaign_fatigue: float = _bounded(0.4, 0.0)
+    """Fatigue added by a retention campaign: 26% unsubscribe for too many emails
+    (MarketingSherpa 2017)."""
+    prompt_fatigue: float = _bounded(0.3, 0.0)
+    """Fatigue added by an upgrade prompt."""
+    fatigue_half_life_days: float = _bounded(4.0, 0.01)
+    """Days for fatigue to halve."""
+    fatigue_churn: float = _bounded(1.2, 0.0)
+    """At-risk hazard multiplier is ``1 + fatigue_churn * fatigue**2``: harmless once,
+    damaging when repeated."""
+    prompt_conversion: float = _bounded(0.015, 0.0, 1.0)
+    """Share of free activated accounts an unfatigued upgrade prompt converts (assumption;
+    the sheet has vendor claims only)."""
+    prompt_pro_share: float = _bounded(0.05, 0.0, 1.0)
+    """Share of basic accounts an unfatigued prompt moves to pro."""
+    onboarding_lift: float = _bounded(0.6, 0.0, 10.0)
+    """Activation hazard multiplier gained by one onboarding boost (saturating)."""
+    onboarding_half_life_days: float = _bounded(3.0, 0.01)
+    """Days for an onboarding lift to halve."""
+    onboarding_late_activation: float = _bounded(0.01, 0.0, 1.0)
+    """Share of unactivated accounts an onboarding boost activates."""
+    funnel_gap_closed: float = _bounded(0.35, 0.0, 1.0)
+    """Share of the funnel leak one fix closes (diminishing by construction)."""
+    initial_funnel_quality: float = _bounded(0.8, 0.01, 1.0)
+    """Funnel quality at the start: multiplies signups and activation."""
+    funnel_decay_per_day: float = _bounded(0.002, 0.0, 1.0)
+    """Funnel quality lost per day as the product changes (assumption)."""
+    price_step: float = _bounded(0.10, 0.0, 1.0)
+    """Relative list-price change of one price action."""
+    price_conversion_elasticity: float = _bounded(1.0, 0.0)
+    """Conversion scales as ``price_level ** -elasticity``."""
+    price_shock_churn: float = _bounded(3.0, 0.0)
+    """At-risk hazard multiplier per unit of fresh price shock: a raise is felt over weeks
+    (Netflix 2011: +60% cost 3.3% of subscribers in a quarter)."""
+    price_shock_half_life_days: float = _bounded(10.0, 0.01)
+    """Days for the churn response to a price change to halve."""
+    price_level_churn: float = _bounded(4.0, 0.0)
+    """Lasting at-risk hazard multiplier ``1 + k * (price_level - 1)**2`` above list price."""
+    marketing_mix_step: float = _bounded(0.3, 0.0, 1.0)
+    """Share of the remaining broad spend one shift moves to targeted channels."""
+    targeted_reach_loss: float = _bounded(0.35, 0.0, 1.0)
+    """Visitors lost at a fully targeted mix."""
+    targeted_intent_gain: float = _bounded(0.8, 0.0)
+    """Activation gained at a fully targeted mix."""
+    base_channel_mix: float = _bounded(0.2, 0.0, 1.0)
+    """Targeted share the mix drifts back to as campaigns end."""
+    mix_half_life_days: float = _bounded(20.0, 0.01)
+    """Days for a marketing shift to fade halfway."""
+    feature_boost: float = _bounded(0.3, 0.0, 1.0)
+    """Conversion gain and at-risk hazard reduction of a shipped feature."""
+    feature_half_life_days: float = _bounded(60.0, 0.01)
+    """Days for a shipped feature's effect to halve."""
+    release_bug_probability: float = _bounded(0.25, 0.0, 1.0)
+    """Chance a release corrupts data (assumption)."""
+    release_bug_defects: float = _bounded(0.02, 0.0, 1.0)
+    """Share of records a buggy release corrupts."""
+    max_features_in_flight: int = _bounded(2, 0, 100)
+    """Features the team can build at once; more wastes the cost."""
+    repeat_half_life_days: float = _bounded(2.0, 0.01)
+    """Days for the diminishing-returns memory of each action to halve."""
+
+    # --- reward -------------------------------------------------------------------------------
+    value_weight: float = _bounded(1.0, 0.0)
+    """Weight of the business value term."""
+    alignment_weight: float = _bounded(0.5, 0.0)
+    """Weight of the KPI-target alignment term."""
+    failure_penalty: float = _bounded(100.0, 0.0)
+    """Reward subtracted in the step the business fails."""
+    failure_paying_share: float = _bounded(0.25, 0.0, 1.0)
+    """The business fails when paying accounts fall below this share of the start."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            low, high = f.metadata["range"]
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"parameter {f.name}={value!r} must be a number")
+            if f.type == "int" and not isinstance(value, int):
+                raise ValueError(f"parameter {f.name}={value!r} must be an integer")
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"parameter {f.name}={value!r} is outside [{low}, {high}]")
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any] | None) -> BusinessParams:
+        """Defaults with ``overrides`` applied; an unknown name raises ``ValueError``."""
+        overrides = dict(overrides or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**overrides)
+
+    # --- derived quantities -------------------------------------------------------------------
+    @property
+    def dt_days(self) -> float:
+        """Length of one step in days."""
+        return 1.0 / self.steps_per_day
+
+    @property
+    def activation_hazards(self) -> tuple[float, ...]:
+        """Activation hazard per day for account ages 0..6 days, front-loaded by
+        ``activation_age_decay`` and scaled so 7 days reach ``activation_within_7d``."""
+        shape = [self.activation_age_decay**age for age in range(7)]
+        total = -math.log(1.0 - self.activation_within_7d)
+        return tuple(total * s / sum(shape) for s in shape)
+
+    @property
+    def base_arpa(self) -> float:
+        """ARPA at list prices and the default plan mix (USD per month)."""
+        return (1 - self.pro_share) * self.basic_price + self.pro_share * self.pro_price
