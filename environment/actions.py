@@ -8,10 +8,10 @@ order is the ``Discrete`` action index and never changes. What each action *does
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class ActionKind(str, Enum):
+class ActionKind(StrEnum):
     """Families of actions, as DESIGN.md groups them."""
 
     NOOP = "noop"
@@ -68,7 +68,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec(
         "funnel_fix",
         ActionKind.OPTIMIZATION,
-        8_000.0,
+        5_000.0,
         18,
         "Engineering fix of the biggest signup and activation funnel leak.",
     ),

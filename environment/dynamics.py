@@ -98,9 +98,7 @@ def shock_levels(shocks: tuple[Shock, ...], t: int) -> list[float]:
 
 def load_units(s: BusinessState) -> float:
     """Infrastructure load: paying accounts weigh most, trials and idle accounts least."""
-    return (
-        s.active_free + 1.5 * s.paying + 0.5 * s.trial + 0.1 * (s.unactivated + s.at_risk_free)
-    )
+    return s.active_free + 1.5 * s.paying + 0.5 * s.trial + 0.1 * (s.unactivated + s.at_risk_free)
 
 
 def records(s: BusinessState, p: BusinessParams) -> float:
@@ -338,9 +336,12 @@ def _rough_start(p: BusinessParams) -> BusinessState:
         last_revenue=0.0,
         last_costs=0.0,
         last_action_cost=0.0,
+        customer_equity=0.0,
+        last_equity_change=0.0,
         shocks=(),
     )
     start.capacity = load_units(start) / p.initial_utilization
+    start.customer_equity = customer_equity(start, p)
     return start
 
 
@@ -373,6 +374,7 @@ def steady_start(p: BusinessParams) -> BusinessState:
     state.cash = p.initial_cash
     state.recent_use = (0.0,) * N_ACTIONS
     state.pending = ()
+    state.last_equity_change = 0.0
     return state
 
 
@@ -428,6 +430,9 @@ def transition(
     churned_accounts += _billing(s, p, shocks, dt)
     _data(s, p, shocks, dt, churned_accounts)
     _money(s, p, dt, cost)
+    equity = customer_equity(s, p)
+    s.last_equity_change = equity - s.customer_equity
+    s.customer_equity = equity
     _decay(s, p, dt)
     s.t += 1
     if s.t % p.steps_per_day == 0:
@@ -496,7 +501,9 @@ def _effect(
     elif action == A.PAYMENT_RETRY:
         _retry_payments(s, p, shocks, strength)
     elif action == A.ONBOARDING_BOOST:
-        s.onboarding += p.onboarding_lift * strength * max(0.0, 1.0 - s.onboarding / (3 * p.onboarding_lift))
+        s.onboarding += (
+            p.onboarding_lift * strength * max(0.0, 1.0 - s.onboarding / (3 * p.onboarding_lift))
+        )
         late = s.unactivated * p.onboarding_late_activation * strength
         s.unactivated -= late
         s.active_free += late
@@ -505,7 +512,12 @@ def _effect(
     elif action == A.FUNNEL_FIX:
         s.funnel_quality += p.funnel_gap_closed * (1.0 - s.funnel_quality)
     elif action == A.UPGRADE_PROMPT:
-        converted = s.active_free * p.prompt_conversion * reach * s.price_level ** -p.price_conversion_elasticity
+        converted = (
+            s.active_free
+            * p.prompt_conversion
+            * reach
+            * s.price_level**-p.price_conversion_elasticity
+        )
         upgraded = s.paying_basic * p.prompt_pro_share * reach
         s.messages_today += s.active_free + s.paying_basic
         s.active_free -= converted
@@ -603,8 +615,9 @@ def _acquisition(
         activated[age] += moved
     s.trial_pending = tuple(pending)
     s.trial_activated = tuple(activated)
-    late = s.unactivated * p.late_activation_per_day * multiplier * dt
-    leaving = s.unactivated * p.unactivated_leave_per_day * dt
+    late, leaving = _outflows(
+        s.unactivated, dt, p.late_activation_per_day * multiplier, p.unactivated_leave_per_day
+    )
     s.unactivated -= late + leaving
     s.active_free += late
 
@@ -628,22 +641,18 @@ def _engagement(
         * (1.0 - 0.5 * shocks[_SLUMP])
         * latency_factor
     )
-    risk = (
-        health_factor
-        * (1.0 + p.fatigue_churn * s.fatigue * s.fatigue)
-        * (1.0 + competitor)
-        * (1.0 + p.price_shock_churn * s.price_shock)
-        * (1.0 + p.price_level_churn * max(0.0, s.price_level - 1.0) ** 2)
-        * (1.0 - s.feature_level)
+    risk = silence_multiplier(s, p, competitor, health_factor)
+    converted, free_silent = _outflows(
+        s.active_free, month, conversion, p.free_at_risk_per_month * risk
     )
-    converted = s.active_free * conversion * month
-    free_silent = s.active_free * p.free_at_risk_per_month * risk * month
-    free_back = s.at_risk_free * p.at_risk_recover_per_month * month
-    free_lost = s.at_risk_free * p.at_risk_churn_per_month * month
-    engaged_paying = s.paying - s.at_risk_paying
-    paying_silent = engaged_paying * p.paying_at_risk_per_month * risk * month
-    paying_back = s.at_risk_paying * p.at_risk_recover_per_month * month
-    paying_lost = s.at_risk_paying * p.at_risk_churn_per_month * month
+    free_back, free_lost = _outflows(
+        s.at_risk_free, month, p.at_risk_recover_per_month, p.at_risk_churn_per_month
+    )
+    engaged_paying = max(s.paying - s.at_risk_paying, 0.0)
+    (paying_silent,) = _outflows(engaged_paying, month, p.paying_at_risk_per_month * risk)
+    paying_back, paying_lost = _outflows(
+        s.at_risk_paying, month, p.at_risk_recover_per_month, p.at_risk_churn_per_month
+    )
 
     s.active_free += free_back - free_silent - converted
     s.at_risk_free += free_silent - free_back - free_lost
@@ -655,6 +664,50 @@ def _engagement(
     s.paying_churn_today += paying_lost
     s.churned += free_lost + paying_lost
     return free_lost + paying_lost
+
+
+def silence_multiplier(
+    s: BusinessState, p: BusinessParams, competitor: float, health_factor: float
+) -> float:
+    """How much faster than normal engaged accounts go silent: poor health, fatigue, a
+    competitor, fresh and lasting price pressure; shipped features lower it."""
+    return (
+        health_factor
+        * (1.0 + p.fatigue_churn * s.fatigue * s.fatigue)
+        * (1.0 + competitor)
+        * (1.0 + p.price_shock_churn * s.price_shock)
+        * (1.0 + p.price_level_churn * max(0.0, s.price_level - 1.0) ** 2)
+        * (1.0 - s.feature_level)
+    )
+
+
+def customer_equity(s: BusinessState, p: BusinessParams) -> float:
+    """Lifetime gross profit of today's paying base (USD): ``MRR x margin / churn``, where
+    churn is the voluntary churn the lasting drivers imply (price above the start, shipped
+    features; passing ones such as a shock or fatigue play out in realized churn instead) plus
+    ``involuntary_churn``.
+
+    Counting it in the reward keeps a policy from milking the base before the horizon: a price
+    raise adds MRR now but shrinks the equity through the churn it will cause.
+    """
+    at_risk_loss = p.at_risk_churn_per_month / (
+        p.at_risk_churn_per_month + p.at_risk_recover_per_month
+    )
+    lasting = (1.0 + p.price_level_churn * max(0.0, s.price_level - 1.0) ** 2) * (
+        1.0 - s.feature_level
+    )
+    churn = p.paying_at_risk_per_month * lasting * at_risk_loss + p.involuntary_churn
+    return mrr(s, p) * p.gross_margin / churn
+
+
+def _outflows(stock: float, duration: float, *hazards: float) -> tuple[float, ...]:
+    """Competing exits from one stock over ``duration``: each hazard's share of
+    ``stock * (1 - exp(-sum(hazards) * duration))``, so the exits never exceed the stock."""
+    total = sum(hazards)
+    if total <= 0.0 or stock <= 0.0:
+        return (0.0,) * len(hazards)
+    leaving = stock * -math.expm1(-total * duration)
+    return tuple(leaving * hazard / total for hazard in hazards)
 
 
 def _remove_paying(s: BusinessState, accounts: float) -> None:
@@ -678,8 +731,9 @@ def _billing(s: BusinessState, p: BusinessParams, shocks: list[float], dt: float
     silent_share = s.at_risk_paying / paying if paying > 0 else 0.0
     _remove_paying(s, failures)
     s.at_risk_paying -= failures * silent_share
-    fixed = s.failed_payments * p.passive_recovery_per_day * dt
-    expired = s.failed_payments * dt / p.failed_payment_expiry_days
+    fixed, expired = _outflows(
+        s.failed_payments, dt, p.passive_recovery_per_day, 1.0 / p.failed_payment_expiry_days
+    )
     s.failed_payments += failures - fixed - expired
     _restore_paying(s, p, fixed)
     weight = dt / _EMA_DAY
@@ -766,9 +820,16 @@ def terminal(s: BusinessState, p: BusinessParams) -> bool:
 
 
 def reward(s: BusinessState, alignment: float, p: BusinessParams, failed: bool) -> float:
-    """``value_weight * (revenue - costs) / revenue_scale + alignment_weight * alignment / 100
-    - failure_penalty * failed``, for the step that produced ``s``; costs include the action's."""
-    value = (s.last_revenue - s.last_costs) / revenue_scale(p)
+    """The reward of the step that produced ``s``::
+
+        value_weight * (revenue - costs + equity_weight * equity_change) / revenue_scale
+        + alignment_weight * alignment / 100 - failure_penalty * failed
+
+    costs include the action's; ``equity_change`` is the change in :func:`customer_equity`.
+    """
+    value = (
+        s.last_revenue - s.last_costs + p.equity_weight * s.last_equity_change
+    ) / revenue_scale(p)
     return (
         p.value_weight * value
         + p.alignment_weight * alignment / 100.0

@@ -44,20 +44,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 from numpy.typing import NDArray
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     """Which side of its target a KPI should be on."""
 
     AT_LEAST = "at_least"
     AT_MOST = "at_most"
 
 
-class Scale(str, Enum):
+class Scale(StrEnum):
     """How a KPI in natural units maps into the observation box.
 
     - ``UNIT``: already a share in [0, 1]; used as is.
@@ -100,6 +100,17 @@ class KpiSpec:
             value = max(value, 0.0)
             return value / (value + self.half)
         return math.tanh(value / self.half)
+
+    def decode(self, encoded: float) -> float:
+        """Inverse of :meth:`encode` (exact except where ``encode`` saturates)."""
+        if self.scale is Scale.UNIT:
+            return encoded
+        if self.scale is Scale.PERCENT:
+            return 100.0 * encoded
+        if self.scale is Scale.POSITIVE:
+            encoded = min(encoded, 1.0 - 1e-7)
+            return self.half * encoded / (1.0 - encoded)
+        return self.half * math.atanh(max(min(encoded, 1.0 - 1e-7), -1.0 + 1e-7))
 
     def attainment(self, value: float) -> float:
         """How far the KPI is towards its target, in [0, 1] (1 = at or past the target)."""
@@ -195,3 +206,14 @@ def encode(kpis: Mapping[str, float]) -> NDArray[np.float32]:
         [spec.encode(kpis[spec.name]) for spec in KPI_SPECS],
         dtype=np.float32,
     )
+
+
+def decode(obs: NDArray[np.floating] | list[float]) -> dict[str, float]:
+    """The KPIs (natural units) an observation vector encodes; inverse of :func:`encode`.
+
+    obs: shape (N_KPIS,). Raises ``ValueError`` on another shape.
+    """
+    values = np.asarray(obs, dtype=np.float64)
+    if values.shape != (N_KPIS,):
+        raise ValueError(f"observation must have shape ({N_KPIS},), got {values.shape}")
+    return {spec.name: spec.decode(float(v)) for spec, v in zip(KPI_SPECS, values, strict=True)}

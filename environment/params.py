@@ -152,7 +152,7 @@ class BusinessParams:
     """Days for an onboarding lift to halve."""
     onboarding_late_activation: float = _bounded(0.01, 0.0, 1.0)
     """Share of unactivated accounts an onboarding boost activates."""
-    funnel_gap_closed: float = _bounded(0.35, 0.0, 1.0)
+    funnel_gap_closed: float = _bounded(0.5, 0.0, 1.0)
     """Share of the funnel leak one fix closes (diminishing by construction)."""
     initial_funnel_quality: float = _bounded(0.8, 0.01, 1.0)
     """Funnel quality at the start: multiplies signups and activation."""
@@ -160,15 +160,17 @@ class BusinessParams:
     """Funnel quality lost per day as the product changes (assumption)."""
     price_step: float = _bounded(0.10, 0.0, 1.0)
     """Relative list-price change of one price action."""
-    price_conversion_elasticity: float = _bounded(1.0, 0.0)
+    price_conversion_elasticity: float = _bounded(1.5, 0.0)
     """Conversion scales as ``price_level ** -elasticity``."""
     price_shock_churn: float = _bounded(3.0, 0.0)
     """At-risk hazard multiplier per unit of fresh price shock: a raise is felt over weeks
     (Netflix 2011: +60% cost 3.3% of subscribers in a quarter)."""
     price_shock_half_life_days: float = _bounded(10.0, 0.01)
     """Days for the churn response to a price change to halve."""
-    price_level_churn: float = _bounded(4.0, 0.0)
-    """Lasting at-risk hazard multiplier ``1 + k * (price_level - 1)**2`` above list price."""
+    price_level_churn: float = _bounded(20.0, 0.0)
+    """Lasting at-risk hazard multiplier ``1 + k * (price_level - 1)**2`` above the starting
+    price (assumption: the business is priced near its optimum, so one step up is roughly
+    neutral over a quarter and several steps destroy value; the sheet has no SaaS figure)."""
     marketing_mix_step: float = _bounded(0.3, 0.0, 1.0)
     """Share of the remaining broad spend one shift moves to targeted channels."""
     targeted_reach_loss: float = _bounded(0.35, 0.0, 1.0)
@@ -195,6 +197,11 @@ class BusinessParams:
     # --- reward -------------------------------------------------------------------------------
     value_weight: float = _bounded(1.0, 0.0)
     """Weight of the business value term."""
+    equity_weight: float = _bounded(0.1, 0.0)
+    """Share of a change in customer equity (lifetime gross profit of the paying base) that
+    counts as value now, beside the cash of the step."""
+    involuntary_churn: float = _bounded(0.0138, 0.0, 1.0)
+    """Involuntary churn per month assumed in customer equity: 1.38% (Recurly)."""
     alignment_weight: float = _bounded(0.5, 0.0)
     """Weight of the KPI-target alignment term."""
     failure_penalty: float = _bounded(100.0, 0.0)

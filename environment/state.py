@@ -109,6 +109,10 @@ class BusinessState:
     """Operating costs of the last step, action costs included (USD)."""
     last_action_cost: float
     """Cost of the action taken in the last step (USD)."""
+    customer_equity: float
+    """Lifetime gross profit of the paying base (USD; see ``customer_equity``)."""
+    last_equity_change: float
+    """Change of ``customer_equity`` in the last step (USD)."""
     shocks: tuple[Shock, ...]
     """This episode's shocks."""
 

@@ -2,15 +2,30 @@
 
 Given a KPI observation (float32, shape ``(N_KPIS,)``, as :func:`environment.kpis.encode`
 makes it), a policy answers which action, with what confidence, and with which propensities
-over all actions. Learning from rewards is a separate capability (:class:`OnlineLearner`).
+over all actions. Learning from rewards is a separate capability (:class:`OnlineLearner`), and
+so are two others a caller must honour when it runs a policy in a loop:
+
+- :class:`Episodic`: the policy remembers what was *executed* (the rules' cooldowns). The loop
+  calls ``reset()`` when an episode (or a deployment) starts and ``record(action)`` once per
+  cycle with the action that was actually executed, so ``decide`` itself stays a pure function
+  of the policy's state and the observation.
+- :class:`EnvAware`: the policy plans on a copy of the environment's hidden state (the oracle),
+  so it is handed the environment explicitly with ``attach(env)``.
+
+``decide`` is a pure function of the policy's state and the observation, stochastic policies
+included: they draw their randomness from a generator keyed by (seed, update count,
+observation bytes) (:func:`observation_rng`), so a logged decision can be replayed exactly, a
+batch decides exactly as row-by-row calls do, and a saved-then-loaded policy decides the same.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,6 +68,16 @@ class Decision:
         total = float(self.propensities.sum())
         if abs(total - 1.0) > PROPENSITY_TOLERANCE or (self.propensities < 0).any():
             raise ValueError(f"propensities must be >= 0 and sum to 1, got sum {total}")
+        if self.propensities[self.action] <= 0.0:
+            raise ValueError(
+                f"the chosen action {self.action} has propensity 0; a policy cannot pick an "
+                "action it gives no probability"
+            )
+        if self.expected_values is not None and self.expected_values.shape != (N_ACTIONS,):
+            raise ValueError(
+                f"expected_values must have shape ({N_ACTIONS},), "
+                f"got {self.expected_values.shape}"
+            )
 
     @property
     def action_name(self) -> str:
@@ -95,17 +120,200 @@ class OnlineLearner(Protocol):
         ...
 
 
+@runtime_checkable
+class Episodic(Protocol):
+    """A policy with a memory of executed actions (e.g. cooldowns)."""
+
+    def reset(self) -> None:
+        """Forget the memory: an episode (or a deployment) starts."""
+        ...
+
+    def record(self, action: int) -> None:
+        """One cycle passed and ``action`` was executed in it (``noop`` if nothing was)."""
+        ...
+
+
+@runtime_checkable
+class EnvAware(Protocol):
+    """A policy that needs the environment itself at decide time (a planner)."""
+
+    def attach(self, env: Any) -> None:
+        """Plan from ``env``'s current hidden state from now on."""
+        ...
+
+
+class PolicyFileError(ValueError):
+    """A policy file exists but cannot be used: corrupt, truncated, or of another kind."""
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
 def check_obs(obs: object, *, batch: bool = False) -> Obs:
     """Validate an observation (or a batch of them) and return it as float32.
 
-    Raises ``ValueError`` naming the problem: wrong shape, or NaN/inf entries.
+    obs: shape (N_KPIS,), or (n, N_KPIS) with ``batch=True``, n >= 1.
+    Raises ``ValueError`` naming the problem: wrong shape, not numeric, or NaN/inf entries.
     """
-    array = np.asarray(obs, dtype=np.float32)
+    try:
+        array = np.asarray(obs, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"observation must be an array of numbers, got {type(obs).__name__}"
+        ) from None
     expected = f"(n, {N_KPIS})" if batch else f"({N_KPIS},)"
-    if (batch and (array.ndim != 2 or array.shape[1] != N_KPIS)) or (
+    if (batch and (array.ndim != 2 or array.shape[1] != N_KPIS or array.shape[0] == 0)) or (
         not batch and array.shape != (N_KPIS,)
     ):
         raise ValueError(f"observation must have shape {expected}, got {array.shape}")
     if not np.isfinite(array).all():
-        raise ValueError("observation contains NaN or inf")
+        bad = np.argwhere(~np.isfinite(array))[0].tolist()
+        raise ValueError(f"observation contains NaN or inf (first at index {bad})")
     return array
+
+
+def check_action_index(action: object) -> int:
+    """An action index as ``int``; ``ValueError`` naming the value and the allowed range."""
+    if isinstance(action, bool) or not isinstance(action, int | np.integer):
+        raise ValueError(f"action must be an integer in [0, {N_ACTIONS - 1}], got {action!r}")
+    if not 0 <= int(action) < N_ACTIONS:
+        raise ValueError(f"action {action!r} outside [0, {N_ACTIONS - 1}]")
+    return int(action)
+
+
+def config_error(owner: object, name: str, value: object, allowed: str) -> ValueError:
+    """The error a frozen config raises for a bad field: names the class, field and value."""
+    return ValueError(f"{type(owner).__name__}.{name}={value!r} is invalid: must be {allowed}")
+
+
+def check_range(
+    owner: object, name: str, low: float, high: float = math.inf, *, open_low: bool = False
+) -> None:
+    """Raise :func:`config_error` unless ``owner.name`` is a finite number in the range."""
+    value = getattr(owner, name)
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and (value > low if open_low else value >= low)
+        and value <= high
+    )
+    if not ok:
+        bracket = "(" if open_low else "["
+        raise config_error(owner, name, value, f"a number in {bracket}{low}, {high}]")
+
+
+# --- shared maths -------------------------------------------------------------------------
+
+
+def one_hot(actions: NDArray[np.integer]) -> NDArray[np.float64]:
+    """Deterministic propensities. actions: int, shape (n,) -> float64, shape (n, N_ACTIONS)."""
+    out = np.zeros((len(actions), N_ACTIONS))
+    out[np.arange(len(actions)), actions] = 1.0
+    return out
+
+
+def softmax(x: NDArray[np.floating], temperature: float = 1.0) -> NDArray[np.float64]:
+    """Row-wise ``exp(x / T) / sum exp(x / T)`` in float64. x: shape (n, k) -> (n, k)."""
+    z = np.asarray(x, dtype=np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def normal_cdf(z: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Standard normal CDF, elementwise."""
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+    return 0.5 * (1.0 + erf(np.asarray(z, dtype=np.float64) / math.sqrt(2.0)))
+
+
+def prob_beats_runner_up(
+    means: NDArray[np.float64], stds: NDArray[np.float64], chosen: NDArray[np.integer]
+) -> NDArray[np.float64]:
+    """Under independent Gaussians ``N(means, stds^2)`` per action, P(chosen > best other).
+
+    The best other action is the one with the highest mean among the rest. means, stds:
+    shape (n, N_ACTIONS); chosen: shape (n,). Returns shape (n,), in [0, 1].
+    """
+    rows = np.arange(len(chosen))
+    others = means.copy()
+    others[rows, chosen] = -np.inf
+    runner_up = others.argmax(axis=1)
+    gap = means[rows, chosen] - means[rows, runner_up]
+    spread = np.sqrt(stds[rows, chosen] ** 2 + stds[rows, runner_up] ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(spread > 0, gap / np.where(spread > 0, spread, 1.0), np.sign(gap) * np.inf)
+    z = np.where(np.isnan(z), 0.0, z)
+    return np.clip(normal_cdf(z), 0.0, 1.0)
+
+
+def observation_rng(seed: int, counter: int, obs_row: Obs) -> np.random.Generator:
+    """A generator keyed by (seed, counter, the observation's bytes).
+
+    Stochastic policies draw from it so that a decision is a pure function of the policy's
+    state and the observation: reproducible from a log, equal in batch and single form.
+    """
+    digest = hashlib.blake2b(np.ascontiguousarray(obs_row).tobytes(), digest_size=8).digest()
+    return np.random.default_rng([seed, counter, int.from_bytes(digest, "little")])
+
+
+class DecisionArrays(NamedTuple):
+    """Decisions for a batch as arrays (n rows).
+
+    actions: int64 (n,); confidences: float64 (n,); propensities: float64 (n, N_ACTIONS);
+    expected_values: float64 (n, N_ACTIONS) or ``None``.
+    """
+
+    actions: NDArray[np.int64]
+    confidences: NDArray[np.float64]
+    propensities: NDArray[np.float64]
+    expected_values: NDArray[np.float64] | None = None
+
+
+class ArrayPolicy(ABC):
+    """Shared plumbing: a subclass decides a whole batch as arrays in ``_decide_arrays``, and
+    ``decide`` / ``decide_batch`` validate the input and build :class:`Decision` records.
+
+    ``decide(obs)`` is ``decide_batch(obs[None])[0]``, so single and batch agree by
+    construction; :meth:`decide_arrays` is the allocation-light path for throughput.
+    """
+
+    name: str
+    version: str
+
+    @abstractmethod
+    def _decide_arrays(self, obs: Obs) -> DecisionArrays:
+        """Decide for a validated batch, float32 shape (n, N_KPIS)."""
+
+    @abstractmethod
+    def save(self, path: str | Path) -> Path:
+        """Write the policy to ``path``; return where it went."""
+
+    def decide(self, obs: Obs) -> Decision:
+        """Decide for one observation, float32 shape (N_KPIS,)."""
+        return self.decide_batch(check_obs(obs)[None, :])[0]
+
+    def decide_batch(self, obs: Obs) -> list[Decision]:
+        """Decide for a batch, shape (n, N_KPIS); equal to ``decide`` row by row."""
+        arrays = self.decide_arrays(obs)
+        values = arrays.expected_values
+        return [
+            Decision(
+                action=int(arrays.actions[i]),
+                confidence=float(arrays.confidences[i]),
+                propensities=arrays.propensities[i],
+                policy_name=self.name,
+                policy_version=self.version,
+                expected_values=None if values is None else values[i],
+            )
+            for i in range(len(arrays.actions))
+        ]
+
+    def decide_arrays(self, obs: Obs) -> DecisionArrays:
+        """Decide for a batch, shape (n, N_KPIS), returning arrays (no Decision objects)."""
+        batch = check_obs(obs, batch=True)
+        arrays = self._decide_arrays(batch)
+        return arrays._replace(confidences=np.clip(arrays.confidences, 0.0, 1.0))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, version={self.version!r})"
