@@ -3,6 +3,8 @@ Gymnasium environment ``autopilot/SaaSOps-v0`` (registered on import)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium
 
 from environment.actions import ACTION_NAMES, ACTIONS, N_ACTIONS, action_index
@@ -25,7 +27,7 @@ if ENV_ID not in gymnasium.registry:
     )
 
 
-def make_env(scenario: str = "mixed", **kwargs: object) -> gymnasium.Env:  # type: ignore[type-arg]
+def make_env(scenario: str = "mixed", **kwargs: Any) -> gymnasium.Env[Any, Any]:
     """``gymnasium.make(ENV_ID, scenario=scenario, **kwargs)``."""
     return gymnasium.make(ENV_ID, scenario=scenario, **kwargs)
 

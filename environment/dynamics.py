@@ -64,7 +64,7 @@ import numpy as np
 
 from environment import actions as A
 from environment.actions import ACTIONS, N_ACTIONS
-from environment.kpis import KPI_NAMES, N_KPIS, alignment_score
+from environment.kpis import KPI_NAMES, N_KPIS, alignment_of, kpi_vector
 from environment.params import BusinessParams
 from environment.scenarios import SHOCK_KINDS, Scenario, Shock
 from environment.state import COHORT_DAYS, MATURED_WINDOW, MONTH_DAYS, WEEK_DAYS, BusinessState
@@ -184,7 +184,7 @@ def true_kpis(s: BusinessState, p: BusinessParams) -> dict[str, float]:
         "cac": cac,
         "arpa": now_arpa,
     }
-    kpis["alignment_score"] = alignment_score(kpis)
+    kpis["alignment_score"] = alignment_of(kpi_vector(kpis))
     return kpis
 
 
@@ -192,21 +192,21 @@ def _sample_sizes(s: BusinessState) -> list[float]:
     """The number of observations behind each KPI, in KPI order (noise scales as 1/sqrt(n))."""
     active = s.trial + s.unactivated + s.active_free + s.paying
     matured = sum(s.matured_signups)
-    conversions = max(sum(s.conversions_days), 1.0)
-    churned = max(sum(s.paying_churn_days), 1.0)
-    ltv_n = 1.0 / (1.0 / conversions + 1.0 / churned)
+    conversions = sum(s.conversions_days)
+    churned = sum(s.paying_churn_days)
+    ltv_n = 1.0 / (1.0 / max(conversions, 1.0) + 1.0 / max(churned, 1.0))
     return [
         active,  # activation_rate
         matured,  # d7_retention
         matured,  # signup_to_activation
         conversions,  # conversion_rate (relative: a count)
         ltv_n,  # ltv_cac (relative)
-        0.0,  # health_score: fixed noise
-        0.0,  # alignment_score: recomputed
+        1.0,  # health_score: fixed noise
+        1.0,  # alignment_score: recomputed from the others
         s.living_accounts,  # data_quality_issue_rate
-        max(s.orphans, 1.0),  # orphaned_records (relative: Poisson)
-        max(s.billing_attempts_ema, 1.0),  # billing_failure_rate
-        max(s.failed_payments, 1.0),  # failed_payment_backlog (relative)
+        s.orphans,  # orphaned_records (relative: Poisson)
+        s.billing_attempts_ema,  # billing_failure_rate
+        s.failed_payments,  # failed_payment_backlog (relative)
         active,  # at_risk_share
         active,  # message_pressure (relative)
         s.paying,  # mrr (relative)
@@ -217,62 +217,61 @@ def _sample_sizes(s: BusinessState) -> list[float]:
     ]
 
 
-_SHARE_KPIS = frozenset(
-    {
+def _noise_model(name: str) -> tuple[bool, float, float, float, float, float]:
+    """(is a share, relative coefficient, absolute coefficient, fixed sd, low, high) of a KPI's
+    noise; the first three scale as 1/sqrt(n)."""
+    if name in {
         "activation_rate",
         "d7_retention",
         "signup_to_activation",
         "data_quality_issue_rate",
         "billing_failure_rate",
         "at_risk_share",
-    }
-)
-_NOISE_KIND: tuple[str, ...] = tuple(
-    "share"
-    if name in _SHARE_KPIS
-    else "none"
-    if name == "alignment_score"
-    else "points"
-    if name == "health_score"
-    else "growth"
-    if name == "mrr_growth"
-    else "relative"
-    for name in KPI_NAMES
-)
-_RELATIVE_DAMPING = {"mrr": 0.1, "arpa": 0.1, "message_pressure": 0.5}
-"""Revenue is counted, not sampled: its noise is a tenth of a pure count's."""
+    }:
+        return True, 0.0, 0.0, 0.0, 0.0, 1.0
+    if name == "health_score":
+        return False, 0.0, 0.0, 0.5, 0.0, 100.0
+    if name == "mrr_growth":
+        return False, 0.0, 0.1, 0.0, -math.inf, math.inf
+    if name == "alignment_score":
+        return False, 0.0, 0.0, 0.0, 0.0, 100.0
+    # Revenue is counted, not sampled: its noise is a tenth of a pure count's.
+    damping = {"mrr": 0.1, "arpa": 0.1, "message_pressure": 0.5}.get(name, 1.0)
+    return False, damping, 0.0, 0.0, 0.0, math.inf
+
+
+_NOISE = tuple(_noise_model(name) for name in KPI_NAMES)
+_ALIGNMENT = KPI_NAMES.index("alignment_score")
 
 
 def measured_kpis(
     s: BusinessState, p: BusinessParams, rng: np.random.Generator | None
-) -> tuple[dict[str, float], dict[str, float]]:
-    """(measured, true) KPIs. Measured ones carry sampling noise that shrinks as the base grows.
+) -> tuple[list[float], dict[str, float]]:
+    """(measured KPI values in ``KPI_NAMES`` order, true KPIs by name).
 
-    A share ``q`` measured on ``n`` accounts gets ``N(0, q (1 - q) / n)``; a count-like KPI gets
-    relative noise ``1 / sqrt(n)``; the health score gets 0.5 points. Shares stay in [0, 1] and
-    counts non-negative (a measured share cannot leave its range). ``rng=None``: no noise.
+    Measured KPIs carry sampling noise that shrinks as the base grows: a share ``q`` measured
+    on ``n`` accounts gets ``N(0, q (1 - q) / n)``; a count-like KPI relative noise
+    ``1 / sqrt(n)`` (a tenth of it for revenue, which is counted rather than sampled);
+    ``mrr_growth`` ``0.1 / sqrt(n)``; the health score 0.5 points. A measured share stays in
+    [0, 1], a count non-negative, the score in [0, 100]; the alignment score is recomputed
+    from the measured KPIs. ``rng=None``: no noise.
     """
     truth = true_kpis(s, p)
+    values = kpi_vector(truth)
     if rng is None:
-        return dict(truth), truth
-    z = rng.standard_normal(N_KPIS)
+        return values, truth
+    noise = rng.standard_normal(N_KPIS).tolist()
     sizes = _sample_sizes(s)
-    measured: dict[str, float] = {}
-    for i, name in enumerate(KPI_NAMES):
-        value = truth[name]
-        kind = _NOISE_KIND[i]
-        n = max(sizes[i], 1.0)
-        if kind == "share":
-            value = min(max(value + z[i] * math.sqrt(value * (1.0 - value) / n), 0.0), 1.0)
-        elif kind == "relative":
-            damping = _RELATIVE_DAMPING.get(name, 1.0)
-            value = max(value * (1.0 + damping * z[i] / math.sqrt(n)), 0.0)
-        elif kind == "growth":
-            value += 0.1 * z[i] / math.sqrt(n)
-        elif kind == "points":
-            value = min(max(value + 0.5 * z[i], 0.0), 100.0)
-        measured[name] = float(value)
-    measured["alignment_score"] = alignment_score(measured)
+    measured = []
+    for value, z, n, (share, relative, absolute, fixed, low, high) in zip(
+        values, noise, sizes, _NOISE, strict=True
+    ):
+        spread = relative * abs(value) + absolute
+        if share:
+            spread += math.sqrt(max(value * (1.0 - value), 0.0))
+        sd = spread / math.sqrt(max(n, 1.0)) + fixed
+        measured.append(min(max(value + sd * z, low), high))
+    measured[_ALIGNMENT] = alignment_of(measured)
     return measured, truth
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, SupportsFloat
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from environment import dynamics
 from environment.actions import ACTION_NAMES, N_ACTIONS, check_action
-from environment.kpis import KPI_NAMES, OBS_HIGH, OBS_LOW, encode
+from environment.kpis import KPI_NAMES, OBS_HIGH, OBS_LOW, encode_vector
 from environment.params import BusinessParams
 from environment.render import render_ansi, render_rgb
 from environment.scenarios import SHOCK_KINDS, get_scenario
@@ -105,7 +105,7 @@ class SaaSOpsEnv(gym.Env[Obs, np.int64]):
     - v0: initial version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}  # noqa: RUF012 (Gymnasium's API)
 
     def __init__(
         self,
@@ -172,7 +172,7 @@ class SaaSOpsEnv(gym.Env[Obs, np.int64]):
         if not isinstance(state, BusinessState):
             raise TypeError(f"set_state expects a BusinessState, got {type(state).__name__}")
         self._state = state.copy()
-        self._kpis = dynamics.measured_kpis(self._state, self.params, None)[0]
+        self._kpis = dynamics.true_kpis(self._state, self.params)
 
     @property
     def state(self) -> BusinessState:
@@ -189,12 +189,13 @@ class SaaSOpsEnv(gym.Env[Obs, np.int64]):
     # --- helpers ------------------------------------------------------------------------------
 
     def _observe(self, state: BusinessState) -> tuple[Obs, dict[str, Any]]:
-        kpis, truth = dynamics.measured_kpis(state, self.params, self.np_random)
+        measured, truth = dynamics.measured_kpis(state, self.params, self.np_random)
+        kpis = dict(zip(KPI_NAMES, measured, strict=True))
         self._kpis = kpis
         if self.render_mode == "rgb_array":
             self._history.append(kpis)
         info: dict[str, Any] = {"kpis": kpis, "true_kpis": truth, "cash": state.cash}
-        return encode(kpis), info
+        return encode_vector(measured), info
 
 
 __all__ = ["KPI_NAMES", "SaaSOpsEnv"]

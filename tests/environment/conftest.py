@@ -40,7 +40,9 @@ def rollout(params: BusinessParams) -> Rollout:
     return run
 
 
-def with_shock(state: BusinessState, kind: str, start: int, end: int, magnitude: float) -> BusinessState:
+def with_shock(
+    state: BusinessState, kind: str, start: int, end: int, magnitude: float
+) -> BusinessState:
     """A copy of ``state`` with one shock scheduled at steps ``[start, end)``."""
     shocked = state.copy()
     shocked.shocks = (Shock(SHOCK_KINDS.index(kind), start, end, magnitude),)

@@ -28,7 +28,9 @@ def cash_gain(after: BusinessState, before: BusinessState) -> float:
     return after.cash - before.cash
 
 
-def test_transition_does_not_mutate_its_input(steady: BusinessState, params: BusinessParams) -> None:
+def test_transition_does_not_mutate_its_input(
+    steady: BusinessState, params: BusinessParams
+) -> None:
     before = steady.copy()
     for action in range(A.N_ACTIONS):
         dynamics.transition(steady, action, params, None)
@@ -115,7 +117,9 @@ def test_onboarding_boost_raises_activation(
     surge = with_shock(steady, "viral_surge", 0, 5 * DAY, 4.0)
     boosted = rollout(surge, [A.ONBOARDING_BOOST], 9 * DAY)
     plain = rollout(surge, [], 9 * DAY)
-    assert kpis(boosted, params)["signup_to_activation"] > kpis(plain, params)["signup_to_activation"]
+    assert (
+        kpis(boosted, params)["signup_to_activation"] > kpis(plain, params)["signup_to_activation"]
+    )
     assert kpis(boosted, params)["activation_rate"] > kpis(plain, params)["activation_rate"]
 
 
@@ -201,7 +205,9 @@ def test_shift_marketing_trades_reach_for_intent(
 ) -> None:
     shifted = rollout(steady, [A.SHIFT_MARKETING], 14 * DAY)
     plain = rollout(steady, [], 14 * DAY)
-    assert kpis(shifted, params)["signup_to_activation"] > kpis(plain, params)["signup_to_activation"]
+    assert (
+        kpis(shifted, params)["signup_to_activation"] > kpis(plain, params)["signup_to_activation"]
+    )
     assert sum(shifted.matured_signups) < sum(plain.matured_signups)
 
 

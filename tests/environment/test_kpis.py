@@ -19,6 +19,7 @@ from environment.kpis import (
     check_kpis,
     decode,
     encode,
+    encode_vector,
 )
 from environment.params import BusinessParams
 
@@ -30,11 +31,21 @@ def test_encode_decode_round_trip(params: BusinessParams) -> None:
         assert decoded[name] == pytest.approx(kpis[name], rel=1e-5, abs=1e-6), name
 
 
-@pytest.mark.parametrize("value", [0.0, 1e-9, 0.5, 3.0, 1e6, 1e12])
-def test_positive_scales_never_leave_the_box(value: float) -> None:
-    for spec in KPI_SPECS:
-        encoded = spec.encode(value if spec.name != "mrr_growth" else -value)
-        assert OBS_LOW[KPI_NAMES.index(spec.name)] <= encoded <= OBS_HIGH[0]
+@pytest.mark.parametrize("value", [-1e9, -1.0, 0.0, 1e-9, 0.5, 3.0, 150.0, 1e6, 1e12])
+def test_encoding_never_leaves_the_box(value: float) -> None:
+    encoded = encode_vector(np.full(N_KPIS, value))
+    assert (encoded >= OBS_LOW).all()
+    assert (encoded <= OBS_HIGH).all()
+
+
+def test_encoding_formulas() -> None:
+    kpis = dict.fromkeys(KPI_NAMES, 0.0)
+    kpis.update(activation_rate=0.3, health_score=85.0, mrr=250_000.0, mrr_growth=0.05)
+    encoded = dict(zip(KPI_NAMES, encode(kpis).tolist(), strict=True))
+    assert encoded["activation_rate"] == pytest.approx(0.3)
+    assert encoded["health_score"] == pytest.approx(0.85)
+    assert encoded["mrr"] == pytest.approx(0.5)  # x / (x + half) at x == half
+    assert encoded["mrr_growth"] == pytest.approx(math.tanh(1.0))
 
 
 def test_alignment_is_100_only_when_every_target_is_met(params: BusinessParams) -> None:
