@@ -432,7 +432,7 @@ def transition(
     equity = customer_equity(s, p)
     s.last_equity_change = equity - s.customer_equity
     s.customer_equity = equity
-    _decay(s, p, dt)
+    _decay(s, p)
     s.t += 1
     if s.t % p.steps_per_day == 0:
         _end_of_day(s, p, health)
@@ -768,19 +768,20 @@ def _money(s: BusinessState, p: BusinessParams, dt: float, action_cost: float) -
     s.last_action_cost = action_cost
 
 
-def _decay(s: BusinessState, p: BusinessParams, dt: float) -> None:
+def _decay(s: BusinessState, p: BusinessParams) -> None:
     """Fatigue, lifts, pressures and memories fade; the funnel leaks a little."""
-    ln2 = math.log(2.0)
-    s.fatigue *= math.exp(-ln2 * dt / p.fatigue_half_life_days)
-    s.onboarding *= math.exp(-ln2 * dt / p.onboarding_half_life_days)
-    s.price_shock *= math.exp(-ln2 * dt / p.price_shock_half_life_days)
-    s.feature_level *= math.exp(-ln2 * dt / p.feature_half_life_days)
-    s.retry_pressure *= math.exp(-ln2 * dt / 1.0)
-    mix_fade = math.exp(-ln2 * dt / p.mix_half_life_days)
-    s.channel_mix = p.base_channel_mix + (s.channel_mix - p.base_channel_mix) * mix_fade
-    s.funnel_quality *= 1.0 - p.funnel_decay_per_day * dt
-    memory = math.exp(-ln2 * dt / p.repeat_half_life_days)
-    s.recent_use = tuple(u * memory for u in s.recent_use)
+    keep = p.step_decay
+    s.fatigue *= keep.fatigue
+    s.onboarding *= keep.onboarding
+    s.price_shock *= keep.price_shock
+    s.feature_level *= keep.feature
+    s.retry_pressure *= keep.retry_pressure
+    s.channel_mix = p.base_channel_mix + (s.channel_mix - p.base_channel_mix) * keep.channel_mix
+    s.funnel_quality *= keep.funnel
+    if any(s.recent_use):
+        memory = keep.recent_use
+        # Memories below a thousandth of a use are forgotten, so quiet stretches cost nothing.
+        s.recent_use = tuple(u * memory if u > 1e-3 else 0.0 for u in s.recent_use)
 
 
 def _end_of_day(s: BusinessState, p: BusinessParams, health: float) -> None:

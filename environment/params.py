@@ -9,7 +9,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
+
+
+class StepDecay(NamedTuple):
+    """How much of each decaying quantity survives one step."""
+
+    fatigue: float
+    onboarding: float
+    price_shock: float
+    feature: float
+    retry_pressure: float
+    channel_mix: float
+    recent_use: float
+    funnel: float
 
 
 def _bounded(default: float, low: float, high: float = math.inf) -> Any:
@@ -236,13 +250,31 @@ class BusinessParams:
         """Length of one step in days."""
         return 1.0 / self.steps_per_day
 
-    @property
+    @cached_property
     def activation_hazards(self) -> tuple[float, ...]:
         """Activation hazard per day for account ages 0..6 days, front-loaded by
         ``activation_age_decay`` and scaled so 7 days reach ``activation_within_7d``."""
         shape = [self.activation_age_decay**age for age in range(7)]
         total = -math.log(1.0 - self.activation_within_7d)
         return tuple(total * s / sum(shape) for s in shape)
+
+    @cached_property
+    def step_decay(self) -> StepDecay:
+        """Per-step retention factors of every decaying quantity (``0.5 ** (dt / half-life)``)."""
+
+        def keep(half_life_days: float) -> float:
+            return 0.5 ** (self.dt_days / half_life_days)
+
+        return StepDecay(
+            fatigue=keep(self.fatigue_half_life_days),
+            onboarding=keep(self.onboarding_half_life_days),
+            price_shock=keep(self.price_shock_half_life_days),
+            feature=keep(self.feature_half_life_days),
+            retry_pressure=keep(1.0),
+            channel_mix=keep(self.mix_half_life_days),
+            recent_use=keep(self.repeat_half_life_days),
+            funnel=1.0 - self.funnel_decay_per_day * self.dt_days,
+        )
 
     @property
     def base_arpa(self) -> float:

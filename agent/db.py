@@ -1,0 +1,199 @@
+"""Engines, sessions and migrations, with errors that say what to run.
+
+The embedded default is the SQLite file ``autopilot.db``; any SQLAlchemy URL works (PostgreSQL
+is tested), and ``AUTOPILOT_DB_URL`` overrides the default. :func:`connect` refuses a database
+it cannot use and names the fix:
+
+- unreachable server or unopenable file: :class:`DatabaseUnreachable`;
+- no autopilot schema: :class:`SchemaMissing` ("run `autopilot db upgrade`");
+- schema at an older (or unknown) migration: :class:`SchemaOutdated`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+DEFAULT_DB_URL = "sqlite:///autopilot.db"
+DB_URL_ENV = "AUTOPILOT_DB_URL"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class DatabaseError(RuntimeError):
+    """A database the agent cannot use; the message says why and what to run."""
+
+
+class DatabaseUnreachable(DatabaseError):
+    """The server cannot be reached or the file cannot be opened."""
+
+
+class SchemaMissing(DatabaseError):
+    """The database has no autopilot schema."""
+
+
+class SchemaOutdated(DatabaseError):
+    """The schema is at another migration than this code expects."""
+
+
+def resolve_url(url: str | None = None) -> str:
+    """``url`` if given, else ``$AUTOPILOT_DB_URL``, else ``sqlite:///autopilot.db``."""
+    return url or os.environ.get(DB_URL_ENV) or DEFAULT_DB_URL
+
+
+def _parse(url: str | URL) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise ValueError(
+            f"invalid database URL {str(url)!r}; expected e.g. sqlite:///autopilot.db or "
+            "postgresql+psycopg://user@host:5432/dbname"
+        ) from None
+
+
+def _shown(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the seeding writer
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB
+    cursor.close()
+
+
+def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
+    """An engine for ``url`` (see :func:`resolve_url`), without touching the database.
+
+    SQLite connections enforce foreign keys and use WAL journaling, like a server would.
+    Raises ``ValueError`` for a malformed URL or an unknown driver.
+    """
+    parsed = _parse(resolve_url(url) if url is None or isinstance(url, str) else url)
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ImportError) as error:
+        raise ValueError(f"unsupported database URL {_shown(parsed)!r}: {error}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database or "")
+
+
+def ping(engine: Engine) -> None:
+    """Open and close one connection; :class:`DatabaseUnreachable` if that fails."""
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise DatabaseUnreachable(
+            f"cannot reach database {_shown(engine.url)}: {reason}"
+        ) from None
+
+
+def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
+    """The Alembic configuration, built in code (no ``alembic.ini``): the packaged migrations
+    and either a live ``connection`` or a ``url``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The migration this code expects."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships migrations
+        raise DatabaseError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration the database is at, or ``None`` if it has never been migrated."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str:
+    """Create or upgrade the schema to ``revision``; returns the revision reached."""
+    ping(engine)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), revision)
+    reached = current_revision(engine)
+    return reached or ""
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise :class:`SchemaMissing` or :class:`SchemaOutdated` unless the database is at the
+    head migration."""
+    url = _shown(engine.url)
+    fix = f"run `autopilot db upgrade --db {url}`"
+    current = current_revision(engine)
+    if current is None:
+        tables = set(inspect(engine).get_table_names())
+        detail = "it is empty" if not tables else f"it has only {sorted(tables)[:5]}"
+        raise SchemaMissing(f"database {url} has no autopilot schema ({detail}); {fix}")
+    head = head_revision()
+    if current != head:
+        script = ScriptDirectory.from_config(alembic_config())
+        known = {rev.revision for rev in script.walk_revisions()}
+        if current in known:
+            raise SchemaOutdated(
+                f"database {url} is at migration {current}, this code needs {head}; {fix}"
+            )
+        raise SchemaOutdated(
+            f"database {url} is at migration {current}, unknown to this code (head {head}): "
+            "it was migrated by a newer autopilot; upgrade the package"
+        )
+
+
+def connect(url: str | URL | None = None, *, check: bool = True, **kwargs: Any) -> Engine:
+    """An engine for a reachable database, checked to be at the head migration.
+
+    A SQLite file that does not exist is reported (rather than silently created empty).
+    """
+    parsed = _parse(resolve_url(url) if url is None or isinstance(url, str) else url)
+    path = _sqlite_file(parsed)
+    if check and path is not None and not path.exists():
+        raise SchemaMissing(
+            f"database file {path} does not exist; "
+            f"run `autopilot db upgrade --db {_shown(parsed)}` to create it"
+        )
+    engine = make_engine(parsed, **kwargs)
+    ping(engine)
+    if check:
+        check_schema(engine)
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions bound to ``engine`` that keep loaded attributes after commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on error."""
+    with session_factory(engine)() as session, session.begin():
+        yield session
