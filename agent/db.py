@@ -104,9 +104,7 @@ def ping(engine: Engine) -> None:
             pass
     except OperationalError as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise DatabaseUnreachable(
-            f"cannot reach database {_shown(engine.url)}: {reason}"
-        ) from None
+        raise DatabaseUnreachable(f"cannot reach database {_shown(engine.url)}: {reason}") from None
 
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:

@@ -359,9 +359,7 @@ class Setting(Base):
     execution_id: Mapped[int | None] = mapped_column(ForeignKey("executions.id"))
     note: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (
-        UniqueConstraint("key", "effective_at", name="uq_settings_key_effective_at"),
-    )
+    __table_args__ = (UniqueConstraint("key", "effective_at", name="uq_settings_key_effective_at"),)
 
 
 PRODUCT_TABLES: tuple[str, ...] = (

@@ -93,7 +93,12 @@ class RulesConfig:
     """Ceiling on ``data_quality_issue_rate`` (the 2% target is where damage is already done:
     defects fail payments and jobs long before)."""
     at_risk_target: float = SPEC_BY_NAME["at_risk_share"].target or 0.15
-    """Ceiling on ``at_risk_share``."""
+    """Ceiling on ``at_risk_share`` (the roadmap rule's trigger)."""
+    campaign_at_risk_threshold: float = 0.25
+    """``at_risk_share`` above which a retention campaign is sent. Higher than the target on
+    purpose: a campaign messages every at-risk account and fatigues the audience (at-risk
+    hazard ``1 + k fatigue^2``), so in simulation it pays only when many accounts are at risk
+    (a competitor launch), not against the structural ~18% at-risk share."""
     churn_threshold: float = 0.05
     """Monthly churn above which a low LTV:CAC is blamed on churn rather than on CAC."""
     backlog_threshold: float = 0.005
@@ -114,7 +119,7 @@ class RulesConfig:
         ("upgrade_prompt", 42),
         ("scale_infra", 12),
         ("shift_marketing", 120),
-        ("ship_feature", 90),
+        ("ship_feature", 42),
     )
     """(action, cycles) pairs: the minimum cycles between two executions of the action."""
 
@@ -125,6 +130,7 @@ class RulesConfig:
             "signup_to_activation_target",
             "data_quality_threshold",
             "at_risk_target",
+            "campaign_at_risk_threshold",
             "backlog_threshold",
             "outage_failure_rate",
         ):
@@ -203,6 +209,9 @@ def build_rules(config: RulesConfig) -> tuple[Rule, ...]:
     def quiet(kpis: dict[str, float]) -> bool:
         return kpis["message_pressure"] <= c.max_message_pressure
 
+    def campaign(kpis: dict[str, float]) -> bool:
+        return quiet(kpis) and kpis["at_risk_share"] > c.campaign_at_risk_threshold
+
     def clean(kpis: dict[str, float]) -> bool:
         return (
             kpis["data_quality_issue_rate"] <= c.data_quality_threshold
@@ -238,14 +247,14 @@ def build_rules(config: RulesConfig) -> tuple[Rule, ...]:
         Rule(
             "at_risk",
             A.RETENTION_CAMPAIGN,
-            lambda k: _ceiling(k["at_risk_share"], c.at_risk_target),
+            lambda k: _ceiling(k["at_risk_share"], c.campaign_at_risk_threshold),
             quiet,
         ),
         Rule(
             "ltv_cac_churn",
             A.RETENTION_CAMPAIGN,
             lambda k: ltv_cac(k) if k["churn_rate"] > c.churn_threshold else 0.0,
-            quiet,
+            campaign,
         ),
         Rule(
             "ltv_cac_acquisition",

@@ -1,0 +1,673 @@
+"""KPI observation by SQL: every KPI of :mod:`environment.kpis`, from aggregates only.
+
+``observe(session, as_of)`` runs a dozen aggregate queries (no row is loaded into Python) on
+SQLite and PostgreSQL alike and returns a :class:`KpiSnapshot` whose ``kpis`` have the names and
+natural units of the simulator's ``info["kpis"]``; ``snapshot.encode()`` is the observation
+vector the environment would give for them.
+
+How the product tables map onto the KPI definitions (``A`` is ``as_of``; a window ``(A - w, A]``
+excludes its start and includes its end; rows dated after ``A`` belong to no window and count as
+defects):
+
+- **Accounts.** A user is *alive* if it signed up at or before ``A`` and is not deleted by
+  ``A``. Alive accounts fall into exactly one segment, in this order: *paying* (a subscription
+  active at ``A`` with no unresolved failed charge; *at risk* if silent, else *engaged*),
+  *past due* (an active subscription whose failed charge is unresolved at ``A``), *trial*
+  (signed up in ``(A - 7 d, A]``; *activated* or *pending*), *unactivated*, *at-risk free*
+  (activated, silent), *active free* (activated, seen within 14 days). *Silent* means no event
+  in ``(A - 14 d, A]``: the last event is from before ``A - 14 d``, or there is none.
+- ``activation_rate`` = (trial activated + active free + engaged paying) / (those + trial
+  pending + unactivated).
+- ``d7_retention`` / ``signup_to_activation``: the cohort of alive users who signed up in
+  ``(A - 15 d, A - 8 d]`` (ages 8 to 14 whole days, so every day-7 window has ended); the share
+  with an event in ``[signup + 7 d, signup + 8 d)``, resp. with ``activated_at < signup + 7 d``.
+- ``conversion_rate`` = subscriptions started by a conversion in ``(A - 30 d, A]`` / active free
+  accounts. ``cac`` = marketing spend (``usage_metrics`` ``marketing_spend_usd``) over the same
+  window / those conversions (at least 1).
+- ``churn_rate`` = subscriptions ended by cancellation or failed payment in ``(A - 30 d, A]`` /
+  paying accounts. ``mrr`` = ``price_level`` setting x the list prices of subscriptions in good
+  standing; ``mrr_growth`` compares it with the same sum at ``A - 30 d`` (the subscriptions,
+  billing failures and price in force then). ``arpa`` = MRR / paying accounts (0 without any).
+  ``ltv_cac`` = ARPA x ``gross_margin`` setting / max(churn, 0.005) / max(CAC, 1 USD).
+- ``billing_failure_rate``: failed / all scheduled charges in ``(A - 1 d, A]`` (retries are
+  not new attempts); ``failed_payment_backlog`` = past-due accounts / paying accounts.
+- ``at_risk_share`` = (at-risk free + at-risk paying) / (those + active free + engaged paying).
+- ``message_pressure`` = outbox messages created in ``(A - 7 d, A]`` / active accounts (the
+  denominator of ``activation_rate``).
+- **Records** are the rows of ``users``, ``workflows``, ``events``, ``suggestions`` and
+  ``billing_events``. ``data_quality_issue_rate`` = defective records / records, a record being
+  defective if it has any of: a NULL or malformed email, a duplicate email (each user after the
+  first with the same lower-cased address), activation before signup, a timestamp after ``A``,
+  an unknown event type, workflow status or billing kind/status, a NULL workflow name, a
+  suggestion confidence that is NULL or outside [0, 1], a negative amount.
+  ``orphaned_records`` = workflows and events whose ``user_id`` is NULL, unknown, or a user
+  deleted by ``A``.
+- ``health_score`` combines the latest ``error_rate``, ``p95_latency_ms`` and
+  ``failed_job_rate`` metrics at or before ``A`` with the data bloat orphans / records, as
+  :func:`health_score` documents.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import FunctionElement
+
+from agent.db import check_schema
+from agent.models import (
+    BILLING_KINDS,
+    BILLING_STATUSES,
+    EVENT_TYPES,
+    WORKFLOW_STATUSES,
+    BillingEvent,
+    Event,
+    Outbox,
+    Setting,
+    Subscription,
+    Suggestion,
+    UsageMetric,
+    User,
+    Workflow,
+)
+from environment.kpis import KPI_NAMES, alignment_score, check_kpis, encode
+from environment.params import BusinessParams
+
+TRIAL_DAYS = 7
+SILENT_DAYS = 14
+COHORT_WINDOW = (8, 15)
+"""Matured cohorts: ``signup_at`` in ``(A - 15 d, A - 8 d]``, ages 8 to 14 whole days."""
+MONTH_DAYS = 30
+WEEK_DAYS = 7
+CHURN_REASONS = ("canceled", "payment_failed")
+HEALTH_METRICS = ("error_rate", "p95_latency_ms", "failed_job_rate")
+MARKETING_METRIC = "marketing_spend_usd"
+EMAIL_PATTERN = "%_@_%._%"
+"""SQL LIKE pattern of a well-formed email (portable across backends); a space also fails."""
+_DEFAULTS = BusinessParams()
+SETTING_DEFAULTS: dict[str, float] = {
+    "price_level": 1.0,
+    "gross_margin": _DEFAULTS.gross_margin,
+    "base_latency_ms": _DEFAULTS.base_latency_ms,
+}
+"""Settings the observation reads, with the value assumed when a database has none."""
+SEGMENTS: tuple[str, ...] = (
+    "paying_engaged",
+    "paying_at_risk",
+    "past_due",
+    "trial_activated",
+    "trial_pending",
+    "unactivated",
+    "at_risk_free",
+    "active_free",
+)
+DEFECT_KINDS: tuple[str, ...] = (
+    "null_email",
+    "malformed_email",
+    "duplicate_user",
+    "activation_before_signup",
+    "future_timestamp",
+    "unknown_event_type",
+    "unknown_workflow_status",
+    "missing_workflow_name",
+    "invalid_confidence",
+    "negative_amount",
+    "unknown_billing_value",
+)
+
+
+# --- portable SQL helpers -----------------------------------------------------------------
+
+
+class days_between(FunctionElement[float]):  # noqa: N801 - reads like the SQL function it is
+    """``later - earlier`` in (fractional) days, for two timestamp expressions."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(days_between, "sqlite")
+def _days_between_sqlite(element: days_between, compiler: Any, **kw: Any) -> str:
+    later, earlier = list(element.clauses)
+    return f"(julianday({compiler.process(later, **kw)}) - julianday({compiler.process(earlier, **kw)}))"
+
+
+@compiles(days_between)
+def _days_between_default(element: days_between, compiler: Any, **kw: Any) -> str:
+    later, earlier = list(element.clauses)
+    return (
+        f"(EXTRACT(EPOCH FROM ({compiler.process(later, **kw)} - "
+        f"{compiler.process(earlier, **kw)})) / 86400.0)"
+    )
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _alive(as_of: datetime) -> ColumnElement[bool]:
+    return and_(User.signup_at <= as_of, or_(User.deleted_at.is_(None), User.deleted_at > as_of))
+
+
+def _in_window(column: Any, as_of: datetime, days: float) -> ColumnElement[bool]:
+    return and_(column > as_of - timedelta(days=days), column <= as_of)
+
+
+def _past_due_at(at: datetime) -> ColumnElement[bool]:
+    """The correlated subscription has a failed charge unresolved at ``at``."""
+    return exists().where(
+        BillingEvent.subscription_id == Subscription.id,
+        BillingEvent.status == "failed",
+        BillingEvent.kind == "charge",
+        BillingEvent.occurred_at <= at,
+        or_(BillingEvent.resolved_at.is_(None), BillingEvent.resolved_at > at),
+    )
+
+
+def _active_at(at: datetime) -> ColumnElement[bool]:
+    return and_(
+        Subscription.started_at <= at,
+        or_(Subscription.ended_at.is_(None), Subscription.ended_at > at),
+    )
+
+
+# --- the snapshot -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KpiSnapshot:
+    """Every KPI at ``as_of`` plus the counts behind them.
+
+    - ``kpis``: every name of :data:`environment.kpis.KPI_NAMES`, natural units.
+    - ``counts``: the aggregates the KPIs were computed from (segment sizes, window counts,
+      records, MRR 30 days ago...), for issue detection and for explaining a number.
+    - ``defects``: defective records by kind (:data:`DEFECT_KINDS`).
+    - ``warnings``: what the observation had to assume (a missing metric or setting).
+    """
+
+    as_of: datetime
+    kpis: dict[str, float]
+    counts: dict[str, float]
+    defects: dict[str, int]
+    warnings: tuple[str, ...] = field(default=())
+
+    def encode(self) -> NDArray[np.float32]:
+        """The environment's observation vector for these KPIs: float32, shape (N_KPIS,)."""
+        return encode(self.kpis)
+
+
+def health_score(
+    error_rate: float,
+    p95_latency_ms: float,
+    failed_job_rate: float,
+    bloat: float,
+    base_latency_ms: float,
+) -> float:
+    """0-100: 100 minus four saturating penalties, the simulator's formula
+    (:func:`environment.dynamics.system_health`): errors (35 points, half at 2%), latency above
+    ``base_latency_ms`` (25, half at +400 ms), failed background jobs (20, half at 5%), data
+    bloat orphans / records (20, half at 2%). Inputs are clipped at 0."""
+    errors = max(error_rate, 0.0)
+    excess = max(p95_latency_ms - base_latency_ms, 0.0)
+    jobs = max(failed_job_rate, 0.0)
+    bloat = max(bloat, 0.0)
+    return 100.0 - (
+        35.0 * errors / (errors + 0.02)
+        + 25.0 * excess / (excess + 400.0)
+        + 20.0 * jobs / (jobs + 0.05)
+        + 20.0 * bloat / (bloat + 0.02)
+    )
+
+
+def as_utc_naive(as_of: datetime | None, name: str = "as_of") -> datetime:
+    """``as_of`` as a naive UTC datetime (naive input is taken as UTC; ``None`` is now)."""
+    if as_of is None:
+        return datetime.now(UTC).replace(tzinfo=None)
+    if not isinstance(as_of, datetime):
+        raise ValueError(f"{name} must be a datetime, got {as_of!r}")
+    if as_of.tzinfo is not None:
+        return as_of.astimezone(UTC).replace(tzinfo=None)
+    return as_of
+
+
+# --- the queries --------------------------------------------------------------------------
+
+
+def _last_seen(as_of: datetime) -> Any:
+    return (
+        select(Event.user_id.label("user_id"), func.max(Event.occurred_at).label("last_seen"))
+        .where(Event.occurred_at <= as_of, Event.user_id.is_not(None))
+        .group_by(Event.user_id)
+        .subquery("last_seen")
+    )
+
+
+def _standing(at: datetime) -> Any:
+    """Per user with a subscription active at ``at``: in good standing (1/0), past due (1/0)."""
+    past_due = _past_due_at(at)
+    return (
+        select(
+            Subscription.user_id.label("user_id"),
+            func.max(case((past_due, 0), else_=1)).label("good"),
+            func.max(case((past_due, 1), else_=0)).label("past_due"),
+        )
+        .where(_active_at(at))
+        .group_by(Subscription.user_id)
+        .subquery("standing")
+    )
+
+
+def segment_query(as_of: datetime) -> Select[Any]:
+    """``SELECT segment, count(*)`` over alive users (see the module docstring)."""
+    seen = _last_seen(as_of)
+    standing = _standing(as_of)
+    activated = and_(User.activated_at.is_not(None), User.activated_at <= as_of)
+    silent = or_(
+        seen.c.last_seen.is_(None), seen.c.last_seen <= as_of - timedelta(days=SILENT_DAYS)
+    )
+    in_trial = User.signup_at > as_of - timedelta(days=TRIAL_DAYS)
+    segment = case(
+        (and_(standing.c.good == 1, silent), "paying_at_risk"),
+        (standing.c.good == 1, "paying_engaged"),
+        (standing.c.past_due == 1, "past_due"),
+        (and_(in_trial, activated), "trial_activated"),
+        (in_trial, "trial_pending"),
+        (not_(activated), "unactivated"),
+        (silent, "at_risk_free"),
+        else_="active_free",
+    ).label("segment")
+    return (
+        select(segment, func.count().label("n"))
+        .select_from(User)
+        .outerjoin(seen, seen.c.user_id == User.id)
+        .outerjoin(standing, standing.c.user_id == User.id)
+        .where(_alive(as_of))
+        .group_by(segment)
+    )
+
+
+def _cohort_query(as_of: datetime) -> Select[Any]:
+    newest, oldest = COHORT_WINDOW
+    retained = exists().where(
+        Event.user_id == User.id,
+        Event.occurred_at >= User.signup_at,
+        days_between(Event.occurred_at, User.signup_at) >= 7.0,
+        days_between(Event.occurred_at, User.signup_at) < 8.0,
+        Event.occurred_at <= as_of,
+    )
+    activated_in_week = and_(
+        User.activated_at.is_not(None),
+        User.activated_at <= as_of,
+        days_between(User.activated_at, User.signup_at) < 7.0,
+    )
+    return select(
+        func.count().label("matured"),
+        _count_if(activated_in_week).label("matured_activated"),
+        _count_if(retained).label("matured_retained"),
+    ).where(
+        User.signup_at > as_of - timedelta(days=oldest),
+        User.signup_at <= as_of - timedelta(days=newest),
+        _alive(as_of),
+    )
+
+
+def _mrr_query(at: datetime) -> Select[Any]:
+    """Sum of list prices of subscriptions in good standing at ``at`` (before the price
+    level) and how many there are."""
+    good = and_(_active_at(at), not_(_past_due_at(at)))
+    return select(func.coalesce(func.sum(Subscription.list_price), 0.0), func.count()).where(good)
+
+
+def _setting_value(session: Session, key: str, at: datetime, warnings: list[str]) -> float:
+    value = session.execute(
+        select(Setting.value)
+        .where(Setting.key == key, Setting.effective_at <= at)
+        .order_by(Setting.effective_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    default = SETTING_DEFAULTS[key]
+    if value is None:
+        warnings.append(f"setting {key!r} unset at {at:%Y-%m-%d %H:%M}; assumed {default}")
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        warnings.append(
+            f"setting {key!r}={value!r} is not a non-negative number; assumed {default}"
+        )
+        return default
+    return number
+
+
+def _latest_metric(session: Session, name: str, as_of: datetime) -> tuple[float, datetime] | None:
+    row = session.execute(
+        select(UsageMetric.value, UsageMetric.recorded_at)
+        .where(
+            UsageMetric.name == name,
+            UsageMetric.recorded_at <= as_of,
+            UsageMetric.user_id.is_(None),
+        )
+        .order_by(UsageMetric.recorded_at.desc())
+        .limit(1)
+    ).first()
+    if row is None or row[0] is None or not math.isfinite(float(row[0])):
+        return None
+    return float(row[0]), row[1]
+
+
+def _orphans_query(column_user_id: Any, as_of: datetime) -> Select[Any]:
+    """Rows of the table of ``column_user_id`` whose user is NULL, unknown, or deleted by
+    ``as_of``; grouped by user first so the scan runs over the user_id index only."""
+    per_user = (
+        select(column_user_id.label("user_id"), func.count().label("n"))
+        .group_by(column_user_id)
+        .subquery("per_user")
+    )
+    gone = or_(User.id.is_(None), and_(User.deleted_at.is_not(None), User.deleted_at <= as_of))
+    return (
+        select(func.coalesce(func.sum(per_user.c.n), 0))
+        .select_from(per_user)
+        .outerjoin(User, User.id == per_user.c.user_id)
+        .where(gone)
+    )
+
+
+def user_defect_conditions(as_of: datetime) -> dict[str, ColumnElement[bool]]:
+    """Per-row defects of ``users`` (duplicates are counted separately)."""
+    return {
+        "null_email": User.email.is_(None),
+        "malformed_email": and_(
+            User.email.is_not(None),
+            or_(User.email.not_like(EMAIL_PATTERN), User.email.like("% %")),
+        ),
+        "future_timestamp": User.signup_at > as_of,
+        "activation_before_signup": User.activated_at < User.signup_at,
+    }
+
+
+def workflow_defect_conditions(as_of: datetime) -> dict[str, ColumnElement[bool]]:
+    return {
+        "missing_workflow_name": Workflow.name.is_(None),
+        "unknown_workflow_status": Workflow.status.not_in(WORKFLOW_STATUSES),
+        "future_timestamp": Workflow.created_at > as_of,
+    }
+
+
+def suggestion_defect_conditions(as_of: datetime) -> dict[str, ColumnElement[bool]]:
+    return {
+        "invalid_confidence": or_(
+            Suggestion.confidence.is_(None),
+            Suggestion.confidence < 0.0,
+            Suggestion.confidence > 1.0,
+        ),
+        "future_timestamp": Suggestion.shown_at > as_of,
+    }
+
+
+def billing_defect_conditions(as_of: datetime) -> dict[str, ColumnElement[bool]]:
+    return {
+        "negative_amount": BillingEvent.amount < 0,
+        "unknown_billing_value": or_(
+            BillingEvent.kind.not_in(BILLING_KINDS), BillingEvent.status.not_in(BILLING_STATUSES)
+        ),
+        "future_timestamp": BillingEvent.occurred_at > as_of,
+    }
+
+
+def duplicate_users_query() -> Select[Any]:
+    """Users after the first with the same lower-cased, well-formed email."""
+    email = func.lower(User.email)
+    groups = (
+        select(func.count().label("n"))
+        .where(User.email.is_not(None), User.email.like(EMAIL_PATTERN), User.email.not_like("% %"))
+        .group_by(email)
+        .having(func.count() > 1)
+        .subquery("groups")
+    )
+    return select(func.coalesce(func.sum(groups.c.n - 1), 0))
+
+
+def _table_defects(
+    session: Session, table: Any, conditions: dict[str, ColumnElement[bool]]
+) -> tuple[int, int, dict[str, int]]:
+    """(rows, defective rows, rows per defect kind) of one table in one scan."""
+    any_defect = or_(*conditions.values())
+    row = session.execute(
+        select(
+            func.count(),
+            _count_if(any_defect),
+            *(_count_if(condition) for condition in conditions.values()),
+        ).select_from(table)
+    ).one()
+    return int(row[0]), int(row[1]), dict(zip(conditions, map(int, row[2:]), strict=True))
+
+
+def _event_defects(session: Session, as_of: datetime) -> tuple[int, int, dict[str, int]]:
+    """Events by type over the type index; future-dated ones over the time index."""
+    by_type = dict(
+        session.execute(select(Event.type, func.count()).group_by(Event.type)).tuples().all()
+    )
+    total = sum(by_type.values())
+    unknown = sum(n for kind, n in by_type.items() if kind not in EVENT_TYPES)
+    future, future_unknown = session.execute(
+        select(func.count(), _count_if(Event.type.not_in(EVENT_TYPES))).where(
+            Event.occurred_at > as_of
+        )
+    ).one()
+    defective = unknown + int(future) - int(future_unknown)
+    return total, defective, {"unknown_event_type": unknown, "future_timestamp": int(future)}
+
+
+# --- observe ------------------------------------------------------------------------------
+
+
+def observe(session: Session, as_of: datetime | None = None) -> KpiSnapshot:
+    """Every KPI at ``as_of`` (default: now, UTC) by SQL aggregates; see the module docstring.
+
+    Garbage rows never raise: they are counted in ``snapshot.defects`` and in
+    ``data_quality_issue_rate``. A database without the schema raises
+    :class:`agent.db.SchemaMissing` / :class:`agent.db.SchemaOutdated` naming the fix.
+    """
+    at = as_utc_naive(as_of)
+    try:
+        return _observe(session, at)
+    except (OperationalError, ProgrammingError):
+        session.rollback()
+        check_schema(session.get_bind().engine)  # raises the helpful error if that is the cause
+        raise
+
+
+def _observe(session: Session, at: datetime) -> KpiSnapshot:
+    warnings: list[str] = []
+    segments = dict.fromkeys(SEGMENTS, 0)
+    for name, n in session.execute(segment_query(at)).tuples():
+        segments[name] = int(n)
+    matured, matured_activated, matured_retained = (
+        int(v) for v in session.execute(_cohort_query(at)).one()
+    )
+    conversions = int(
+        session.execute(
+            select(func.count()).where(
+                Subscription.start_reason == "conversion",
+                _in_window(Subscription.started_at, at, MONTH_DAYS),
+            )
+        ).scalar_one()
+    )
+    churned = int(
+        session.execute(
+            select(func.count()).where(
+                Subscription.end_reason.in_(CHURN_REASONS),
+                _in_window(Subscription.ended_at, at, MONTH_DAYS),
+            )
+        ).scalar_one()
+    )
+    attempts, failures = (
+        int(v)
+        for v in session.execute(
+            select(func.count(), _count_if(BillingEvent.status == "failed")).where(
+                BillingEvent.kind == "charge", _in_window(BillingEvent.occurred_at, at, 1)
+            )
+        ).one()
+    )
+    messages = int(
+        session.execute(
+            select(func.count()).where(
+                Outbox.kind == "message", _in_window(Outbox.created_at, at, WEEK_DAYS)
+            )
+        ).scalar_one()
+    )
+    spend = float(
+        session.execute(
+            select(func.coalesce(func.sum(cast(UsageMetric.value, Float)), 0.0)).where(
+                UsageMetric.name == MARKETING_METRIC,
+                UsageMetric.user_id.is_(None),
+                _in_window(UsageMetric.recorded_at, at, MONTH_DAYS),
+            )
+        ).scalar_one()
+    )
+    month_ago = at - timedelta(days=MONTH_DAYS)
+    list_now, _ = session.execute(_mrr_query(at)).one()
+    list_then, _ = session.execute(_mrr_query(month_ago)).one()
+    price_now = _setting_value(session, "price_level", at, warnings)
+    price_then = _setting_value(session, "price_level", month_ago, [])
+    gross_margin = _setting_value(session, "gross_margin", at, warnings)
+    base_latency = _setting_value(session, "base_latency_ms", at, warnings)
+
+    # --- records, defects, orphans
+    defects = dict.fromkeys(DEFECT_KINDS, 0)
+    records = defective = 0
+    for table, conditions in (
+        (User, user_defect_conditions(at)),
+        (Workflow, workflow_defect_conditions(at)),
+        (Suggestion, suggestion_defect_conditions(at)),
+        (BillingEvent, billing_defect_conditions(at)),
+    ):
+        rows, bad, by_kind = _table_defects(session, table, conditions)
+        records, defective = records + rows, defective + bad
+        for kind, n in by_kind.items():
+            defects[kind] += n
+    rows, bad, by_kind = _event_defects(session, at)
+    records, defective = records + rows, defective + bad
+    for kind, n in by_kind.items():
+        defects[kind] += n
+    duplicates = int(session.execute(duplicate_users_query()).scalar_one())
+    defects["duplicate_user"] = duplicates
+    defective += duplicates
+    orphan_events = int(session.execute(_orphans_query(Event.user_id, at)).scalar_one())
+    orphan_workflows = int(session.execute(_orphans_query(Workflow.user_id, at)).scalar_one())
+    orphans = orphan_events + orphan_workflows
+
+    # --- health
+    health_inputs: dict[str, float] = {}
+    nominal = {"error_rate": 0.0, "p95_latency_ms": base_latency, "failed_job_rate": 0.0}
+    for name in HEALTH_METRICS:
+        latest = _latest_metric(session, name, at)
+        if latest is None:
+            warnings.append(f"no {name} metric at or before {at:%Y-%m-%d %H:%M}; assumed nominal")
+            health_inputs[name] = nominal[name]
+            continue
+        value, recorded_at = latest
+        health_inputs[name] = value
+        if at - recorded_at > timedelta(days=1):
+            warnings.append(
+                f"latest {name} metric is stale (recorded {recorded_at:%Y-%m-%d %H:%M})"
+            )
+    bloat = orphans / records if records else 0.0
+
+    s = segments
+    activated = s["trial_activated"] + s["active_free"] + s["paying_engaged"]
+    active = activated + s["trial_pending"] + s["unactivated"]
+    paying = s["paying_engaged"] + s["paying_at_risk"]
+    at_risk = s["at_risk_free"] + s["paying_at_risk"]
+    mrr = price_now * float(list_now)
+    mrr_then = price_then * float(list_then)
+    churn_rate = churned / max(paying, 1)
+    cac = spend / max(conversions, 1)
+    arpa = mrr / paying if paying else 0.0
+    kpis: dict[str, float] = {
+        "activation_rate": activated / max(active, 1),
+        "d7_retention": matured_retained / max(matured, 1),
+        "signup_to_activation": matured_activated / max(matured, 1),
+        "conversion_rate": conversions / max(s["active_free"], 1),
+        "ltv_cac": arpa * gross_margin / max(churn_rate, 0.005) / max(cac, 1.0),
+        "health_score": health_score(
+            health_inputs["error_rate"],
+            health_inputs["p95_latency_ms"],
+            health_inputs["failed_job_rate"],
+            bloat,
+            base_latency,
+        ),
+        "alignment_score": 0.0,
+        "data_quality_issue_rate": defective / records if records else 0.0,
+        "orphaned_records": float(orphans),
+        "billing_failure_rate": failures / attempts if attempts else 0.0,
+        "failed_payment_backlog": s["past_due"] / max(paying, 1),
+        "at_risk_share": at_risk / max(at_risk + s["active_free"] + s["paying_engaged"], 1),
+        "message_pressure": messages / max(active, 1),
+        "mrr": mrr,
+        "mrr_growth": mrr / max(mrr_then, 1.0) - 1.0,
+        "churn_rate": churn_rate,
+        "cac": cac,
+        "arpa": arpa,
+    }
+    kpis["alignment_score"] = alignment_score(kpis)
+    check_kpis(kpis)
+    assert tuple(kpis) == KPI_NAMES
+    counts: dict[str, float] = {
+        **{f"segment_{name}": float(n) for name, n in segments.items()},
+        "activated": float(activated),
+        "active": float(active),
+        "paying": float(paying),
+        "at_risk": float(at_risk),
+        "matured": float(matured),
+        "matured_activated": float(matured_activated),
+        "matured_retained": float(matured_retained),
+        "conversions_30d": float(conversions),
+        "churned_30d": float(churned),
+        "billing_attempts_1d": float(attempts),
+        "billing_failures_1d": float(failures),
+        "messages_7d": float(messages),
+        "marketing_spend_30d": spend,
+        "mrr_30d_ago": mrr_then,
+        "price_level": price_now,
+        "records": float(records),
+        "defective_records": float(defective),
+        "orphaned_events": float(orphan_events),
+        "orphaned_workflows": float(orphan_workflows),
+        "bloat": bloat,
+        **health_inputs,
+        "base_latency_ms": base_latency,
+    }
+    return KpiSnapshot(at, kpis, counts, defects, tuple(warnings))
+
+
+__all__ = [
+    "DEFECT_KINDS",
+    "SEGMENTS",
+    "KpiSnapshot",
+    "days_between",
+    "health_score",
+    "observe",
+]
