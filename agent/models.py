@@ -30,7 +30,7 @@ without time zone``). Every query of :mod:`agent.observe` has an index listed be
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -97,7 +97,11 @@ class Base(DeclarativeBase):
     """Declarative base of every table; ``Base.metadata`` is what the migrations create."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        datetime: DateTime(),
+    }
 
 
 # --- product tables -----------------------------------------------------------------------

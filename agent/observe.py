@@ -139,7 +139,7 @@ DEFECT_KINDS: tuple[str, ...] = (
 # --- portable SQL helpers -----------------------------------------------------------------
 
 
-class days_between(FunctionElement[float]):  # noqa: N801 - reads like the SQL function it is
+class days_between(FunctionElement[float]):
     """``later - earlier`` in (fractional) days, for two timestamp expressions."""
 
     type = Float()
@@ -148,8 +148,8 @@ class days_between(FunctionElement[float]):  # noqa: N801 - reads like the SQL f
 
 @compiles(days_between, "sqlite")
 def _days_between_sqlite(element: days_between, compiler: Any, **kw: Any) -> str:
-    later, earlier = list(element.clauses)
-    return f"(julianday({compiler.process(later, **kw)}) - julianday({compiler.process(earlier, **kw)}))"
+    later, earlier = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"(julianday({later}) - julianday({earlier}))"
 
 
 @compiles(days_between)
@@ -306,7 +306,7 @@ def segment_query(as_of: datetime) -> Select[Any]:
     )
 
 
-def _cohort_query(as_of: datetime) -> Select[Any]:
+def _cohort_query(as_of: datetime) -> Select[int, int, int]:
     newest, oldest = COHORT_WINDOW
     retained = exists().where(
         Event.user_id == User.id,
@@ -331,7 +331,7 @@ def _cohort_query(as_of: datetime) -> Select[Any]:
     )
 
 
-def _mrr_query(at: datetime) -> Select[Any]:
+def _mrr_query(at: datetime) -> Select[float, int]:
     """Sum of list prices of subscriptions in good standing at ``at`` (before the price
     level) and how many there are."""
     good = and_(_active_at(at), not_(_past_due_at(at)))
@@ -627,7 +627,7 @@ def _observe(session: Session, at: datetime) -> KpiSnapshot:
         "at_risk_share": at_risk / max(at_risk + s["active_free"] + s["paying_engaged"], 1),
         "message_pressure": messages / max(active, 1),
         "mrr": mrr,
-        "mrr_growth": mrr / max(mrr_then, 1.0) - 1.0,
+        "mrr_growth": mrr / max(mrr_then, 1.0) - 1.0 if mrr or mrr_then else 0.0,
         "churn_rate": churn_rate,
         "cac": cac,
         "arpa": arpa,

@@ -14,8 +14,11 @@ kept as ``A_a^{-1}`` and updated in O(d^2) by Sherman-Morrison::
 
     A^{-1} <- A^{-1} - (A^{-1} x)(A^{-1} x)^T / (1 + x^T A^{-1} x)
 
-The noise scale ``sigma`` is estimated prequentially (the mean squared error of each
-prediction made *before* its update), so confidences are in reward units without tuning.
+The noise scale ``sigma`` is estimated from the fitted residuals, kept exactly in O(d) per
+update: for ridge, ``sum (r - theta^T x)^2 = sum r^2 - theta^T b - lambda |theta|^2``, and
+``sigma^2 = (SSE + 1) / (n - sum_a min(n_a, d) + 1)`` (one pseudo-observation of unit
+variance keeps it defined and wide before data), so confidences are in reward units without
+tuning.
 
 **Which propensity.** Every bandit reports the probability with which it would pick each
 action: epsilon-greedy's mixture, UCB1's and LinUCB's point mass, and Thompson's posterior
@@ -103,12 +106,12 @@ class RidgeArms:
         self.b = np.zeros((n_arms, dim))
         self.theta = np.zeros((n_arms, dim))
         self.counts = np.zeros(n_arms, dtype=np.int64)
-        self.sq_error = 0.0
-        """Sum of squared prequential prediction errors."""
+        self.sum_sq = np.zeros(n_arms)
+        """Sum of squared rewards per arm (for the residual sum of squares)."""
 
     def update(self, arm: int, x: NDArray[np.float64], reward: float) -> None:
         """Add one observation ``(x, reward)`` to ``arm``'s regression. x: shape (d,)."""
-        self.sq_error += (reward - float(self.theta[arm] @ x)) ** 2
+        self.sum_sq[arm] += reward * reward
         a_inv = self.a_inv[arm]
         ax = a_inv @ x
         a_inv -= np.outer(ax, ax) / (1.0 + float(x @ ax))
@@ -120,10 +123,12 @@ class RidgeArms:
 
     @property
     def sigma(self) -> float:
-        """Prequential noise estimate: RMS error of predictions made before each update
-        (1.0 before any data, so early confidences are wide, not overconfident)."""
-        n = int(self.counts.sum())
-        return math.sqrt(self.sq_error / n) if n > 0 else 1.0
+        """Residual noise estimate (see the module docstring); 1.0 before any data."""
+        theta_b = np.einsum("kd,kd->k", self.theta, self.b)
+        sse = self.sum_sq - theta_b - self.ridge * np.einsum("kd,kd->k", self.theta, self.theta)
+        dof = float(np.minimum(self.counts, self.theta.shape[1]).sum())
+        residual_df = max(float(self.counts.sum()) - dof, 0.0)
+        return math.sqrt((max(float(sse.sum()), 0.0) + 1.0) / (residual_df + 1.0))
 
     def means(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         """Predicted reward per arm. x: shape (n, d) -> shape (n, K)."""
@@ -139,7 +144,7 @@ class RidgeArms:
             "a_inv": self.a_inv,
             "b": self.b,
             "counts": self.counts,
-            "sq_error": np.array(self.sq_error),
+            "sum_sq": self.sum_sq,
         }
 
     @classmethod
@@ -156,7 +161,9 @@ class RidgeArms:
         model.a_inv = a_inv.astype(np.float64)
         model.b = b.astype(np.float64)
         model.counts = counts.astype(np.int64)
-        model.sq_error = float(arrays["sq_error"])
+        model.sum_sq = arrays["sum_sq"].astype(np.float64)
+        if model.sum_sq.shape != (k,):
+            raise ValueError(f"sum_sq has shape {model.sum_sq.shape}, expected ({k},)")
         model.theta = np.einsum("kde,ke->kd", model.a_inv, model.b)
         return model
 
@@ -306,7 +313,7 @@ class Bandit(ArrayPolicy):
 
 
 class _LinearBandit(Bandit):
-    array_names = ("a_inv", "b", "counts", "sq_error")
+    array_names = ("a_inv", "b", "counts", "sum_sq")
 
     def __init__(self, config: Any, version: str = "0") -> None:
         super().__init__(config, version)

@@ -296,6 +296,11 @@ def build_rules(config: RulesConfig) -> tuple[Rule, ...]:
     )
 
 
+def ready_mask(steps_since: np.ndarray, cooldowns: np.ndarray) -> np.ndarray:
+    """Actions off cooldown given the cycles completed since each ran (0: the last cycle)."""
+    return steps_since + 1 >= cooldowns
+
+
 class RulesPolicy(ArrayPolicy):
     """The operator's rules (see the module docstring). Deterministic; episodic."""
 
@@ -324,8 +329,10 @@ class RulesPolicy(ArrayPolicy):
             self.steps_since[index] = 0
 
     def ready(self) -> np.ndarray:
-        """bool, shape (N_ACTIONS,): which actions are past their cooldown."""
-        return self.steps_since >= self._cooldowns
+        """bool, shape (N_ACTIONS,): which actions are past their cooldown, i.e. may run in
+        the coming cycle (an action with cooldown ``c`` executed in cycle ``t`` may run again
+        in cycle ``t + c``)."""
+        return ready_mask(self.steps_since, self._cooldowns)
 
     # --- deciding ---------------------------------------------------------------------------
 

@@ -97,7 +97,7 @@ def load_npz(
             arrays = {name: archive[name] for name in names}
     except PolicyFileError:
         raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as error:
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise PolicyFileError(
             f"{kind} policy file {str(file)!r} is corrupt or not an .npz archive: {error}"
         ) from None

@@ -1,0 +1,77 @@
+"""Loading policies by name: ``load_policy("rules")``, ``load_policy("ppo:/path/model.zip")``.
+
+A spec is ``NAME`` or ``NAME:PATH``:
+
+==================================  ==========================================================
+``noop``, ``random``, ``rules``     a fresh policy with the default config
+``oracle``                          a fresh lookahead oracle (``attach(env)`` before deciding)
+``epsilon_greedy``, ``ucb1``,       a fresh, untrained bandit (it learns online from
+``linucb``, ``thompson``            ``update``)
+``NAME:PATH``                       the policy saved at ``PATH`` by ``NAME``'s ``save``
+``ppo:PATH``, ``a2c:PATH``,         an SB3 zip (these need a path)
+``dqn:PATH``
+==================================  ==========================================================
+
+Errors name the problem: an unknown name (listing the known ones), a missing file
+(``FileNotFoundError``), or a corrupt file or one written by another kind of policy
+(:class:`~policies.base.PolicyFileError`, a ``ValueError``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from policies.bandits import BANDITS
+from policies.base import Policy
+from policies.oracle import LookaheadOracle
+from policies.rules import RulesPolicy
+from policies.sb3 import ALGORITHMS, SB3Policy
+from policies.simple import NoopPolicy, RandomPolicy
+
+_FRESH: dict[str, Callable[[], Policy]] = {
+    "noop": NoopPolicy,
+    "random": RandomPolicy,
+    "rules": RulesPolicy,
+    "oracle": LookaheadOracle,
+    **{name: cls for name, cls in BANDITS.items()},
+}
+_FROM_FILE: dict[str, Callable[[Path], Policy]] = {
+    "noop": NoopPolicy.load,
+    "random": RandomPolicy.load,
+    "rules": RulesPolicy.load,
+    "oracle": LookaheadOracle.load,
+    **{name: cls.load for name, cls in BANDITS.items()},
+    **{name: (lambda path, algo=name: SB3Policy.load(path, algo)) for name in ALGORITHMS},
+}
+
+POLICY_NAMES: tuple[str, ...] = tuple(sorted(set(_FRESH) | set(_FROM_FILE)))
+"""Every name a spec may start with."""
+
+
+def parse_spec(spec: str) -> tuple[str, Path | None]:
+    """``"name"`` -> (name, None); ``"name:path"`` -> (name, Path(path)).
+
+    Only the first colon splits, so Windows-style paths after it survive.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"policy spec must be 'NAME' or 'NAME:PATH', got {spec!r}")
+    name, sep, path = spec.strip().partition(":")
+    name = name.strip().lower()
+    if name not in POLICY_NAMES:
+        raise ValueError(f"unknown policy {name!r}; known: {list(POLICY_NAMES)}")
+    if sep and not path.strip():
+        raise ValueError(f"policy spec {spec!r} has an empty path after ':'")
+    return name, Path(path.strip()) if sep else None
+
+
+def load_policy(spec: str) -> Policy:
+    """The policy a spec names (see the module docstring)."""
+    name, path = parse_spec(spec)
+    if path is None:
+        if name not in _FRESH:
+            raise ValueError(
+                f"policy {name!r} needs a model file: use '{name}:/path/to/model.zip'"
+            )
+        return _FRESH[name]()
+    return _FROM_FILE[name](path)

@@ -1,0 +1,425 @@
+"""Stable-Baselines3 agents (PPO, A2C, DQN) behind the policy protocol: wrapped, not subclassed.
+
+:func:`train_sb3` trains a model on the environment; :class:`SB3Policy` serves it.
+
+**Fast path.** Serving does not call ``model.predict``: at construction the policy network's
+weights are exported to NumPy (as float64, so that a batch and a single row agree to ~1e-15
+whatever BLAS kernel each uses) and a decision is a few small matrix products. The exported network is the one ``predict`` evaluates: for PPO/A2C the
+actor MLP (``mlp_extractor.policy_net``) and ``action_net``, giving the logits of the
+categorical distribution; for DQN ``q_net``, giving Q-values. The action is their argmax, as in
+``predict(deterministic=True)``. Where the best two logits (or Q-values) are closer than
+``TIE_TOLERANCE`` (so float32 rounding in a different BLAS could swap them), that row is
+recomputed with SB3's own torch modules under ``torch.inference_mode``, so the action always
+equals SB3's. Probabilities agree with SB3's float32 ones to ~1e-7, which is also how much
+SB3's own batch and single-row evaluations differ.
+
+**Confidence.** PPO and A2C: the policy's probability of the chosen action. DQN: the chosen
+action's share of ``softmax(Q / temperature)`` with ``temperature`` in reward units (default
+1.0, one step's revenue at the starting size; see :class:`SB3Config`).
+
+**Propensities.** With ``deterministic=True`` (the default, as ``predict`` serves) the action
+is the argmax, so the honest propensities are a point mass on it, while the confidence still
+reports the network's probability of that action. With ``deterministic=False`` PPO/A2C sample
+from the distribution (keyed by the observation, see :func:`policies.base.observation_rng`)
+and the propensities are the distribution. DQN is always greedy; its ``expected_values`` are
+the Q-values.
+
+**Files.** ``save`` writes SB3's own ``.zip`` with one extra entry, ``autopilot.json`` (the
+algorithm and the serving settings), which SB3 ignores; any SB3 zip of a compatible model
+loads. A loaded policy's version is the file's SHA-256 prefix. SB3 zips contain pickled
+objects: load only files you trust.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.vec_env import DummyVecEnv
+from torch import nn
+
+import environment
+from environment.actions import N_ACTIONS
+from environment.kpis import N_KPIS
+from environment.scenarios import SCENARIO_NAMES
+from policies import storage
+from policies.base import (
+    ArrayPolicy,
+    DecisionArrays,
+    Obs,
+    PolicyFileError,
+    check_range,
+    config_error,
+    observation_rng,
+    one_hot,
+    softmax,
+)
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
+"""Supported algorithms by registry name."""
+ACTOR_CRITIC = frozenset({"ppo", "a2c"})
+TIE_TOLERANCE = 1e-4
+"""Logit / Q gap below which a row is recomputed in torch to match SB3 bit for bit."""
+META_ENTRY = "autopilot.json"
+
+DEFAULT_HYPERPARAMS: dict[str, dict[str, Any]] = {
+    "ppo": {
+        "n_steps": 256,
+        "batch_size": 256,
+        "n_epochs": 10,
+        "learning_rate": 3e-4,
+        "gamma": 0.995,
+        "gae_lambda": 0.95,
+        "ent_coef": 0.01,
+        "clip_range": 0.2,
+    },
+    "a2c": {"n_steps": 16, "learning_rate": 7e-4, "gamma": 0.995, "ent_coef": 0.01},
+    "dqn": {
+        "learning_rate": 5e-4,
+        "buffer_size": 100_000,
+        "learning_starts": 2_000,
+        "batch_size": 128,
+        "gamma": 0.99,
+        "train_freq": 4,
+        "target_update_interval": 2_000,
+        "exploration_fraction": 0.3,
+        "exploration_final_eps": 0.05,
+    },
+}
+"""Hyperparameters :func:`train_sb3` starts from (per-step rewards are ~1, an episode is 540
+steps and delayed actions pay off days later, hence ``gamma`` 0.995 for the on-policy ones);
+keyword arguments override them."""
+
+
+def _check_algo(algo: object) -> str:
+    if not isinstance(algo, str) or algo.lower() not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algo!r}; allowed: {sorted(ALGORITHMS)}")
+    return algo.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class SB3Config:
+    """How an SB3 model is served."""
+
+    deterministic: bool = True
+    """PPO/A2C: take the most probable action (as ``predict`` does) or sample from the
+    distribution. DQN is always greedy."""
+    temperature: float = 1.0
+    """DQN confidence: ``softmax(Q / temperature)`` of the chosen action, in reward units."""
+    seed: int = 0
+    """Seed of the draws when ``deterministic`` is false."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.deterministic, bool):
+            raise config_error(self, "deterministic", self.deterministic, "True or False")
+        check_range(self, "temperature", 0.0, open_low=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise config_error(self, "seed", self.seed, "an integer >= 0")
+
+
+# --- exporting the network ------------------------------------------------------------------
+
+Layer = tuple[NDArray[np.float64], NDArray[np.float64], Callable[[NDArray[np.float64]], Any] | None]
+
+
+def _relu(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.maximum(x, 0.0, out=x)
+
+
+_ACTIVATIONS: dict[type[nn.Module], Callable[[NDArray[np.float64]], Any]] = {
+    nn.Tanh: np.tanh,
+    nn.ReLU: _relu,
+}
+
+
+def _export(modules: Sequence[nn.Module]) -> list[Layer]:
+    """Linear layers (weights transposed) each with the activation that follows it."""
+    layers: list[Layer] = []
+    for module in modules:
+        if isinstance(module, nn.Linear):
+            weight = module.weight.detach().cpu().numpy().astype(np.float64).T.copy()
+            bias = module.bias.detach().cpu().numpy().astype(np.float64).copy()
+            layers.append((weight, bias, None))
+        elif type(module) in _ACTIVATIONS and layers and layers[-1][2] is None:
+            weight, bias, _ = layers[-1]
+            layers[-1] = (weight, bias, _ACTIVATIONS[type(module)])
+        elif isinstance(module, nn.Sequential | nn.Flatten | nn.Identity):
+            continue
+        else:
+            raise ValueError(
+                f"cannot export layer {type(module).__name__}: the fast path supports "
+                "Linear layers with Tanh or ReLU activations (SB3's MlpPolicy)"
+            )
+    return layers
+
+
+def _flat_modules(module: nn.Module) -> list[nn.Module]:
+    if isinstance(module, nn.Sequential):
+        return [m for child in module for m in _flat_modules(child)]
+    return [module]
+
+
+def _forward(layers: list[Layer], obs: Obs) -> NDArray[np.float64]:
+    h: NDArray[np.float64] = obs.astype(np.float64)
+    for weight, bias, activation in layers:
+        h = h @ weight
+        h += bias
+        if activation is not None:
+            h = activation(h)
+    return h
+
+
+class SB3Policy(ArrayPolicy):
+    """An SB3 model served through the NumPy fast path (see the module docstring).
+
+    ``model``: a trained PPO, A2C or DQN with an ``MlpPolicy`` on this environment's spaces.
+    """
+
+    def __init__(
+        self,
+        model: BaseAlgorithm,
+        config: SB3Config | None = None,
+        version: str = "0",
+    ) -> None:
+        algo = next((k for k, cls in ALGORITHMS.items() if isinstance(model, cls)), None)
+        if algo is None:
+            raise TypeError(
+                f"SB3Policy wraps {sorted(ALGORITHMS)} models, got {type(model).__name__}"
+            )
+        obs_space, act_space = model.observation_space, model.action_space
+        if not (
+            isinstance(obs_space, gym.spaces.Box)
+            and obs_space.shape == (N_KPIS,)
+            and isinstance(act_space, gym.spaces.Discrete)
+            and int(act_space.n) == N_ACTIONS
+        ):
+            raise ValueError(
+                f"model spaces {obs_space} / {act_space} do not match the environment's "
+                f"Box({N_KPIS},) / Discrete({N_ACTIONS})"
+            )
+        self.model = model
+        self.algo = algo
+        self.config = config or SB3Config()
+        self.name = algo
+        self.version = version
+        self._layers = self._export_network()
+
+    def _export_network(self) -> list[Layer]:
+        policy = self.model.policy
+        if self.algo in ACTOR_CRITIC:
+            assert isinstance(policy, ActorCriticPolicy)
+            if not isinstance(policy.pi_features_extractor, FlattenExtractor):
+                raise ValueError("the fast path needs SB3's default FlattenExtractor")
+            modules = [
+                *_flat_modules(policy.mlp_extractor.policy_net),
+                *_flat_modules(policy.action_net),
+            ]
+        else:
+            q_net = policy.q_net  # type: ignore[attr-defined]
+            if not isinstance(q_net.features_extractor, FlattenExtractor):
+                raise ValueError("the fast path needs SB3's default FlattenExtractor")
+            modules = _flat_modules(q_net.q_net)
+        return _export(modules)
+
+    # --- deciding ---------------------------------------------------------------------------
+
+    def scores(self, obs: Obs) -> NDArray[np.float64]:
+        """Logits (PPO/A2C) or Q-values (DQN) by the fast path, float64 (n, N_ACTIONS).
+
+        Rows whose best two scores are within ``TIE_TOLERANCE`` are recomputed by SB3's
+        torch modules, so ``argmax`` equals ``model.predict(obs, deterministic=True)``.
+        """
+        out = _forward(self._layers, obs)
+        top2 = np.partition(out, N_ACTIONS - 2, axis=1)[:, -2:]
+        close = np.flatnonzero(top2[:, 1] - top2[:, 0] < TIE_TOLERANCE)
+        if close.size:
+            out[close] = self._torch_scores(obs[close])
+        return out
+
+    def _torch_scores(self, obs: Obs) -> NDArray[np.float64]:
+        policy = self.model.policy
+        with torch.inference_mode():
+            tensor = torch.as_tensor(obs, device=policy.device)
+            if self.algo in ACTOR_CRITIC:
+                distribution = policy.get_distribution(tensor)  # type: ignore[operator]
+                logits = distribution.distribution.logits
+            else:
+                logits = policy.q_net(tensor)  # type: ignore[attr-defined]
+            return np.asarray(logits.cpu().numpy(), dtype=np.float64)
+
+    def action_probabilities(self, obs: Obs) -> NDArray[np.float64]:
+        """PPO/A2C: the policy's action distribution, float64 (n, N_ACTIONS)."""
+        if self.algo not in ACTOR_CRITIC:
+            raise ValueError(f"{self.algo} has no action distribution; use scores()")
+        return softmax(_forward(self._layers, obs))
+
+    def _decide_arrays(self, obs: Obs) -> DecisionArrays:
+        scores = self.scores(obs)
+        rows = np.arange(len(obs))
+        if self.algo not in ACTOR_CRITIC:
+            actions = scores.argmax(axis=1).astype(np.int64)
+            q = scores
+            confidences = softmax(q, self.config.temperature)[rows, actions]
+            return DecisionArrays(actions, confidences, one_hot(actions), q)
+        probabilities = softmax(scores)
+        if self.config.deterministic:
+            actions = scores.argmax(axis=1).astype(np.int64)
+            propensities = one_hot(actions)
+        else:
+            actions = np.array(
+                [
+                    observation_rng(self.config.seed, 0, row).choice(N_ACTIONS, p=p)
+                    for row, p in zip(obs, probabilities, strict=True)
+                ],
+                dtype=np.int64,
+            )
+            propensities = probabilities
+        return DecisionArrays(actions, probabilities[rows, actions], propensities)
+
+    # --- files ------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """SB3's zip plus ``autopilot.json``; the policy's version becomes the file digest."""
+        file = Path(path)
+        if file.suffix != ".zip":
+            file = file.with_name(file.name + ".zip")
+        file.parent.mkdir(parents=True, exist_ok=True)
+        self.model.save(file)
+        meta = {"kind": self.algo, "format": storage.FORMAT, "config": asdict(self.config)}
+        with zipfile.ZipFile(file, "a") as archive:
+            archive.writestr(META_ENTRY, json.dumps(meta, sort_keys=True))
+        self.version = storage.file_digest(file)
+        return file
+
+    @classmethod
+    def load(cls, path: str | Path, algo: str | None = None) -> SB3Policy:
+        """Load an SB3 zip. ``algo`` (ppo, a2c, dqn) is read from ``autopilot.json`` when the
+        file has one; it must then agree with the file, and is required otherwise."""
+        file = Path(path)
+        if not file.exists():
+            raise FileNotFoundError(f"SB3 model file {str(file)!r} does not exist")
+        if not file.is_file():
+            raise PolicyFileError(f"SB3 model path {str(file)!r} is not a file")
+        requested = None if algo is None else _check_algo(algo)
+        config = SB3Config()
+        try:
+            with zipfile.ZipFile(file) as archive:
+                stored = (
+                    json.loads(archive.read(META_ENTRY)) if META_ENTRY in archive.namelist() else {}
+                )
+        except (zipfile.BadZipFile, OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise PolicyFileError(
+                f"SB3 model file {str(file)!r} is corrupt or not a zip archive: {error}"
+            ) from None
+        kind = stored.get("kind")
+        if kind is not None and requested is not None and kind != requested:
+            raise PolicyFileError(f"model file {str(file)!r} holds a {kind!r} model, not {algo!r}")
+        chosen = requested or kind
+        if chosen is None:
+            raise ValueError(
+                f"model file {str(file)!r} does not say its algorithm; pass algo= one of "
+                f"{sorted(ALGORITHMS)}"
+            )
+        if "config" in stored:
+            known = {f.name for f in fields(SB3Config)}
+            config = SB3Config(**{k: v for k, v in stored["config"].items() if k in known})
+        try:
+            model = ALGORITHMS[_check_algo(chosen)].load(file, device="cpu")
+        except Exception as error:  # SB3 raises many types for a bad archive
+            raise PolicyFileError(
+                f"{chosen} model file {str(file)!r} cannot be loaded: "
+                f"{type(error).__name__}: {error}"
+            ) from None
+        return cls(model, config, version=storage.file_digest(file))
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def _scenario_list(scenario: str | Sequence[str]) -> tuple[str, ...]:
+    names = (scenario,) if isinstance(scenario, str) else tuple(scenario)
+    unknown = [s for s in names if s not in SCENARIO_NAMES]
+    if not names or unknown:
+        raise ValueError(
+            f"unknown scenarios {unknown or list(names)}; allowed: {list(SCENARIO_NAMES)}"
+        )
+    return names
+
+
+def make_training_env(
+    scenario: str | Sequence[str] = "mixed",
+    n_envs: int = 4,
+    seed: int = 0,
+    reward_scale: float = 0.1,
+    params: dict[str, Any] | None = None,
+) -> DummyVecEnv:
+    """``n_envs`` monitored copies of the environment; copy ``i`` runs scenario
+    ``scenarios[i % len]``. Rewards are multiplied by ``reward_scale`` for training only (it
+    keeps value targets near 1, so value gradients do not crowd out the policy's under a shared
+    gradient-norm clip); serving never sees it."""
+    names = _scenario_list(scenario)
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+        raise ValueError(f"n_envs={n_envs!r} must be an integer >= 1")
+    if not (isinstance(reward_scale, int | float) and reward_scale > 0):
+        raise ValueError(f"reward_scale={reward_scale!r} must be a number > 0")
+
+    def factory(index: int) -> Callable[[], gym.Env[Any, Any]]:
+        def build() -> gym.Env[Any, Any]:
+            env = environment.make_env(names[index % len(names)], params=params)
+            env = Monitor(env)
+            return gym.wrappers.TransformReward(env, lambda r: reward_scale * float(r))
+
+        return build
+
+    vec = DummyVecEnv([factory(i) for i in range(n_envs)])
+    vec.seed(seed)
+    return vec
+
+
+def train_sb3(
+    algo: str,
+    scenario: str | Sequence[str] = "mixed",
+    timesteps: int = 300_000,
+    seed: int = 0,
+    *,
+    n_envs: int = 8,
+    reward_scale: float = 0.1,
+    config: SB3Config | None = None,
+    params: dict[str, Any] | None = None,
+    verbose: int = 0,
+    **hyperparams: Any,
+) -> SB3Policy:
+    """Train ``algo`` (ppo, a2c, dqn) with an ``MlpPolicy`` for ``timesteps`` environment steps.
+
+    scenario: one name or a list (spread over the ``n_envs`` copies); hyperparams: keyword
+    arguments of the SB3 algorithm, over :data:`DEFAULT_HYPERPARAMS`. Returns the served
+    policy (version ``"0"`` until saved).
+    """
+    name = _check_algo(algo)
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
+        raise ValueError(f"timesteps={timesteps!r} must be an integer >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be an integer >= 0")
+    cls = ALGORITHMS[name]
+    settings = {**DEFAULT_HYPERPARAMS[name], **hyperparams}
+    vec = make_training_env(scenario, n_envs, seed, reward_scale, params)
+    try:
+        model = cls("MlpPolicy", vec, seed=seed, device="cpu", verbose=verbose, **settings)
+    except TypeError as error:
+        raise ValueError(f"bad hyperparameters for {name}: {error}") from None
+    model.learn(total_timesteps=timesteps)
+    vec.close()
+    return SB3Policy(model, config)
