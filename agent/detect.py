@@ -131,8 +131,9 @@ def _ids(
 ) -> tuple[int, ...]:
     if limit == 0:
         return ()
-    rows = session.execute(select(column).where(condition).order_by(column).limit(limit)).scalars()
-    return tuple(int(i) for i in rows)
+    # no ORDER BY: it would make SQLite walk the primary key instead of the filter's index
+    rows = session.execute(select(column).where(condition).limit(limit)).scalars()
+    return tuple(sorted(int(i) for i in rows))
 
 
 def _alive(as_of: Any) -> ColumnElement[bool]:

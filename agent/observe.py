@@ -173,18 +173,23 @@ def _in_window(column: Any, as_of: datetime, days: float) -> ColumnElement[bool]
     return and_(column > as_of - timedelta(days=days), column <= as_of)
 
 
-def _past_due_at(at: datetime) -> ColumnElement[bool]:
-    """The correlated subscription has a failed charge unresolved at ``at``."""
-    return exists().where(
-        BillingEvent.subscription_id == Subscription.id,
-        BillingEvent.status == "failed",
-        BillingEvent.kind == "charge",
-        BillingEvent.occurred_at <= at,
-        or_(BillingEvent.resolved_at.is_(None), BillingEvent.resolved_at > at),
+def unresolved_failures(at: datetime) -> Any:
+    """Subscriptions with a failed charge unresolved at ``at`` (one scan of the charges, not
+    a correlated probe per subscription)."""
+    return (
+        select(BillingEvent.subscription_id.label("subscription_id"))
+        .where(
+            BillingEvent.kind == "charge",
+            BillingEvent.status == "failed",
+            BillingEvent.occurred_at <= at,
+            or_(BillingEvent.resolved_at.is_(None), BillingEvent.resolved_at > at),
+        )
+        .group_by(BillingEvent.subscription_id)
+        .subquery("unresolved")
     )
 
 
-def _active_at(at: datetime) -> ColumnElement[bool]:
+def active_at(at: datetime) -> ColumnElement[bool]:
     return and_(
         Subscription.started_at <= at,
         or_(Subscription.ended_at.is_(None), Subscription.ended_at > at),
@@ -253,25 +258,19 @@ def as_utc_naive(as_of: datetime | None, name: str = "as_of") -> datetime:
 # --- the queries --------------------------------------------------------------------------
 
 
-def _last_seen(as_of: datetime) -> Any:
-    return (
-        select(Event.user_id.label("user_id"), func.max(Event.occurred_at).label("last_seen"))
-        .where(Event.occurred_at <= as_of, Event.user_id.is_not(None))
-        .group_by(Event.user_id)
-        .subquery("last_seen")
-    )
-
-
 def _standing(at: datetime) -> Any:
     """Per user with a subscription active at ``at``: in good standing (1/0), past due (1/0)."""
-    past_due = _past_due_at(at)
+    unresolved = unresolved_failures(at)
+    past_due = unresolved.c.subscription_id.is_not(None)
     return (
         select(
             Subscription.user_id.label("user_id"),
             func.max(case((past_due, 0), else_=1)).label("good"),
             func.max(case((past_due, 1), else_=0)).label("past_due"),
         )
-        .where(_active_at(at))
+        .select_from(Subscription)
+        .outerjoin(unresolved, unresolved.c.subscription_id == Subscription.id)
+        .where(active_at(at))
         .group_by(Subscription.user_id)
         .subquery("standing")
     )
@@ -279,11 +278,15 @@ def _standing(at: datetime) -> Any:
 
 def segment_query(as_of: datetime) -> Select[Any]:
     """``SELECT segment, count(*)`` over alive users (see the module docstring)."""
-    seen = _last_seen(as_of)
     standing = _standing(as_of)
     activated = and_(User.activated_at.is_not(None), User.activated_at <= as_of)
-    silent = or_(
-        seen.c.last_seen.is_(None), seen.c.last_seen <= as_of - timedelta(days=SILENT_DAYS)
+    # one index seek per user on (user_id, occurred_at), not a scan of every event
+    silent = not_(
+        exists().where(
+            Event.user_id == User.id,
+            Event.occurred_at > as_of - timedelta(days=SILENT_DAYS),
+            Event.occurred_at <= as_of,
+        )
     )
     in_trial = User.signup_at > as_of - timedelta(days=TRIAL_DAYS)
     segment = case(
@@ -299,7 +302,6 @@ def segment_query(as_of: datetime) -> Select[Any]:
     return (
         select(segment, func.count().label("n"))
         .select_from(User)
-        .outerjoin(seen, seen.c.user_id == User.id)
         .outerjoin(standing, standing.c.user_id == User.id)
         .where(_alive(as_of))
         .group_by(segment)
@@ -334,8 +336,13 @@ def _cohort_query(as_of: datetime) -> Select[int, int, int]:
 def _mrr_query(at: datetime) -> Select[float, int]:
     """Sum of list prices of subscriptions in good standing at ``at`` (before the price
     level) and how many there are."""
-    good = and_(_active_at(at), not_(_past_due_at(at)))
-    return select(func.coalesce(func.sum(Subscription.list_price), 0.0), func.count()).where(good)
+    unresolved = unresolved_failures(at)
+    return (
+        select(func.coalesce(func.sum(Subscription.list_price), 0.0), func.count())
+        .select_from(Subscription)
+        .outerjoin(unresolved, unresolved.c.subscription_id == Subscription.id)
+        .where(active_at(at), unresolved.c.subscription_id.is_(None))
+    )
 
 
 def _setting_value(session: Session, key: str, at: datetime, warnings: list[str]) -> float:

@@ -869,7 +869,7 @@ def seed(
         writer.write(table, converted)
     if bar is not None:
         bar.close()
-    _reset_sequences(engine)
+    _finish(engine)
     return SeedResult(
         start=start,
         as_of=end,
@@ -903,11 +903,20 @@ _TIME_COLUMNS = frozenset(
 )
 
 
-def _reset_sequences(engine: Engine) -> None:
-    """PostgreSQL: move id sequences past the explicitly inserted ids."""
+def _finish(engine: Engine) -> None:
+    """After a bulk load: planner statistics; on SQLite fold the write-ahead log back into the
+    file (reads through a large WAL are slow); on PostgreSQL move id sequences past the
+    explicitly inserted ids."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            connection.execute(text("ANALYZE"))
+            connection.commit()
+            connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        return
     if engine.dialect.name != "postgresql":
         return
     with engine.begin() as connection:
+        connection.execute(text("ANALYZE"))
         for table in Base.metadata.sorted_tables:
             connection.execute(
                 text(

@@ -75,8 +75,10 @@ def main() -> None:
 
     if args.save_dir is not None:
         for policy in policies:
-            suffix = ".zip" if policy.name in ("ppo", "a2c", "dqn") else (
-                ".npz" if policy.name in BANDITS else ".json"
+            suffix = (
+                ".zip"
+                if policy.name in ("ppo", "a2c", "dqn")
+                else (".npz" if policy.name in BANDITS else ".json")
             )
             policy.save(args.save_dir / f"{policy.name}{suffix}")
 
@@ -125,9 +127,7 @@ def main() -> None:
             f"PPO >= 85% of oracle: {100 * ppo_share / oracle_mean:.1f}% "
             f"({'met' if ppo_share >= 0.85 * oracle_mean else 'missed'})"
         )
-    best_bandit = max(
-        (compare(results[n], rules).relative.mean, n) for n in ("linucb", "thompson")
-    )
+    best_bandit = max((compare(results[n], rules).relative.mean, n) for n in ("linucb", "thompson"))
     print(
         f"target LinUCB or Thompson >= +10% vs rules: {best_bandit[1]} "
         f"{100 * best_bandit[0]:+.1f}% ({'met' if best_bandit[0] >= 0.1 else 'missed'})"

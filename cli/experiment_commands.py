@@ -255,9 +255,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     thresholds.add_argument("--policy", default="models:/autopilot-policy@champion")
     thresholds.add_argument("--scenarios", default="all", help="'all' or comma-separated names")
-    thresholds.add_argument(
-        "--seeds", type=_positive_int, default=3, help="seeds 1000..1000+N-1"
-    )
+    thresholds.add_argument("--seeds", type=_positive_int, default=3, help="seeds 1000..1000+N-1")
     thresholds.add_argument("--horizon", type=_positive_int, default=24, help="steps per rollout")
     thresholds.add_argument(
         "--stride", type=_positive_int, default=6, help="measure every N-th decision"

@@ -141,16 +141,19 @@ def sb3_kwargs(params: Any) -> dict[str, Any]:
 class _HooksCallback(BaseCallback):
     """Forwards SB3's progress to :class:`TrainingHooks` and runs the checkpoints."""
 
-    def __init__(self, hooks: TrainingHooks, eval_every: int) -> None:
+    def __init__(self, hooks: TrainingHooks, eval_every: int, timesteps: int) -> None:
         super().__init__()
         self.hooks = hooks
         self.eval_every = eval_every
+        self.timesteps = timesteps
         self.next_checkpoint = eval_every
 
     def _on_step(self) -> bool:
         steps = int(self.num_timesteps)
         self.hooks.on_progress(steps)
-        if self.eval_every and steps >= self.next_checkpoint:
+        # The last checkpoint is the caller's final evaluation, after the last update (here,
+        # an on-policy algorithm may still be collecting its last rollout).
+        if self.eval_every and self.next_checkpoint <= steps < self.timesteps:
             self.next_checkpoint += self.eval_every * max(
                 1, (steps - self.next_checkpoint) // self.eval_every + 1
             )
@@ -176,7 +179,9 @@ def train_sb3_policy(
         )
         outputs = [hooks.sb3_output] if hooks.sb3_output is not None else []
         model.set_logger(Logger(folder=None, output_formats=outputs))
-        model.learn(total_timesteps=timesteps, callback=_HooksCallback(hooks, eval_every))
+        model.learn(
+            total_timesteps=timesteps, callback=_HooksCallback(hooks, eval_every, timesteps)
+        )
     finally:
         vec.close()
     return SB3Policy(model)

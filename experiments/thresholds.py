@@ -231,7 +231,8 @@ class ActionThreshold:
 
 
 def _yaml_number(value: float) -> float:
-    return value if math.isinf(value) else round(value, 6)
+    # Full precision: a threshold rounded up would hold the decisions it was chosen to execute.
+    return float(value)
 
 
 def best_threshold(

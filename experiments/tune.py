@@ -124,11 +124,15 @@ def tune(
     startup_trials: int = 2,
     sampler_seed: int = 0,
     timeout: float | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
     tracking: Tracking | None = None,
     experiment: str = "autopilot-tune",
     progress: bool = False,
 ) -> TuneResult:
-    """Run ``trials`` more trials of the study (module docstring); returns its best so far."""
+    """Run ``trials`` more trials of the study (module docstring); returns its best so far.
+
+    ``pruner`` replaces the default median rule (``MedianPruner(startup_trials)``).
+    """
     check_algo(algo)
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials={trials!r} is invalid: must be an integer >= 1")
@@ -150,7 +154,7 @@ def tune(
         study_name=name,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=sampler_seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=startup_trials),
+        pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=startup_trials),
         load_if_exists=True,
     )
     store = tracking or configure()

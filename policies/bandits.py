@@ -265,7 +265,7 @@ class Bandit(ArrayPolicy):
                 f"{type(self).__name__} needs a {self.config_class.__name__}, "
                 f"got {type(config).__name__}"
             )
-        self.config = config
+        self.config: Any = config
         self.name = self.kind
         self.version = version
         self.n_updates = 0
@@ -301,7 +301,7 @@ class Bandit(ArrayPolicy):
         """Read an archive written by :meth:`save`."""
         meta, arrays = storage.load_npz(path, cls.kind, cls.array_names)
         try:
-            config = _config_from_dict(cls.config_class, dict(meta["config"]))
+            config: Any = _config_from_dict(cls.config_class, dict(meta["config"]))
             policy = cls(config, version=str(meta.get("version", "0")))
             policy.n_updates = int(meta["n_updates"])
             policy._restore(arrays)
@@ -470,9 +470,7 @@ class ThompsonBandit(_LinearBandit):
         draws = means[:, None, :] + sd[:, None, :] * z
         best = draws.argmax(axis=2)
         actions = best[:, 0].astype(np.int64)
-        propensities = np.zeros((n, N_ACTIONS))
-        for i in range(n):
-            propensities[i] = np.bincount(best[i], minlength=N_ACTIONS) / m
+        propensities = (best[:, :, None] == np.arange(N_ACTIONS)).mean(axis=1)
         confidences = propensities[np.arange(n), actions]
         return DecisionArrays(actions, confidences, propensities, means)
 

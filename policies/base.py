@@ -75,8 +75,7 @@ class Decision:
             )
         if self.expected_values is not None and self.expected_values.shape != (N_ACTIONS,):
             raise ValueError(
-                f"expected_values must have shape ({N_ACTIONS},), "
-                f"got {self.expected_values.shape}"
+                f"expected_values must have shape ({N_ACTIONS},), got {self.expected_values.shape}"
             )
 
     @property
@@ -291,23 +290,24 @@ class ArrayPolicy(ABC):
 
     def decide(self, obs: Obs) -> Decision:
         """Decide for one observation, float32 shape (N_KPIS,)."""
-        return self.decide_batch(check_obs(obs)[None, :])[0]
+        arrays = self._decide_arrays(check_obs(obs)[None, :])
+        return self._decision(arrays, 0)
 
     def decide_batch(self, obs: Obs) -> list[Decision]:
         """Decide for a batch, shape (n, N_KPIS); equal to ``decide`` row by row."""
-        arrays = self.decide_arrays(obs)
+        arrays = self._decide_arrays(check_obs(obs, batch=True))
+        return [self._decision(arrays, i) for i in range(len(arrays.actions))]
+
+    def _decision(self, arrays: DecisionArrays, i: int) -> Decision:
         values = arrays.expected_values
-        return [
-            Decision(
-                action=int(arrays.actions[i]),
-                confidence=float(arrays.confidences[i]),
-                propensities=arrays.propensities[i],
-                policy_name=self.name,
-                policy_version=self.version,
-                expected_values=None if values is None else values[i],
-            )
-            for i in range(len(arrays.actions))
-        ]
+        return Decision(
+            action=int(arrays.actions[i]),
+            confidence=min(max(float(arrays.confidences[i]), 0.0), 1.0),
+            propensities=arrays.propensities[i],
+            policy_name=self.name,
+            policy_version=self.version,
+            expected_values=None if values is None else values[i],
+        )
 
     def decide_arrays(self, obs: Obs) -> DecisionArrays:
         """Decide for a batch, shape (n, N_KPIS), returning arrays (no Decision objects)."""

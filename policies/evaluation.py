@@ -191,13 +191,14 @@ class EvaluationResult:
 
     def action_shares(self, scenario: str | None = None) -> dict[str, float]:
         """Share of steps spent on each action (on one scenario, or on all)."""
-        counts = self.action_counts if scenario is None else self.action_counts[
-            self._index(scenario)
-        ]
+        counts = (
+            self.action_counts if scenario is None else self.action_counts[self._index(scenario)]
+        )
         totals = counts.reshape(-1, N_ACTIONS).sum(axis=0)
-        return {name: float(c) / max(int(totals.sum()), 1) for name, c in zip(
-            ACTION_NAMES, totals, strict=True
-        )}
+        return {
+            name: float(c) / max(int(totals.sum()), 1)
+            for name, c in zip(ACTION_NAMES, totals, strict=True)
+        }
 
     def table(self) -> str:
         """A plain-text table: mean return ± 95% half-width per scenario and overall."""
@@ -262,9 +263,7 @@ def compare(result_a: EvaluationResult, result_b: EvaluationResult) -> Compariso
     overall = stratified_ci(diff)
     base = abs(result_b.overall().mean)
     scale = 1.0 / base if base > 0 else math.nan
-    relative = Estimate(
-        overall.mean * scale, overall.low * scale, overall.high * scale, overall.n
-    )
+    relative = Estimate(overall.mean * scale, overall.low * scale, overall.high * scale, overall.n)
     return Comparison(
         name_a=result_a.policy_name,
         name_b=result_b.policy_name,

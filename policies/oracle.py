@@ -92,9 +92,7 @@ class OracleConfig:
     @property
     def candidates(self) -> tuple[int, ...]:
         """Actions the rollouts judge: those whose effect lands within half the horizon."""
-        return tuple(
-            i for i, spec in enumerate(ACTIONS) if 2 * spec.delay_steps <= self.horizon
-        )
+        return tuple(i for i, spec in enumerate(ACTIONS) if 2 * spec.delay_steps <= self.horizon)
 
 
 class LookaheadOracle(ArrayPolicy):
@@ -245,11 +243,6 @@ class LookaheadOracle(ArrayPolicy):
             if steps.shape != (N_ACTIONS,) or (steps < 0).any():
                 raise ValueError(f"steps_since must be {N_ACTIONS} integers >= 0")
         except (KeyError, TypeError, ValueError) as error:
-            raise PolicyFileError(
-                f"oracle policy file {str(path)!r} is corrupt: {error}"
-            ) from None
+            raise PolicyFileError(f"oracle policy file {str(path)!r} is corrupt: {error}") from None
         oracle.continuation.steps_since[:] = steps
         return oracle
-
-
-

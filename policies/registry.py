@@ -34,15 +34,24 @@ _FRESH: dict[str, Callable[[], Policy]] = {
     "random": RandomPolicy,
     "rules": RulesPolicy,
     "oracle": LookaheadOracle,
-    **{name: cls for name, cls in BANDITS.items()},
+    **BANDITS,
 }
+
+
+def _sb3_loader(algo: str) -> Callable[[Path], Policy]:
+    def load(path: Path) -> Policy:
+        return SB3Policy.load(path, algo)
+
+    return load
+
+
 _FROM_FILE: dict[str, Callable[[Path], Policy]] = {
     "noop": NoopPolicy.load,
     "random": RandomPolicy.load,
     "rules": RulesPolicy.load,
     "oracle": LookaheadOracle.load,
     **{name: cls.load for name, cls in BANDITS.items()},
-    **{name: (lambda path, algo=name: SB3Policy.load(path, algo)) for name in ALGORITHMS},
+    **{name: _sb3_loader(name) for name in ALGORITHMS},
 }
 
 POLICY_NAMES: tuple[str, ...] = tuple(sorted(set(_FRESH) | set(_FROM_FILE)))
@@ -70,8 +79,6 @@ def load_policy(spec: str) -> Policy:
     name, path = parse_spec(spec)
     if path is None:
         if name not in _FRESH:
-            raise ValueError(
-                f"policy {name!r} needs a model file: use '{name}:/path/to/model.zip'"
-            )
+            raise ValueError(f"policy {name!r} needs a model file: use '{name}:/path/to/model.zip'")
         return _FRESH[name]()
     return _FROM_FILE[name](path)

@@ -4,9 +4,10 @@
 
 **Fast path.** Serving does not call ``model.predict``: at construction the policy network's
 weights are exported to NumPy (as float64, so that a batch and a single row agree to ~1e-15
-whatever BLAS kernel each uses) and a decision is a few small matrix products. The exported network is the one ``predict`` evaluates: for PPO/A2C the
-actor MLP (``mlp_extractor.policy_net``) and ``action_net``, giving the logits of the
-categorical distribution; for DQN ``q_net``, giving Q-values. The action is their argmax, as in
+whatever BLAS kernel each uses) and a decision is a few small matrix products. The exported
+network is the one ``predict`` evaluates: for PPO/A2C the actor MLP
+(``mlp_extractor.policy_net``) and ``action_net``, giving the logits of the categorical
+distribution; for DQN ``q_net``, giving Q-values. The action is their argmax, as in
 ``predict(deterministic=True)``. Where the best two logits (or Q-values) are closer than
 ``TIE_TOLERANCE`` (so float32 rounding in a different BLAS could swap them), that row is
 recomputed with SB3's own torch modules under ``torch.inference_mode``, so the action always
@@ -37,7 +38,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -58,9 +59,11 @@ from environment.scenarios import SCENARIO_NAMES
 from policies import storage
 from policies.base import (
     ArrayPolicy,
+    Decision,
     DecisionArrays,
     Obs,
     PolicyFileError,
+    check_obs,
     check_range,
     config_error,
     observation_rng,
@@ -74,6 +77,8 @@ ACTOR_CRITIC = frozenset({"ppo", "a2c"})
 TIE_TOLERANCE = 1e-4
 """Logit / Q gap below which a row is recomputed in torch to match SB3 bit for bit."""
 META_ENTRY = "autopilot.json"
+_POINT_MASS = np.eye(N_ACTIONS)
+_POINT_MASS.flags.writeable = False  # shared by decisions: read-only
 
 DEFAULT_HYPERPARAMS: dict[str, dict[str, Any]] = {
     "ppo": {
@@ -132,14 +137,14 @@ class SB3Config:
 
 # --- exporting the network ------------------------------------------------------------------
 
-Layer = tuple[NDArray[np.float64], NDArray[np.float64], Callable[[NDArray[np.float64]], Any] | None]
+Layer = tuple[NDArray[np.float64], NDArray[np.float64], Callable[..., Any] | None]
 
 
-def _relu(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.maximum(x, 0.0, out=x)
+def _relu(x: NDArray[np.float64], out: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.maximum(x, 0.0, out=out)
 
 
-_ACTIVATIONS: dict[type[nn.Module], Callable[[NDArray[np.float64]], Any]] = {
+_ACTIVATIONS: dict[type[nn.Module], Callable[..., Any]] = {
     nn.Tanh: np.tanh,
     nn.ReLU: _relu,
 }
@@ -178,7 +183,7 @@ def _forward(layers: list[Layer], obs: Obs) -> NDArray[np.float64]:
         h = h @ weight
         h += bias
         if activation is not None:
-            h = activation(h)
+            activation(h, out=h)
     return h
 
 
@@ -228,7 +233,7 @@ class SB3Policy(ArrayPolicy):
                 *_flat_modules(policy.action_net),
             ]
         else:
-            q_net = policy.q_net  # type: ignore[attr-defined]
+            q_net = cast(Any, policy).q_net
             if not isinstance(q_net.features_extractor, FlattenExtractor):
                 raise ValueError("the fast path needs SB3's default FlattenExtractor")
             modules = _flat_modules(q_net.q_net)
@@ -243,7 +248,7 @@ class SB3Policy(ArrayPolicy):
         torch modules, so ``argmax`` equals ``model.predict(obs, deterministic=True)``.
         """
         out = _forward(self._layers, obs)
-        top2 = np.partition(out, N_ACTIONS - 2, axis=1)[:, -2:]
+        top2 = np.sort(out, axis=1)[:, -2:]
         close = np.flatnonzero(top2[:, 1] - top2[:, 0] < TIE_TOLERANCE)
         if close.size:
             out[close] = self._torch_scores(obs[close])
@@ -254,10 +259,10 @@ class SB3Policy(ArrayPolicy):
         with torch.inference_mode():
             tensor = torch.as_tensor(obs, device=policy.device)
             if self.algo in ACTOR_CRITIC:
-                distribution = policy.get_distribution(tensor)  # type: ignore[operator]
-                logits = distribution.distribution.logits
+                distribution = cast(ActorCriticPolicy, policy).get_distribution(tensor)
+                logits = cast(Any, distribution).distribution.logits
             else:
-                logits = policy.q_net(tensor)  # type: ignore[attr-defined]
+                logits = cast(Any, policy).q_net(tensor)
             return np.asarray(logits.cpu().numpy(), dtype=np.float64)
 
     def action_probabilities(self, obs: Obs) -> NDArray[np.float64]:
@@ -265,6 +270,20 @@ class SB3Policy(ArrayPolicy):
         if self.algo not in ACTOR_CRITIC:
             raise ValueError(f"{self.algo} has no action distribution; use scores()")
         return softmax(_forward(self._layers, obs))
+
+    def decide(self, obs: Obs) -> Decision:
+        """Decide for one observation, float32 shape (N_KPIS,).
+
+        The serving path: for deterministic PPO/A2C it skips the batch machinery (same result
+        as ``decide_batch(obs[None])[0]``, tested).
+        """
+        if self.algo not in ACTOR_CRITIC or not self.config.deterministic:
+            return super().decide(obs)
+        scores = self.scores(check_obs(obs)[None, :])[0]
+        action = int(scores.argmax())
+        # p(argmax) = 1 / sum_j exp(s_j - s_max): the softmax's value at the chosen action
+        confidence = 1.0 / float(np.exp(scores - scores[action]).sum())
+        return Decision(action, confidence, _POINT_MASS[action], self.name, self.version)
 
     def _decide_arrays(self, obs: Obs) -> DecisionArrays:
         scores = self.scores(obs)

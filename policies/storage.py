@@ -75,7 +75,7 @@ def save_npz(
 
     def write(tmp: Path) -> None:
         with tmp.open("wb") as handle:
-            np.savez(handle, __meta__=np.array(header), **arrays)
+            np.savez(handle, **{"__meta__": np.array(header), **arrays})  # type: ignore[arg-type]
 
     return _atomic_write(Path(path), write)
 

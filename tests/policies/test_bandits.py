@@ -40,7 +40,9 @@ def regret_curve(bandit: Policy, seed: int = 1) -> np.ndarray:
         expected = theta @ np.r_[1.0, obs.astype(np.float64)]
         decision = bandit.decide(obs)
         regret[t] = expected.max() - expected[decision.action]
-        bandit.update(obs, decision.action, float(expected[decision.action] + noise[t]), decision.propensity)  # type: ignore[attr-defined]
+        bandit.update(
+            obs, decision.action, float(expected[decision.action] + noise[t]), decision.propensity
+        )  # type: ignore[attr-defined]
     return np.cumsum(regret)
 
 
@@ -71,9 +73,7 @@ def test_contextual_regret_is_sublinear(name: str, curves: dict[str, np.ndarray]
 
 
 @pytest.mark.parametrize("name", ["linucb", "thompson"])
-def test_linucb_and_thompson_beat_epsilon_greedy(
-    name: str, curves: dict[str, np.ndarray]
-) -> None:
+def test_linucb_and_thompson_beat_epsilon_greedy(name: str, curves: dict[str, np.ndarray]) -> None:
     assert curves[name][-1] < 0.7 * curves["epsilon_greedy"][-1]
     # epsilon-greedy keeps paying for its fixed exploration: its late regret grows linearly
     third = HORIZON // 3

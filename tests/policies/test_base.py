@@ -61,8 +61,8 @@ def test_check_obs_names_the_problem(obs: object, batch: bool, match: str) -> No
 def test_softmax_and_probability_of_beating_the_runner_up() -> None:
     p = softmax(np.array([[0.0, np.log(3.0)]]))
     np.testing.assert_allclose(p, [[0.25, 0.75]])
-    means = np.zeros((1, N_ACTIONS))
-    means[0, 2] = 1.0
-    stds = np.full((1, N_ACTIONS), 1.0 / np.sqrt(2.0))
-    np.testing.assert_allclose(prob_beats_runner_up(means, stds, np.array([2])), [0.8413], atol=1e-4)
-    np.testing.assert_allclose(prob_beats_runner_up(means, stds, np.array([0])), [0.1587], atol=1e-4)
+    means = np.zeros((2, N_ACTIONS))
+    means[:, 2] = 1.0
+    stds = np.full((2, N_ACTIONS), 1.0 / np.sqrt(2.0))
+    beats = prob_beats_runner_up(means, stds, np.array([2, 0]))
+    np.testing.assert_allclose(beats, [0.8413, 0.1587], atol=1e-4)

@@ -24,8 +24,17 @@ from policies.simple import NoopPolicy, RandomPolicy
 
 @pytest.mark.parametrize(
     ("df", "expected"),
-    [(1, 12.7062), (2, 4.3027), (3, 3.1824), (5, 2.5706), (9, 2.2622), (29.5, 2.0438), (30, 2.0423), (120, 1.9799),
-     (math.inf, 1.95996)],
+    [
+        (1, 12.7062),
+        (2, 4.3027),
+        (3, 3.1824),
+        (5, 2.5706),
+        (9, 2.2622),
+        (29.5, 2.0438),
+        (30, 2.0423),
+        (120, 1.9799),
+        (math.inf, 1.95996),
+    ],
 )
 def test_t_quantile_matches_tables(df: float, expected: float) -> None:
     assert t_quantile(0.975, df) == pytest.approx(expected, abs=2e-4)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from policies.base import Policy, PolicyFileError
 from policies.bandits import LinUCBBandit
+from policies.base import Policy, PolicyFileError
 from policies.registry import POLICY_NAMES, load_policy, parse_spec
 from policies.rules import RulesPolicy
 

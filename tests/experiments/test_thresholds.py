@@ -1,0 +1,164 @@
+"""Confidence thresholds: the optimizer's maths, the file the guardrails read, the command."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from agent.guardrails import Governance, GuardContext, Verdict, evaluate_decision
+from environment.actions import ACTION_NAMES, action_index
+from experiments.thresholds import (
+    DecisionSamples,
+    ThresholdsFile,
+    best_threshold,
+    optimal_thresholds,
+    read_thresholds,
+    run_thresholds,
+    write_thresholds,
+)
+from experiments.tracking import Tracking
+from tests.experiments.conftest import TINY_SCENARIOS
+
+
+def test_best_threshold_executes_exactly_the_profitable_confident_decisions() -> None:
+    # Confident decisions help, unsure ones hurt: the cut is at 0.7.
+    confidences = np.array([0.9, 0.8, 0.7, 0.5, 0.3, 0.2])
+    values = np.array([2.0, 1.0, 0.5, -1.0, -2.0, 0.1])
+    threshold, value = best_threshold(confidences, values)
+    assert threshold == 0.7
+    assert value == pytest.approx(3.5 / 6)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (np.array([-1.0, -2.0, -0.5]), math.inf),  # every decision hurts: hold them all
+        (np.array([1.0, 2.0, 0.5]), 0.2),  # every decision helps: execute all
+        (np.array([0.0, 0.0, 0.0]), math.inf),  # no value either way: prefer holding
+    ],
+)
+def test_best_threshold_extremes(values: np.ndarray, expected: float) -> None:
+    threshold, _ = best_threshold(np.array([0.9, 0.5, 0.2]), values)
+    assert threshold == expected
+
+
+def test_tied_confidences_execute_together() -> None:
+    # Two decisions at 0.5 worth +3 and -1: a threshold cannot split them.
+    threshold, value = best_threshold(np.array([0.5, 0.5, 0.9]), np.array([3.0, -1.0, -0.5]))
+    assert threshold == 0.5
+    assert value == pytest.approx(1.5 / 3)
+
+
+def test_the_optimum_beats_every_other_threshold_on_random_data() -> None:
+    rng = np.random.default_rng(1)
+    confidences = rng.uniform(size=200)
+    values = rng.normal(confidences - 0.5, 1.0)
+    threshold, value = best_threshold(confidences, values)
+    for t in np.linspace(0, 1, 101):
+        assert np.mean(values * (confidences >= t)) <= value + 1e-12
+    assert np.mean(values * (confidences >= threshold)) == pytest.approx(value)
+
+
+def _samples(action: str, n: int) -> DecisionSamples:
+    rng = np.random.default_rng(0)
+    return DecisionSamples(
+        np.full(n, action_index(action), dtype=np.int64),
+        rng.uniform(size=n),
+        rng.normal(size=n),
+    )
+
+
+def test_too_few_samples_keep_the_guardrail_default() -> None:
+    chosen = optimal_thresholds(_samples("data_fix", 4), min_samples=5)
+    assert chosen["data_fix"].threshold is None
+    assert "fewer than 5" in chosen["data_fix"].reason
+    assert "noop" not in chosen
+    assert set(chosen) == set(ACTION_NAMES) - {"noop"}
+
+
+def test_file_round_trip_and_the_guardrails_use_it(tmp_path: Path) -> None:
+    chosen = optimal_thresholds(_samples("data_fix", 50), min_samples=10)
+    chosen["payment_retry"] = type(chosen["data_fix"])("payment_retry", 30, math.inf)
+    document = ThresholdsFile(chosen, "rules", "1", ("steady",), (1000,), 24, 6, "run")
+    path = write_thresholds(document, tmp_path / "guardrails" / "thresholds.yaml")
+    loaded = read_thresholds(path)
+    assert loaded == document.guardrail_thresholds()
+    assert loaded["payment_retry"] == math.inf
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert raw["version"] == 1 and raw["evidence"]["ship_feature"]["threshold"] is None
+
+    # payment_retry with threshold inf always needs approval in the agent's guardrails.
+    verdict = evaluate_decision(
+        action_index("payment_retry"), 1.0, Governance(), loaded, GuardContext(now=_now())
+    )
+    assert verdict.verdict == Verdict.NEEDS_APPROVAL and verdict.rule == "confidence"
+
+
+def _now():  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    return datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("version: 2\nthresholds: {}\n", "version: 1"),
+        ("version: 1\nthresholds: {teleport: 0.5}\n", "unknown action 'teleport'"),
+        ("version: 1\nthresholds: {noop: 0.5}\n", "unknown action 'noop'"),
+        (
+            "version: 1\nthresholds: {data_fix: 1.5}\n",
+            r"data_fix=1\.5 must be a number in \[0, 1\]",
+        ),
+        ("version: 1\nthresholds: {data_fix: high}\n", "data_fix='high'"),
+        ("version: 1\nthresholds: [1, 2]\n", "'thresholds' must be a mapping"),
+        (": : :\n", "not valid YAML"),
+    ],
+)
+def test_bad_threshold_files_are_rejected(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=match):
+        read_thresholds(path)
+
+
+def test_thresholds_command_logs_and_writes_the_file(tracking: Tracking) -> None:
+    document = run_thresholds(
+        "rules", scenarios=TINY_SCENARIOS, seeds=1, stride=12, min_samples=2, tracking=tracking
+    )
+    path = Path("guardrails/thresholds.yaml")  # the default, in the test's working directory
+    assert read_thresholds(path) == document.guardrail_thresholds()
+    assert document.guardrail_thresholds(), "rules act often enough to set some thresholds"
+    run = tracking.client().get_run(document.mlflow_run_id or "")
+    for name, entry in document.thresholds.items():
+        assert run.data.params[f"threshold.{name}"] == (
+            "none" if entry.threshold is None else str(entry.threshold)
+        )
+        if entry.threshold is not None:
+            assert run.data.metrics[f"expected_value.{name}"] == pytest.approx(entry.expected_value)
+    artifacts = [a.path for a in tracking.client().list_artifacts(run.info.run_id, "thresholds")]
+    assert artifacts == ["thresholds/thresholds.yaml"]
+
+
+def test_thresholds_for_a_missing_champion_say_so(tracking: Tracking) -> None:
+    with pytest.raises(LookupError, match="no registered model 'autopilot-policy'"):
+        run_thresholds(tracking=tracking)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"horizon": 0}, "horizon=0"),
+        ({"stride": -1}, "stride=-1"),
+        ({"min_samples": 0}, "min_samples=0"),
+        ({"scenarios": ["moon"]}, "unknown scenarios"),
+        ({"seeds": 0}, "seeds=0"),
+    ],
+)
+def test_bad_threshold_arguments(tracking: Tracking, kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        run_thresholds("rules", tracking=tracking, **kwargs)  # type: ignore[arg-type]
