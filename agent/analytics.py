@@ -24,7 +24,7 @@ from sqlalchemy import Float, and_, case, cast, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from agent.models import EVENT_TYPES, Event, Suggestion, User
-from agent.observe import as_utc_naive, days_between
+from agent.observe import add_days, as_utc_naive
 
 
 def _check_number(
@@ -86,17 +86,20 @@ def high_performing_patterns(
         User.signup_at <= at - timedelta(days=horizon),
         or_(User.deleted_at.is_(None), User.deleted_at > at),
     )
-    age = days_between(Event.occurred_at, User.signup_at)
-    in_window = and_(age >= first_week_days, age < horizon, Event.occurred_at <= at)
-    engagement = (
-        select(
-            User.id.label("user_id"),
-            func.coalesce(func.sum(case((in_window, 1), else_=0)), 0).label("events"),
+    # windows as index ranges on (user_id, occurred_at): one seek per account
+    later_events = (
+        select(func.count())
+        .where(
+            Event.user_id == User.id,
+            Event.occurred_at >= add_days(User.signup_at, first_week_days),
+            Event.occurred_at < add_days(User.signup_at, horizon),
+            Event.occurred_at <= at,
         )
-        .select_from(User)
-        .outerjoin(Event, Event.user_id == User.id)
+        .scalar_subquery()
+    )
+    engagement = (
+        select(User.id.label("user_id"), later_events.label("events"))
         .where(eligible)
-        .group_by(User.id)
         .subquery("engagement")
     )
     ranked = select(
@@ -109,38 +112,49 @@ def high_performing_patterns(
     ).subquery("ranked")
     is_top = (ranked.c.position - 1) < cast(ranked.c.total, Float) * top_share
     top = select(
-        ranked.c.user_id, case((is_top, 1), else_=0).label("top"), ranked.c.events
+        ranked.c.user_id,
+        case((is_top, 1), else_=0).label("top"),
+        ranked.c.events,
+        ranked.c.total,
+        func.sum(case((is_top, 1), else_=0)).over().label("top_total"),
+        func.min(case((is_top, ranked.c.events))).over().label("threshold"),
     ).subquery("top")
-    eligible_users, top_users, threshold = session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(top.c.top), 0),
-            func.min(case((top.c.top == 1, top.c.events))),
-        )
-    ).one()
-    eligible_users, top_users = int(eligible_users), int(top_users)
-    if not eligible_users or not top_users:
-        return PatternReport((), eligible_users, top_users, 0)
     first_week = (
         select(Event.user_id.label("user_id"), Event.type.label("type"))
         .join(User, User.id == Event.user_id)
         .where(
             eligible,
             Event.type.in_([t for t in EVENT_TYPES if t != "signed_up"]),
-            age >= 0.0,
-            age < first_week_days,
+            Event.occurred_at >= User.signup_at,
+            Event.occurred_at < add_days(User.signup_at, first_week_days),
         )
         .distinct()
         .subquery("first_week")
     )
+    groups = select(
+        top.c.user_id, top.c.top, top.c.total, top.c.top_total, top.c.threshold
+    ).subquery("groups")
     rows = session.execute(
-        select(first_week.c.type, func.sum(top.c.top), func.count())
+        select(
+            first_week.c.type,
+            func.sum(groups.c.top),
+            func.count(),
+            func.max(groups.c.total),
+            func.max(groups.c.top_total),
+            func.max(groups.c.threshold),
+        )
         .select_from(first_week)
-        .join(top, top.c.user_id == first_week.c.user_id)
+        .join(groups, groups.c.user_id == first_week.c.user_id)
         .group_by(first_week.c.type)
     ).all()
+    if not rows:  # no first-week events at all: still report the group sizes
+        totals = session.execute(
+            select(func.max(top.c.total), func.max(top.c.top_total), func.max(top.c.threshold))
+        ).one()
+        return PatternReport((), int(totals[0] or 0), int(totals[1] or 0), int(totals[2] or 0))
+    eligible_users, top_users, threshold = int(rows[0][3]), int(rows[0][4]), rows[0][5]
     patterns = []
-    for event_type, in_top, in_all in rows:
+    for event_type, in_top, in_all, *_ in rows:
         support_top = int(in_top) / top_users
         support_all = int(in_all) / eligible_users
         if support_top < min_support or support_all <= 0:

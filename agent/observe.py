@@ -58,6 +58,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
     Float,
     Select,
     and_,
@@ -159,6 +160,30 @@ def _days_between_default(element: days_between, compiler: Any, **kw: Any) -> st
         f"(EXTRACT(EPOCH FROM ({compiler.process(later, **kw)} - "
         f"{compiler.process(earlier, **kw)})) / 86400.0)"
     )
+
+
+class add_days(FunctionElement[datetime]):
+    """``timestamp + days`` for a timestamp expression and a constant number of days.
+
+    On SQLite the result has millisecond precision (``strftime('%f')``), so comparisons with it
+    are exact to the millisecond: fine for analytics windows; KPI windows use
+    :class:`days_between` or bounds computed in Python instead.
+    """
+
+    type = DateTime()
+    inherit_cache = True
+
+
+@compiles(add_days, "sqlite")
+def _add_days_sqlite(element: add_days, compiler: Any, **kw: Any) -> str:
+    timestamp, days = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"strftime('%Y-%m-%d %H:%M:%f', {timestamp}, ({days}) || ' days')"
+
+
+@compiles(add_days)
+def _add_days_default(element: add_days, compiler: Any, **kw: Any) -> str:
+    timestamp, days = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({timestamp} + ({days}) * INTERVAL '1 day')"
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:

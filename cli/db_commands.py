@@ -1,10 +1,145 @@
-"""`autopilot` subcommands of the db group (none yet)."""
+"""`autopilot` subcommands of the database group.
+
+- ``autopilot db upgrade [--db URL]``: create or upgrade the schema (Alembic migrations).
+- ``autopilot seed-db --users N --days D --scenario NAME --seed S [--db URL]``: materialize a
+  simulated business into the database.
+- ``autopilot observe [--db URL] [--as-of TIME] [--json]``: the KPI snapshot and the issues.
+
+``--db`` defaults to ``$AUTOPILOT_DB_URL``, else ``sqlite:///autopilot.db``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from datetime import datetime
 from typing import Any
+
+from agent.db import DB_URL_ENV, DEFAULT_DB_URL, DatabaseError, connect, make_engine, resolve_url, session_scope, upgrade
+from agent.detect import detect, format_issues
+from agent.observe import observe
+from agent.seed import SeedConfig, seed
+from environment.kpis import KPI_SPECS
+from environment.scenarios import SCENARIO_NAMES
+
+_DB_HELP = f"database URL (default: ${DB_URL_ENV} or {DEFAULT_DB_URL})"
+
+
+def _fail(command: str, error: Exception) -> int:
+    print(f"autopilot {command}: error: {error}", file=sys.stderr)
+    return 1
+
+
+def _timestamp(value: str) -> datetime:
+    """An ISO-8601 date or date-time (naive is UTC)."""
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 date or time such as 2025-06-01T12:00, got {value!r}"
+        ) from None
+
+
+def db_upgrade(args: argparse.Namespace) -> int:
+    """Create or upgrade the schema of ``--db`` to the head migration."""
+    url = resolve_url(args.db)
+    try:
+        revision = upgrade(make_engine(url))
+    except DatabaseError as error:
+        return _fail("db upgrade", error)
+    print(f"database {make_engine(url).url.render_as_string(hide_password=True)} at migration {revision}")
+    return 0
+
+
+def seed_db(args: argparse.Namespace) -> int:
+    """Materialize a simulated business (see :mod:`agent.seed`)."""
+    config = SeedConfig(
+        users=args.users,
+        days=args.days,
+        scenario=args.scenario,
+        seed=args.seed,
+        end=args.end,
+        defects=not args.no_defects,
+    )
+    try:
+        engine = connect(args.db)
+        result = seed(engine, config, progress=not args.quiet, replace=args.replace)
+    except DatabaseError as error:
+        return _fail("seed-db", error)
+    rows = ", ".join(f"{table} {n:,}" for table, n in result.rows.items() if n)
+    print(
+        f"seeded {config.days} days of scenario {config.scenario!r} (seed {config.seed}) ending "
+        f"{result.as_of:%Y-%m-%d %H:%M} UTC in {result.seconds:.1f} s: {rows}"
+    )
+    return 0
+
+
+def _snapshot_lines(kpis: dict[str, float]) -> list[str]:
+    lines = []
+    for spec in KPI_SPECS:
+        value = kpis[spec.name]
+        target = ""
+        if spec.target is not None:
+            sign = ">=" if spec.direction.value == "at_least" else "<="
+            target = f"  (target {sign} {spec.target:g})"
+        lines.append(f"  {spec.name:24} {value:14,.4f} {spec.unit}{target}")
+    return lines
+
+
+def observe_command(args: argparse.Namespace) -> int:
+    """Print the KPI snapshot and the detected issues."""
+    try:
+        engine = connect(args.db)
+        with session_scope(engine) as session:
+            snapshot = observe(session, args.as_of)
+            issues = detect(session, snapshot, sample_size=args.samples)
+    except DatabaseError as error:
+        return _fail("observe", error)
+    if args.json:
+        payload: dict[str, Any] = {
+            "as_of": snapshot.as_of.isoformat(),
+            "kpis": snapshot.kpis,
+            "observation": snapshot.encode().tolist(),
+            "counts": snapshot.counts,
+            "defects": snapshot.defects,
+            "warnings": list(snapshot.warnings),
+            "issues": [issue.to_dict() for issue in issues],
+        }
+        print(json.dumps(payload, indent=2))
+        return 0
+    print(f"KPIs as of {snapshot.as_of:%Y-%m-%d %H:%M} UTC")
+    print("\n".join(_snapshot_lines(snapshot.kpis)))
+    for warning in snapshot.warnings:
+        print(f"  warning: {warning}")
+    print("\nIssues")
+    print(format_issues(issues))
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add this group's subcommands."""
+    db = subparsers.add_parser("db", help="database schema commands")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
+    up = db_sub.add_parser("upgrade", help="create or upgrade the schema to the latest migration")
+    up.add_argument("--db", help=_DB_HELP)
+    up.set_defaults(handler=db_upgrade)
+
+    sd = subparsers.add_parser("seed-db", help="materialize a simulated business into the database")
+    sd.add_argument("--users", type=int, required=True, help="living accounts at the start")
+    sd.add_argument("--days", type=int, required=True, help="simulated days of history")
+    sd.add_argument("--scenario", default="steady", choices=SCENARIO_NAMES, help="simulator scenario")
+    sd.add_argument("--seed", type=int, default=0, help="random seed (same seed, same rows)")
+    sd.add_argument("--end", type=_timestamp, help="when the history ends (default: this hour, UTC)")
+    sd.add_argument("--replace", action="store_true", help="empty every table first")
+    sd.add_argument("--no-defects", action="store_true", help="write no defects or orphans")
+    sd.add_argument("--quiet", action="store_true", help="no progress bars")
+    sd.add_argument("--db", help=_DB_HELP)
+    sd.set_defaults(handler=seed_db)
+
+    ob = subparsers.add_parser("observe", help="print the KPI snapshot and the detected issues")
+    ob.add_argument("--as-of", type=_timestamp, help="observation time (default: now, UTC)")
+    ob.add_argument("--samples", type=int, default=5, help="affected ids sampled per issue")
+    ob.add_argument("--json", action="store_true", help="machine-readable output")
+    ob.add_argument("--db", help=_DB_HELP)
+    ob.set_defaults(handler=observe_command)

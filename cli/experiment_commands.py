@@ -240,7 +240,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     evaluate.set_defaults(handler=evaluate_command)
 
     promote = subparsers.add_parser(
-        "promote", help="make the challenger champion if it is better with 95% confidence"
+        "promote", help="make the challenger champion if it is better with 95%% confidence"
     )
     promote.add_argument("--scenarios", default="all", help="'all' or comma-separated names")
     promote.add_argument("--seeds", type=_positive_int, default=10, help="seeds 0..N-1")

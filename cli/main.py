@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError) as error:
+    except (UsageError, ValueError, LookupError, FileNotFoundError) as error:
         print(f"autopilot {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -525,8 +525,10 @@ def _effect(
         s.conversions_today += converted
         s.fatigue += p.prompt_fatigue
     elif action == A.PRICE_INCREASE:
+        log_willing_before = log_willing_to_pay(s.price_level, p)
         s.price_level *= 1.0 + p.price_step
         s.price_shock += p.price_step
+        _cancel_paying(s, -math.expm1(log_willing_to_pay(s.price_level, p) - log_willing_before))
     elif action == A.PRICE_DECREASE:
         s.price_level *= 1.0 - p.price_step
     elif action == A.SCALE_INFRA:
@@ -541,6 +543,25 @@ def _effect(
             corrupted = p.release_bug_defects * records(s, p)
             s.defects += corrupted
             s.orphans += 0.1 * corrupted
+
+
+def log_willing_to_pay(price_level: float, p: BusinessParams) -> float:
+    """Log of the share of accounts whose willingness to pay (lognormal, relative to the
+    starting price) is at least ``price_level``; in the far tail, the asymptotic
+    ``-z^2/2 - log(z sqrt(2 pi))``, so ratios stay exact where the share underflows."""
+    z = math.log(price_level / p.willingness_to_pay_median) / p.willingness_to_pay_spread
+    if z < 8.0:
+        return math.log(0.5 * math.erfc(z / math.sqrt(2.0)))
+    return -0.5 * z * z - math.log(z * math.sqrt(2.0 * math.pi))
+
+
+def _cancel_paying(s: BusinessState, share: float) -> None:
+    """A share of the paying base (silent accounts alike) cancels now: voluntary churn."""
+    lost = s.paying * share
+    s.at_risk_paying *= 1.0 - share
+    _remove_paying(s, lost)
+    s.paying_churn_today += lost
+    s.churned += lost
 
 
 def _retry_payments(
