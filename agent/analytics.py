@@ -31,9 +31,9 @@ def _check_number(
     name: str, value: object, low: float, high: float, *, integer: bool = False
 ) -> None:
     kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(float(value)):  # type: ignore[arg-type]
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(float(value)):
         raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if not low <= float(value) <= high:  # type: ignore[arg-type]
+    if not low <= float(value) <= high:
         raise ValueError(f"{name}={value!r} is outside [{low}, {high}]")
 
 
@@ -119,33 +119,28 @@ def high_performing_patterns(
         func.sum(case((is_top, 1), else_=0)).over().label("top_total"),
         func.min(case((is_top, ranked.c.events))).over().label("threshold"),
     ).subquery("top")
-    first_week = (
-        select(Event.user_id.label("user_id"), Event.type.label("type"))
-        .join(User, User.id == Event.user_id)
-        .where(
-            eligible,
-            Event.type.in_([t for t in EVENT_TYPES if t != "signed_up"]),
-            Event.occurred_at >= User.signup_at,
-            Event.occurred_at < add_days(User.signup_at, first_week_days),
-        )
-        .distinct()
-        .subquery("first_week")
+    # drive from the ranked accounts into the (user_id, occurred_at) index: joining two
+    # derived tables lets a planner fall back to a nested scan of both
+    first_user = User.__table__.alias("first_user")
+    in_first_week = and_(
+        Event.user_id == top.c.user_id,
+        Event.type.in_([t for t in EVENT_TYPES if t != "signed_up"]),
+        Event.occurred_at >= first_user.c.signup_at,
+        Event.occurred_at < add_days(first_user.c.signup_at, first_week_days),
     )
-    groups = select(
-        top.c.user_id, top.c.top, top.c.total, top.c.top_total, top.c.threshold
-    ).subquery("groups")
     rows = session.execute(
         select(
-            first_week.c.type,
-            func.sum(groups.c.top),
-            func.count(),
-            func.max(groups.c.total),
-            func.max(groups.c.top_total),
-            func.max(groups.c.threshold),
+            Event.type,
+            func.count(func.distinct(case((top.c.top == 1, top.c.user_id)))),
+            func.count(func.distinct(top.c.user_id)),
+            func.max(top.c.total),
+            func.max(top.c.top_total),
+            func.max(top.c.threshold),
         )
-        .select_from(first_week)
-        .join(groups, groups.c.user_id == first_week.c.user_id)
-        .group_by(first_week.c.type)
+        .select_from(top)
+        .join(first_user, first_user.c.id == top.c.user_id)
+        .join(Event, in_first_week)
+        .group_by(Event.type)
     ).all()
     if not rows:  # no first-week events at all: still report the group sizes
         totals = session.execute(

@@ -299,6 +299,11 @@ class Execution(Base):
     undo: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """What reverses the effect (rows to restore, settings to reset); NULL if irreversible."""
     undone_at: Mapped[datetime | None]
+    # added by migration 0002: what the execution belongs to and its idempotency key
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"), index=True)
+    target: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    """``cycle|action|target``: one execution per key, enforced by the database."""
 
 
 class Approval(Base):
@@ -313,6 +318,8 @@ class Approval(Base):
     decided_by: Mapped[str | None] = mapped_column(String(100))
     decided_at: Mapped[datetime | None]
     note: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None]
+    """Added by migration 0002: after this an approval can no longer be given."""
 
 
 class Outbox(Base):
@@ -366,6 +373,18 @@ class Setting(Base):
     __table_args__ = (UniqueConstraint("key", "effective_at", name="uq_settings_key_effective_at"),)
 
 
+class CycleLock(Base):
+    """Who runs the cycle now: one row per lock name, its primary key makes a second holder
+    impossible (migration 0002). A row past ``expires_at`` belongs to a crashed holder."""
+
+    __tablename__ = "cycle_locks"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
 PRODUCT_TABLES: tuple[str, ...] = (
     "users",
     "workflows",
@@ -374,9 +393,10 @@ PRODUCT_TABLES: tuple[str, ...] = (
     "subscriptions",
     "billing_events",
     "usage_metrics",
-    "audit_log",
 )
+"""What the product owns; a dry run leaves every one of them unchanged."""
 AGENT_TABLES: tuple[str, ...] = (
+    "audit_log",
     "cycles",
     "decisions",
     "executions",
@@ -384,4 +404,5 @@ AGENT_TABLES: tuple[str, ...] = (
     "outbox",
     "archive",
     "settings",
+    "cycle_locks",
 )

@@ -498,9 +498,7 @@ def _table_defects(
 
 def _event_defects(session: Session, as_of: datetime) -> tuple[int, int, dict[str, int]]:
     """Events by type over the type index; future-dated ones over the time index."""
-    by_type = dict(
-        session.execute(select(Event.type, func.count()).group_by(Event.type)).tuples().all()
-    )
+    by_type = dict(session.execute(select(Event.type, func.count()).group_by(Event.type)).all())
     total = sum(by_type.values())
     unknown = sum(n for kind, n in by_type.items() if kind not in EVENT_TYPES)
     future, future_unknown = session.execute(
@@ -534,7 +532,7 @@ def observe(session: Session, as_of: datetime | None = None) -> KpiSnapshot:
 def _observe(session: Session, at: datetime) -> KpiSnapshot:
     warnings: list[str] = []
     segments = dict.fromkeys(SEGMENTS, 0)
-    for name, n in session.execute(segment_query(at)).tuples():
+    for name, n in session.execute(segment_query(at)).all():
         segments[name] = int(n)
     matured, matured_activated, matured_retained = (
         int(v) for v in session.execute(_cohort_query(at)).one()

@@ -71,6 +71,7 @@ from agent.models import (
     User,
     Workflow,
 )
+from agent.observe import MARKETING_METRIC
 from environment import actions as A
 from environment.dynamics import _EMA_DAY, records, steady_start, system_health, true_kpis
 from environment.dynamics import routine_action as clock_routine
@@ -476,7 +477,7 @@ class _Materializer:
                     )
                 pop.last_seen[user] = e - (0.0 if involuntary else 14.0 + rng.exponential(10.0))
         for i in range(30):
-            self.ledger.metrics.append((self._spend_metric(), -30.0 + i + 1.0, p.marketing_per_day))
+            self.ledger.metrics.append((MARKETING_METRIC, -30.0 + i + 1.0, p.marketing_per_day))
         self._record_health(s, 0.0)
 
     def _activate_old(self, users: Ints, before: Floats | None = None) -> None:
@@ -487,10 +488,6 @@ class _Materializer:
             activated = np.minimum(activated, before - 0.01)
         pop.activated[users] = np.maximum(activated, pop.signup[users])
         pop.engaged_since[users] = pop.activated[users]
-
-    @staticmethod
-    def _spend_metric() -> str:
-        return "marketing_spend_usd"
 
     def _decide_return(
         self, members: Ints, signups: float, activated: float, retained: float
@@ -567,7 +564,7 @@ class _Materializer:
                 self.price_level = after.price_level
                 ledger.settings.append(("price_level", after.price_level, at))
         new: BusinessState = sim.state.copy()
-        ledger.metrics.append((self._spend_metric(), day + 1.0, p.marketing_per_day))
+        ledger.metrics.append((MARKETING_METRIC, day + 1.0, p.marketing_per_day))
         self._trials(day, old, new)
         self._conversions(day, new)
         self._billing(day, steps)
@@ -918,6 +915,8 @@ def _finish(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(text("ANALYZE"))
         for table in Base.metadata.sorted_tables:
+            if "id" not in table.c:
+                continue
             connection.execute(
                 text(
                     f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
@@ -1072,7 +1071,7 @@ def _build_rows(
     in_window = (age >= 7.0) & (age < 8.0) & not_returned[ev_user]
     ev_time = np.where(in_window, ev_time + 1.0, ev_time)
     ev_time = np.where(in_window & (ev_time > last_seen[ev_user]), ev_time - 2.0, ev_time)
-    ev_user_ids: list[int | None] = (ev_user + 1).tolist()
+    ev_user_ids: list[int | None] = list((ev_user + 1).tolist())
 
     # --- orphans: records the latest churned accounts left behind
     extra_user: list[int | None] = []
@@ -1104,7 +1103,7 @@ def _build_rows(
     ev_user_ids.extend(extra_user)
     ev_time = np.concatenate([ev_time, np.array(extra_time)])
     ev_type = np.concatenate([ev_type, np.array(extra_type, dtype=object)])
-    wf_user_ids: list[int | None] = (wf_user + 1).tolist() + [u for u, _ in wf_extra]
+    wf_user_ids: list[int | None] = [*(wf_user + 1).tolist(), *(u for u, _ in wf_extra)]
     wf_created = np.concatenate([wf_created, np.array([t for _, t in wf_extra])])
     wf_status = np.concatenate([wf_status, np.full(len(wf_extra), "archived")])
     wf_last_run = np.concatenate([wf_last_run, np.array([t for _, t in wf_extra])])
@@ -1368,8 +1367,7 @@ def _audit_rows(actions: Sequence[tuple[float, str, dict[str, Any]]]) -> dict[st
         ):
             rows[key].append(value)
         prev = digest
-    rows["occurred_at"] = np.array(rows["occurred_at"])
-    return rows
+    return {**rows, "occurred_at": np.array(rows["occurred_at"])}
 
 
 __all__ = ["SeedConfig", "SeedResult", "routine_action", "scaled_params", "seed"]

@@ -16,7 +16,16 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from agent.db import DB_URL_ENV, DEFAULT_DB_URL, DatabaseError, connect, make_engine, resolve_url, session_scope, upgrade
+from agent.db import (
+    DB_URL_ENV,
+    DEFAULT_DB_URL,
+    DatabaseError,
+    connect,
+    make_engine,
+    resolve_url,
+    session_scope,
+    upgrade,
+)
 from agent.detect import detect, format_issues
 from agent.observe import observe
 from agent.seed import SeedConfig, seed
@@ -48,7 +57,8 @@ def db_upgrade(args: argparse.Namespace) -> int:
         revision = upgrade(make_engine(url))
     except DatabaseError as error:
         return _fail("db upgrade", error)
-    print(f"database {make_engine(url).url.render_as_string(hide_password=True)} at migration {revision}")
+    shown = make_engine(url).url.render_as_string(hide_password=True)
+    print(f"database {shown} at migration {revision}")
     return 0
 
 
@@ -128,9 +138,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     sd = subparsers.add_parser("seed-db", help="materialize a simulated business into the database")
     sd.add_argument("--users", type=int, required=True, help="living accounts at the start")
     sd.add_argument("--days", type=int, required=True, help="simulated days of history")
-    sd.add_argument("--scenario", default="steady", choices=SCENARIO_NAMES, help="simulator scenario")
+    sd.add_argument(
+        "--scenario", default="steady", choices=SCENARIO_NAMES, help="simulator scenario"
+    )
     sd.add_argument("--seed", type=int, default=0, help="random seed (same seed, same rows)")
-    sd.add_argument("--end", type=_timestamp, help="when the history ends (default: this hour, UTC)")
+    sd.add_argument(
+        "--end", type=_timestamp, help="when the history ends (default: this hour, UTC)"
+    )
     sd.add_argument("--replace", action="store_true", help="empty every table first")
     sd.add_argument("--no-defects", action="store_true", help="write no defects or orphans")
     sd.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -1,0 +1,709 @@
+"""Actuators: the real effects of the catalogue's actions on the database.
+
+Two steps per action:
+
+- :func:`plan` counts, by SQL, what an execution would touch (``rows``) out of how many it
+  could (``population``, the base of the guardrails' blast-radius share). It reads only: a dry
+  run stops here.
+- :func:`execute` applies the effect in the caller's transaction together with the
+  :class:`~agent.models.Execution` row (and its undo record) and the audit entry, and flushes;
+  the caller commits once (or rolls back, and then none of the three exists). The execution's
+  ``idempotency_key`` (``cycle|action|target``) is unique in the database, so a second
+  execution of the same action on the same target in the same cycle returns the first one
+  instead of acting again, even when two processes race.
+
+Effects per action:
+
+==================== ============================================================ ==========
+action               effect                                                       undo
+==================== ============================================================ ==========
+retention_campaign   one Outbox message per at-risk account (activated, silent     delete the
+                     :data:`~agent.observe.SILENT_DAYS` days) not messaged by a    messages
+                     campaign within :data:`RETENTION_COOLDOWN_DAYS`
+payment_retry        one Outbox retry job per unresolved failed charge with fewer  delete the
+                     than :data:`MAX_RETRY_ATTEMPTS` retry jobs so far              jobs
+orphan_cleanup       workflows and events whose user is gone move, whole, to       rows back
+                     ``archive`` (nothing is hard-deleted)                         from archive
+data_fix             malformed emails that become valid once whitespace is         old values
+                     removed and case folded are normalized (old values kept);     written back
+                     the unfixable ones are flagged in the execution's effect
+                     and in one Outbox review job
+optimization and     a new Setting row (the table is its own history), see         delete that
+decision actions     :data:`SETTING_ACTIONS`                                       row
+==================== ============================================================ ==========
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from agent import audit
+from agent.models import (
+    Archive,
+    BillingEvent,
+    Event,
+    Execution,
+    Outbox,
+    Setting,
+    Subscription,
+    User,
+    Workflow,
+)
+from agent.observe import EMAIL_PATTERN, SETTING_DEFAULTS, SILENT_DAYS, TRIAL_DAYS
+from environment.actions import ACTION_NAMES
+
+RETENTION_COOLDOWN_DAYS = 14
+"""An account gets at most one win-back message in this many days."""
+MAX_RETRY_ATTEMPTS = 3
+"""Retry jobs per failed charge, at most."""
+MAX_FLAGGED_IDS = 1000
+"""Ids of unfixable rows listed in an execution's effect, at most."""
+REVIEW_TOPIC = "data_review"
+FIXABLE_DEFECTS = frozenset({"malformed_email"})
+"""Defect kinds of :mod:`agent.observe` that ``data_fix`` repairs (others are only detected)."""
+
+SETTING_ACTIONS: dict[str, tuple[str, Callable[[float], float]]] = {
+    "onboarding_boost": ("onboarding_boost", lambda old: 1.0),
+    "funnel_fix": ("funnel_fix", lambda old: 1.0),
+    "upgrade_prompt": ("upgrade_prompt", lambda old: 1.0),
+    "price_increase": ("price_level", lambda old: round(old * 1.10, 6)),
+    "price_decrease": ("price_level", lambda old: round(old / 1.10, 6)),
+    "scale_infra": ("infra_capacity", lambda old: old + 1.0),
+    "shift_marketing": ("marketing_shifts", lambda old: old + 1.0),
+    "ship_feature": ("features_shipped", lambda old: old + 1.0),
+}
+"""Optimization and decision actions: action -> (setting key, new value from the old one)."""
+SETTING_BASELINES: dict[str, float] = {
+    "onboarding_boost": 0.0,
+    "funnel_fix": 0.0,
+    "upgrade_prompt": 0.0,
+    "infra_capacity": 1.0,
+    "marketing_shifts": 0.0,
+    "features_shipped": 0.0,
+    **SETTING_DEFAULTS,
+}
+"""The value of a setting that has never been set."""
+ROW_ACTIONS = ("retention_campaign", "payment_retry", "orphan_cleanup", "data_fix")
+ACTUATED = frozenset((*ROW_ACTIONS, *SETTING_ACTIONS))
+_WHITESPACE = re.compile(r"\s+")
+_VALID_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class ActuatorError(RuntimeError):
+    """An execution or undo that cannot proceed; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one execution of ``action`` would do at ``at``.
+
+    - ``target``: what it acts on (a segment, a table, a setting key); part of the
+      idempotency key.
+    - ``rows``: rows or accounts it would touch; ``population``: how many it could touch.
+    - ``details``: JSON-ready specifics (counts per kind, the setting's old and new value).
+    """
+
+    action: str
+    target: str
+    at: datetime
+    rows: int
+    population: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "target": self.target,
+            "rows": self.rows,
+            "population": self.population,
+            **self.details,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionOutcome:
+    """The execution row of an action and whether this call created it (``False``: the
+    idempotency key already had one, nothing was done again)."""
+
+    execution: Execution
+    created: bool
+
+
+def idempotency_key(cycle_id: int | None, action: str, target: str, at: datetime) -> str:
+    """``cycle|action|target``; outside a cycle, the time stands for the cycle (``@time``)."""
+    cycle = str(cycle_id) if cycle_id is not None else f"@{at.isoformat()}"
+    return f"{cycle}|{action}|{target}"
+
+
+def _check_action(action: str) -> None:
+    if action not in ACTUATED:
+        raise ValueError(
+            f"action {action!r} has no actuator; allowed: {sorted(ACTUATED)} "
+            f"(catalogue: {list(ACTION_NAMES)})"
+        )
+
+
+# --- selections, shared by plan (counts) and execute (rows) -------------------------------
+
+
+def _alive(at: datetime) -> ColumnElement[bool]:
+    return and_(User.signup_at <= at, or_(User.deleted_at.is_(None), User.deleted_at > at))
+
+
+def _at_risk(at: datetime) -> ColumnElement[bool]:
+    """Activated accounts past their trial with no event in the last SILENT_DAYS days (the
+    condition of :mod:`agent.detect`'s ``users_at_risk``)."""
+    return and_(
+        _alive(at),
+        User.activated_at <= at,
+        User.signup_at <= at - timedelta(days=TRIAL_DAYS),
+        not_(
+            exists().where(
+                Event.user_id == User.id,
+                Event.occurred_at > at - timedelta(days=SILENT_DAYS),
+                Event.occurred_at <= at,
+            )
+        ),
+    )
+
+
+def _recently_messaged(at: datetime) -> ColumnElement[bool]:
+    return exists().where(
+        Outbox.user_id == User.id,
+        Outbox.topic == "retention_campaign",
+        Outbox.created_at > at - timedelta(days=RETENTION_COOLDOWN_DAYS),
+        Outbox.created_at <= at,
+    )
+
+
+def _unresolved_charges(at: datetime) -> ColumnElement[bool]:
+    return and_(
+        BillingEvent.kind == "charge",
+        BillingEvent.status == "failed",
+        BillingEvent.occurred_at <= at,
+        or_(BillingEvent.resolved_at.is_(None), BillingEvent.resolved_at > at),
+    )
+
+
+def retry_jobs() -> Any:
+    """Subquery: one row per payment retry job, with its ``billing_event_id``."""
+    charge = Outbox.payload["billing_event_id"].as_integer()
+    return (
+        select(charge.label("billing_event_id"))
+        .where(Outbox.topic == "payment_retry")
+        .subquery("retry_jobs")
+    )
+
+
+def _retry_attempts() -> Any:
+    # grouped through a subquery: PostgreSQL sees two JSON paths with two bind parameters as
+    # different expressions
+    jobs = retry_jobs()
+    return (
+        select(jobs.c.billing_event_id, func.count().label("attempts"))
+        .group_by(jobs.c.billing_event_id)
+        .subquery("attempts")
+    )
+
+
+def _retry_candidates(at: datetime) -> Any:
+    attempts = _retry_attempts()
+    done = func.coalesce(attempts.c.attempts, 0)
+    return (
+        select(BillingEvent.id, BillingEvent.user_id, BillingEvent.amount, done.label("done"))
+        .outerjoin(attempts, attempts.c.billing_event_id == BillingEvent.id)
+        .where(_unresolved_charges(at), done < MAX_RETRY_ATTEMPTS)
+    )
+
+
+def _orphaned(user_id: Any, at: datetime) -> ColumnElement[bool]:
+    return or_(
+        user_id.is_(None),
+        not_(exists().where(User.id == user_id)),
+        exists().where(User.id == user_id, User.deleted_at.is_not(None), User.deleted_at <= at),
+    )
+
+
+def _email_candidates() -> ColumnElement[bool]:
+    """Emails that are malformed, padded or not lower case (a superset of what is fixable)."""
+    return and_(
+        User.email.is_not(None),
+        or_(
+            User.email.not_like(EMAIL_PATTERN),
+            User.email.like("% %"),
+            User.email != func.lower(func.trim(User.email)),
+        ),
+    )
+
+
+def normalize_email(email: str) -> str | None:
+    """``email`` without whitespace and in lower case, or None when that is still invalid."""
+    fixed = _WHITESPACE.sub("", email).lower()
+    return fixed if _VALID_EMAIL.match(fixed) else None
+
+
+def _count(session: Session, statement: Any) -> int:
+    return int(session.execute(statement).scalar_one() or 0)
+
+
+def _setting_value(session: Session, key: str, at: datetime) -> float:
+    value = session.execute(
+        select(Setting.value)
+        .where(Setting.key == key, Setting.effective_at <= at)
+        .order_by(Setting.effective_at.desc(), Setting.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    try:
+        return float(value) if value is not None else SETTING_BASELINES.get(key, 0.0)
+    except (TypeError, ValueError):
+        return SETTING_BASELINES.get(key, 0.0)
+
+
+# --- plan ---------------------------------------------------------------------------------
+
+
+def plan(session: Session, action: str, at: datetime) -> Plan:
+    """Count what executing ``action`` at ``at`` would touch (reads only)."""
+    _check_action(action)
+    if action == "retention_campaign":
+        population = _count(session, select(func.count()).select_from(User).where(_alive(at)))
+        at_risk = _count(session, select(func.count()).select_from(User).where(_at_risk(at)))
+        rows = _count(
+            session,
+            select(func.count())
+            .select_from(User)
+            .where(_at_risk(at), not_(_recently_messaged(at))),
+        )
+        return Plan(action, "users:at_risk", at, rows, population, {"at_risk": at_risk})
+    if action == "payment_retry":
+        population = _count(
+            session,
+            select(func.count())
+            .select_from(Subscription)
+            .where(
+                Subscription.started_at <= at,
+                or_(Subscription.ended_at.is_(None), Subscription.ended_at > at),
+            ),
+        )
+        candidates = _retry_candidates(at).subquery()
+        rows = _count(session, select(func.count()).select_from(candidates))
+        unresolved = _count(
+            session, select(func.count()).select_from(BillingEvent).where(_unresolved_charges(at))
+        )
+        return Plan(
+            action,
+            "billing_events:unresolved",
+            at,
+            rows,
+            population,
+            {"unresolved": unresolved, "exhausted": unresolved - rows},
+        )
+    if action == "orphan_cleanup":
+        events = _count(
+            session, select(func.count()).select_from(Event).where(_orphaned(Event.user_id, at))
+        )
+        workflows = _count(
+            session,
+            select(func.count()).select_from(Workflow).where(_orphaned(Workflow.user_id, at)),
+        )
+        population = _count(session, select(func.count()).select_from(Event)) + _count(
+            session, select(func.count()).select_from(Workflow)
+        )
+        return Plan(
+            action,
+            "events+workflows:orphaned",
+            at,
+            events + workflows,
+            population,
+            {"events": events, "workflows": workflows},
+        )
+    if action == "data_fix":
+        population = _count(session, select(func.count()).select_from(User))
+        candidates = session.execute(select(User.email).where(_email_candidates())).scalars()
+        fixable = unfixable = 0
+        for email in candidates:
+            if normalize_email(email) is not None:
+                fixable += 1
+            else:
+                unfixable += 1
+        return Plan(
+            action,
+            "users.email",
+            at,
+            fixable,
+            population,
+            {"fixable": fixable, "unfixable": unfixable},
+        )
+    key, change = SETTING_ACTIONS[action]
+    old = _setting_value(session, key, at)
+    return Plan(action, f"settings:{key}", at, 1, 0, {"key": key, "old": old, "new": change(old)})
+
+
+# --- execute ------------------------------------------------------------------------------
+
+
+def execute(
+    session: Session,
+    action: str,
+    at: datetime,
+    *,
+    cycle_id: int | None,
+    actor: str = "agent",
+    decision_id: int | None = None,
+) -> ExecutionOutcome:
+    """Apply ``action`` at ``at`` in ``session``'s transaction, with its execution row, undo
+    record and audit entry, flushed but not committed (see the module docstring).
+
+    Idempotent under ``cycle|action|target``: if that key already has an execution, it is
+    returned with ``created=False`` and nothing is done. A concurrent writer of the same key
+    makes the flush fail with ``IntegrityError``; the caller rolls back and retries, and then
+    finds the winner's execution.
+    """
+    current = plan(session, action, at)
+    key = idempotency_key(cycle_id, action, current.target, at)
+    existing = session.execute(
+        select(Execution).where(Execution.idempotency_key == key)
+    ).scalar_one_or_none()
+    if existing is not None:
+        return ExecutionOutcome(existing, created=False)
+    execution = Execution(
+        action=action,
+        mode="live",
+        status="running",
+        started_at=at,
+        effect={},
+        cycle_id=cycle_id,
+        target=current.target,
+        idempotency_key=key,
+    )
+    session.add(execution)
+    session.flush()  # claims the key: a concurrent duplicate fails here, before any effect
+    effect, undo_record = _APPLY[_kind(action)](session, action, at, execution.id)
+    execution.effect = {**current.to_dict(), **effect}
+    execution.undo = undo_record
+    execution.status = "executed"
+    execution.finished_at = at
+    audit.append(
+        session,
+        actor=actor,
+        action="execution",
+        target=f"{action}:{current.target}",
+        details={"effect": execution.effect, "decision_id": decision_id, "key": key},
+        cycle_id=cycle_id,
+        execution_id=execution.id,
+        now=at,
+    )
+    session.flush()
+    return ExecutionOutcome(execution, created=True)
+
+
+def _kind(action: str) -> str:
+    _check_action(action)
+    return action if action in ROW_ACTIONS else "setting"
+
+
+Applied = tuple[dict[str, Any], dict[str, Any] | None]
+
+
+def _outbox_rows(
+    kind: str, topic: str, at: datetime, execution_id: int, rows: list[tuple[int | None, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "created_at": at,
+            "kind": kind,
+            "topic": topic,
+            "user_id": user_id,
+            "payload": payload,
+            "status": "pending",
+            "execution_id": execution_id,
+        }
+        for user_id, payload in rows
+    ]
+
+
+def _insert_outbox(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(Outbox), rows)
+
+
+def _apply_retention(session: Session, action: str, at: datetime, execution_id: int) -> Applied:
+    users = session.execute(
+        select(User.id).where(_at_risk(at), not_(_recently_messaged(at))).order_by(User.id)
+    ).scalars()
+    rows = [(int(user), {"template": "win_back", "silent_days": SILENT_DAYS}) for user in users]
+    _insert_outbox(session, _outbox_rows("message", action, at, execution_id, rows))
+    return {"messages": len(rows)}, {"kind": "outbox"}
+
+
+def _apply_payment_retry(
+    session: Session, action: str, at: datetime, execution_id: int
+) -> Applied:
+    charges = session.execute(_retry_candidates(at).order_by(BillingEvent.id)).all()
+    rows = [
+        (
+            int(user_id),
+            {"billing_event_id": int(charge), "amount": float(amount), "attempt": int(done) + 1},
+        )
+        for charge, user_id, amount, done in charges
+    ]
+    _insert_outbox(session, _outbox_rows("job", action, at, execution_id, rows))
+    return {"retry_jobs": len(rows)}, {"kind": "outbox"}
+
+
+def _row_payload(table: Table, row: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for column in table.columns:
+        value = getattr(row, column.name)
+        out[column.name] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+def _restore_payload(table: Table, payload: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for column in table.columns:
+        value = payload.get(column.name)
+        is_time = column.type.python_type is datetime
+        out[column.name] = datetime.fromisoformat(value) if is_time and value else value
+    return out
+
+
+_ARCHIVABLE: dict[str, Table] = {
+    "events": Event.__table__,  # type: ignore[dict-item]
+    "workflows": Workflow.__table__,  # type: ignore[dict-item]
+}
+
+
+def _apply_orphan_cleanup(
+    session: Session, action: str, at: datetime, execution_id: int
+) -> Applied:
+    moved: dict[str, int] = {}
+    for name, table in _ARCHIVABLE.items():
+        condition = _orphaned(table.c.user_id, at)
+        rows = session.execute(select(table).where(condition).order_by(table.c.id)).all()
+        if rows:
+            session.execute(
+                insert(Archive),
+                [
+                    {
+                        "archived_at": at,
+                        "source_table": name,
+                        "source_id": int(row.id),
+                        "payload": _row_payload(table, row),
+                        "reason": "orphaned",
+                        "execution_id": execution_id,
+                    }
+                    for row in rows
+                ],
+            )
+            ids = [int(row.id) for row in rows]
+            for start in range(0, len(ids), 5000):
+                session.execute(delete(table).where(table.c.id.in_(ids[start : start + 5000])))
+        moved[name] = len(rows)
+    return {"archived": moved}, {"kind": "archive"}
+
+
+def _apply_data_fix(session: Session, action: str, at: datetime, execution_id: int) -> Applied:
+    rows = session.execute(
+        select(User.id, User.email).where(_email_candidates()).order_by(User.id)
+    ).all()
+    old: dict[str, str] = {}
+    unfixable: list[int] = []
+    updates: list[dict[str, Any]] = []
+    for user_id, email in rows:
+        fixed = normalize_email(email)
+        if fixed is None:
+            unfixable.append(int(user_id))
+        else:
+            old[str(user_id)] = email
+            updates.append({"b_id": int(user_id), "b_email": fixed})
+    if updates:
+        from sqlalchemy import bindparam
+
+        session.connection().execute(
+            update(User.__table__)
+            .where(User.__table__.c.id == bindparam("b_id"))
+            .values(email=bindparam("b_email")),
+            updates,
+        )
+    if unfixable:
+        _insert_outbox(
+            session,
+            _outbox_rows(
+                "job",
+                REVIEW_TOPIC,
+                at,
+                execution_id,
+                [(None, {"table": "users", "column": "email", "ids": unfixable[:MAX_FLAGGED_IDS]})],
+            ),
+        )
+    effect = {
+        "fixed": len(updates),
+        "flagged_unfixable": len(unfixable),
+        "flagged_ids": unfixable[:MAX_FLAGGED_IDS],
+    }
+    return effect, {"kind": "fields", "table": "users", "column": "email", "old": old}
+
+
+def _apply_setting(session: Session, action: str, at: datetime, execution_id: int) -> Applied:
+    key, change = SETTING_ACTIONS[action]
+    old = _setting_value(session, key, at)
+    new = change(old)
+    row = Setting(
+        key=key,
+        value=new,
+        effective_at=_free_instant(session, key, at),
+        set_by=f"agent:{action}",
+        execution_id=execution_id,
+        note=f"{action}: {old} -> {new}",
+    )
+    session.add(row)
+    session.flush()
+    return {"setting": key, "old": old, "new": new}, {"kind": "setting", "setting_id": row.id}
+
+
+def _free_instant(session: Session, key: str, at: datetime) -> datetime:
+    """``at``, or the first microsecond after it not taken by another value of ``key``
+    (``settings`` is unique on (key, effective_at))."""
+    taken = set(
+        session.execute(
+            select(Setting.effective_at).where(
+                Setting.key == key,
+                Setting.effective_at >= at,
+                Setting.effective_at < at + timedelta(seconds=1),
+            )
+        ).scalars()
+    )
+    while at in taken:
+        at += timedelta(microseconds=1)
+    return at
+
+
+_APPLY: dict[str, Callable[[Session, str, datetime, int], Applied]] = {
+    "retention_campaign": _apply_retention,
+    "payment_retry": _apply_payment_retry,
+    "orphan_cleanup": _apply_orphan_cleanup,
+    "data_fix": _apply_data_fix,
+    "setting": _apply_setting,
+}
+
+
+# --- undo ---------------------------------------------------------------------------------
+
+
+def undo(
+    session: Session, execution_id: int, *, actor: str = "operator", now: datetime | None = None
+) -> Execution:
+    """Reverse execution ``execution_id`` exactly, with its audit entry, and commit.
+
+    ``ActuatorError`` when there is no such execution, it was already undone, or it left no
+    undo record.
+    """
+    from agent.observe import as_utc_naive
+
+    moment = as_utc_naive(now)
+    try:
+        execution = session.get(Execution, execution_id)
+        if execution is None:
+            raise ActuatorError(f"execution {execution_id} does not exist")
+        if execution.undone_at is not None or execution.status == "undone":
+            raise ActuatorError(
+                f"execution {execution_id} was already undone at {execution.undone_at}"
+            )
+        if execution.status != "executed" or not execution.undo:
+            raise ActuatorError(
+                f"execution {execution_id} has status {execution.status!r} and no undo record; "
+                "only executed actions can be undone"
+            )
+        claimed = session.execute(
+            update(Execution)
+            .where(Execution.id == execution_id, Execution.status == "executed")
+            .values(status="undone", undone_at=moment)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            raise ActuatorError(f"execution {execution_id} was undone concurrently")
+        restored = _reverse(session, execution_id, execution.undo)
+        audit.append(
+            session,
+            actor=actor,
+            action="undo",
+            target=f"{execution.action}:{execution.target}",
+            details={"restored": restored},
+            cycle_id=execution.cycle_id,
+            execution_id=execution_id,
+            now=moment,
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    session.refresh(execution)
+    return execution
+
+
+def _reverse(session: Session, execution_id: int, record: dict[str, Any]) -> dict[str, Any]:
+    kind = record.get("kind")
+    if kind == "outbox":
+        result = session.execute(delete(Outbox).where(Outbox.execution_id == execution_id))
+        return {"outbox_deleted": int(result.rowcount)}  # type: ignore[attr-defined]
+    if kind == "archive":
+        restored: dict[str, int] = {}
+        for name, table in _ARCHIVABLE.items():
+            payloads = session.execute(
+                select(Archive.payload).where(
+                    Archive.execution_id == execution_id, Archive.source_table == name
+                )
+            ).scalars()
+            rows = [_restore_payload(table, payload) for payload in payloads]
+            if rows:
+                session.execute(insert(table), rows)
+            restored[name] = len(rows)
+        session.execute(delete(Archive).where(Archive.execution_id == execution_id))
+        return {"rows_restored": restored}
+    if kind == "fields":
+        if record.get("table") != "users" or record.get("column") != "email":
+            raise ActuatorError(f"unsupported field undo record {record!r}")
+        from sqlalchemy import bindparam
+
+        old = record.get("old") or {}
+        if old:
+            session.connection().execute(
+                update(User.__table__)
+                .where(User.__table__.c.id == bindparam("b_id"))
+                .values(email=bindparam("b_email")),
+                [{"b_id": int(user_id), "b_email": email} for user_id, email in old.items()],
+            )
+        session.execute(delete(Outbox).where(Outbox.execution_id == execution_id))
+        return {"fields_restored": len(old)}
+    if kind == "setting":
+        session.execute(delete(Setting).where(Setting.id == record["setting_id"]))
+        return {"setting_deleted": record["setting_id"]}
+    raise ActuatorError(
+        f"execution {execution_id} has an unknown undo record kind {kind!r}; "
+        "known: outbox, archive, fields, setting"
+    )
+
+
+def is_conflict(error: BaseException) -> bool:
+    """Whether ``error`` is a unique-key conflict (a concurrent writer won)."""
+    return isinstance(error, IntegrityError)

@@ -1,0 +1,195 @@
+"""`autopilot` subcommands of the agent group: the autonomous cycle and the operator's controls.
+
+- ``autopilot cycle [--live] [--db URL] [--as-of TIME] [--policy SPEC]``: one full cycle
+  (dry run unless ``--live``).
+- ``autopilot monitor [--live] [--db URL] [--as-of TIME]``: the hourly pass, critical issues only.
+- ``autopilot approvals list [--status S]``, ``approvals approve ID --by NAME``,
+  ``approvals reject ID --by NAME [--note TEXT]``.
+- ``autopilot undo EXECUTION_ID [--by NAME]``: reverse an execution exactly.
+- ``autopilot audit verify``: check the hash chain; names the first bad entry.
+- ``autopilot kill-switch on|off [--reason TEXT] [--by NAME]``.
+
+Exit status: 0 success, 1 an operational failure (cycle running, bad chain, unknown id),
+2 bad input. Heavy modules (the orchestrator pulls in policies, MLflow on demand) are imported
+inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from typing import Any
+
+_DB_HELP = "database URL (default: $AUTOPILOT_DB_URL or sqlite:///autopilot.db)"
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 date or time such as 2025-06-01T12:00, got {value!r}"
+        ) from None
+
+
+def _fail(command: str, error: Exception) -> int:
+    print(f"autopilot {command}: error: {error}", file=sys.stderr)
+    return 1
+
+
+def _session(db: str | None) -> Any:
+    from agent.db import connect, session_factory
+
+    return session_factory(connect(db))()
+
+
+def cycle(args: argparse.Namespace) -> int:
+    """Run one full cycle (or the monitor pass) and print what it decided."""
+    from agent.db import DatabaseError, connect
+    from agent.orchestrator import CycleRunning, monitor_and_respond, run_full_cycle
+
+    name = "monitor" if args.monitor else "cycle"
+    try:
+        engine = connect(args.db)
+        if args.monitor:
+            result = monitor_and_respond(engine, dry_run=not args.live, as_of=args.as_of)
+        else:
+            result = run_full_cycle(
+                engine, dry_run=not args.live, policy=args.policy, as_of=args.as_of
+            )
+    except (CycleRunning, DatabaseError) as error:
+        return _fail(name, error)
+    print(result.summary())
+    return 0
+
+
+def approvals(args: argparse.Namespace) -> int:
+    """List, approve or reject held decisions."""
+    from agent.approvals import ApprovalError, approve, list_approvals, reject
+    from agent.db import DatabaseError
+
+    try:
+        with _session(args.db) as session:
+            if args.approvals_command == "list":
+                rows = list_approvals(session, args.status)
+                if not rows:
+                    print("no approvals")
+                for a in rows:
+                    by = f" by {a.decided_by}" if a.decided_by else ""
+                    print(
+                        f"{a.id:>5} {a.status:9}{by} {a.action:18} conf {a.confidence:.2f} "
+                        f"requested {a.requested_at:%Y-%m-%d %H:%M} "
+                        f"expires {a.expires_at:%Y-%m-%d %H:%M}"
+                        if a.expires_at
+                        else f"{a.id:>5} {a.status:9}{by} {a.action:18}"
+                    )
+                return 0
+            answer = approve if args.approvals_command == "approve" else reject
+            view = answer(session, args.id, by=args.by, note=args.note)
+    except (ApprovalError, DatabaseError) as error:
+        return _fail(f"approvals {args.approvals_command}", error)
+    extra = f", execution {view.execution_id}" if view.execution_id else ""
+    print(f"approval {view.id} {view.status} by {view.decided_by}: {view.action}{extra}")
+    return 0
+
+
+def undo(args: argparse.Namespace) -> int:
+    """Reverse an execution exactly."""
+    from agent.actuators import ActuatorError
+    from agent.actuators import undo as undo_execution
+    from agent.db import DatabaseError
+
+    try:
+        with _session(args.db) as session:
+            execution = undo_execution(session, args.execution_id, actor=args.by)
+    except (ActuatorError, DatabaseError) as error:
+        return _fail("undo", error)
+    print(f"execution {execution.id} ({execution.action}) undone at {execution.undone_at}")
+    return 0
+
+
+def audit_verify(args: argparse.Namespace) -> int:
+    """Verify the audit trail's hash chain."""
+    from agent.audit import verify_chain
+    from agent.db import DatabaseError
+
+    try:
+        with _session(args.db) as session:
+            report = verify_chain(session)
+    except DatabaseError as error:
+        return _fail("audit verify", error)
+    if report.ok:
+        print(f"audit trail intact: {report.entries} entries, head {report.head_hash[:16]}")
+        return 0
+    print(
+        f"audit trail BROKEN at entry {report.first_bad_id}: {report.reason} "
+        f"({report.entries} entries verified before it)"
+    )
+    return 1
+
+
+def kill_switch(args: argparse.Namespace) -> int:
+    """Turn the kill switch on or off."""
+    from agent.db import DatabaseError
+    from agent.orchestrator import kill_switch_state, set_kill_switch
+
+    try:
+        with _session(args.db) as session:
+            set_kill_switch(session, args.state == "on", reason=args.reason, by=args.by)
+            on, reason = kill_switch_state(session)
+    except DatabaseError as error:
+        return _fail("kill-switch", error)
+    print(f"kill switch {'on: ' + reason if on else 'off'}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add this group's subcommands."""
+    for name, monitor, help_text in (
+        ("cycle", False, "run one full cycle: observe, detect, decide, guard, act, audit"),
+        ("monitor", True, "the hourly pass: act only on critical issues"),
+    ):
+        p = subparsers.add_parser(name, help=help_text)
+        p.add_argument("--live", action="store_true", help="execute (default: dry run)")
+        p.add_argument("--db", help=_DB_HELP)
+        p.add_argument("--as-of", type=_timestamp, help="the agent's clock (default: now, UTC)")
+        if not monitor:
+            p.add_argument(
+                "--policy",
+                help="policy spec or MLflow URI (default: the registry's champion, else rules)",
+            )
+        p.set_defaults(handler=cycle, monitor=monitor)
+
+    ap = subparsers.add_parser("approvals", help="list, approve or reject held decisions")
+    ap_sub = ap.add_subparsers(dest="approvals_command", required=True, metavar="ACTION")
+    listing = ap_sub.add_parser("list", help="list approvals, newest first")
+    listing.add_argument("--status", help="pending, approved, rejected or expired")
+    listing.add_argument("--db", help=_DB_HELP)
+    listing.set_defaults(handler=approvals)
+    for verb in ("approve", "reject"):
+        v = ap_sub.add_parser(verb, help=f"{verb} a held decision")
+        v.add_argument("id", type=int, help="approval id")
+        v.add_argument("--by", required=True, help="who answers (recorded)")
+        v.add_argument("--note", help="why")
+        v.add_argument("--db", help=_DB_HELP)
+        v.set_defaults(handler=approvals)
+
+    un = subparsers.add_parser("undo", help="reverse an execution exactly")
+    un.add_argument("execution_id", type=int)
+    un.add_argument("--by", default="operator", help="who undoes (recorded)")
+    un.add_argument("--db", help=_DB_HELP)
+    un.set_defaults(handler=undo)
+
+    au = subparsers.add_parser("audit", help="audit trail commands")
+    au_sub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = au_sub.add_parser("verify", help="check the hash chain, name the first bad entry")
+    verify.add_argument("--db", help=_DB_HELP)
+    verify.set_defaults(handler=audit_verify)
+
+    ks = subparsers.add_parser("kill-switch", help="pause or resume every execution")
+    ks.add_argument("state", choices=("on", "off"))
+    ks.add_argument("--reason", default="", help="why (recorded)")
+    ks.add_argument("--by", default="operator", help="who (recorded)")
+    ks.add_argument("--db", help=_DB_HELP)
+    ks.set_defaults(handler=kill_switch)

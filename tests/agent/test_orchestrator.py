@@ -1,0 +1,171 @@
+"""The orchestrator on a real seeded SQLite database."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, delete, func, select
+
+from agent.audit import verify_chain
+from agent.db import session_factory
+from agent.guardrails import Governance
+from agent.models import AuditLog, CycleLock, Decision, Execution
+from agent.orchestrator import (
+    CycleRunning,
+    cycle_lock,
+    monitor_and_respond,
+    resolve_policy,
+    run_full_cycle,
+    set_kill_switch,
+)
+from agent.seed import SeedResult
+from environment.actions import ACTION_NAMES
+from tests.agent.checksums import table_checksums
+
+EAGER = dict.fromkeys(ACTION_NAMES, 0.0)
+"""Thresholds that let every confident-enough decision through to the dry-run rule."""
+
+
+def _fresh_trail(engine: Engine) -> None:
+    # the seed writes its routine's history with another hash recipe (reported on issue 5);
+    # these tests check the agent's own chain
+    with engine.begin() as connection:
+        connection.execute(delete(AuditLog))
+
+
+def test_dry_run_leaves_every_product_table_unchanged_over_many_random_cycles(
+    seeded: tuple[Engine, SeedResult],
+) -> None:
+    engine, result = seeded
+    before = table_checksums(engine)
+    rng = random.Random(11)
+    verdicts: set[str] = set()
+    for i in range(30):
+        as_of = result.as_of - timedelta(hours=rng.randint(0, 24 * 10))
+        policy = rng.choice(["random", "rules", "noop", "random"])
+        cycle = run_full_cycle if i % 3 else monitor_and_respond
+        kwargs = {"policy": policy} if cycle is run_full_cycle else {}
+        outcome = cycle(
+            engine,
+            dry_run=True,
+            as_of=as_of,
+            thresholds=EAGER if rng.random() < 0.7 else None,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        verdicts |= {d.verdict for d in outcome.decisions}
+    assert table_checksums(engine) == before
+    assert "dry_run" in verdicts
+    with session_factory(engine)() as session:
+        assert session.scalar(select(func.count()).select_from(Execution)) == 0
+
+
+def test_live_cycle_executes_records_and_audits_every_decision(
+    seeded: tuple[Engine, SeedResult],
+) -> None:
+    engine, result = seeded
+    _fresh_trail(engine)
+    outcome = run_full_cycle(engine, dry_run=False, policy="rules", as_of=result.as_of)
+    assert outcome.duration_s > 0
+    assert 0 <= outcome.health_before <= 100 and 0 <= outcome.alignment_before <= 100
+    assert outcome.issues_found and outcome.issues_healed
+    assert any(d.verdict == "executed" and d.execution_id for d in outcome.decisions)
+    with session_factory(engine)() as session:
+        decisions = session.scalars(select(Decision).where(Decision.cycle_id == outcome.cycle_id)).all()
+        assert {d.id for d in decisions} == {d.decision_id for d in outcome.decisions}
+        audited = session.scalars(select(AuditLog.action).order_by(AuditLog.id)).all()
+        assert audited[0] == "cycle_started" and audited[-1] == "cycle_finished"
+        assert audited.count("decision") == len(decisions)
+        assert audited.count("execution") == len(outcome.executions)
+        assert verify_chain(session).ok
+    # the same clock again: cooldowns block a second execution of anything
+    again = run_full_cycle(engine, dry_run=False, policy="rules", as_of=result.as_of)
+    assert not again.executions
+
+
+def test_kill_switch_blocks_every_execution(seeded: tuple[Engine, SeedResult]) -> None:
+    engine, result = seeded
+    with session_factory(engine)() as session:
+        set_kill_switch(session, True, reason="incident 42", by="ops", now=result.as_of)
+    outcome = run_full_cycle(engine, dry_run=False, policy="rules", as_of=result.as_of, thresholds=EAGER)
+    actionable = [d for d in outcome.decisions if d.action != "noop"]
+    assert actionable and all(d.verdict == "blocked" and d.rule == "kill_switch" for d in actionable)
+    assert "incident 42" in actionable[0].reasons[0]
+    assert not outcome.executions
+
+
+def test_kill_switch_from_the_environment(seeded: tuple[Engine, SeedResult], monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, result = seeded
+    monkeypatch.setenv("AUTOPILOT_KILL_SWITCH", "on")
+    outcome = run_full_cycle(engine, dry_run=False, policy="rules", as_of=result.as_of, thresholds=EAGER)
+    assert not outcome.executions
+
+
+def test_a_second_cycle_reports_that_one_is_running(seeded: tuple[Engine, SeedResult]) -> None:
+    engine, result = seeded
+    with cycle_lock(engine, result.as_of), pytest.raises(CycleRunning, match="already running"):
+        run_full_cycle(engine, policy="rules", as_of=result.as_of)
+    run_full_cycle(engine, policy="rules", as_of=result.as_of)  # released afterwards
+    with session_factory(engine)() as session:
+        assert session.scalar(select(func.count()).select_from(CycleLock)) == 0
+
+
+def test_governance_blocks_a_disallowed_action(seeded: tuple[Engine, SeedResult]) -> None:
+    engine, result = seeded
+    from agent.guardrails import parse_governance
+
+    governance: Governance = parse_governance("actions:\n  orphan_cleanup: {allowed: false}\n")
+    outcome = run_full_cycle(
+        engine, dry_run=False, policy="noop", as_of=result.as_of, governance=governance
+    )
+    cleanup = [d for d in outcome.decisions if d.action == "orphan_cleanup"]
+    assert cleanup and cleanup[0].verdict == "blocked" and cleanup[0].rule == "governance.allowed"
+
+
+def test_monitor_handles_only_critical_issues(seeded: tuple[Engine, SeedResult]) -> None:
+    engine, result = seeded
+    outcome = monitor_and_respond(engine, dry_run=False, as_of=result.as_of)
+    critical = {i["action"] for i in outcome.issues_found if i["severity"] == "critical"}
+    assert {d.action for d in outcome.decisions} <= critical
+    assert all(d.source == "self_healing" for d in outcome.decisions)
+
+
+def test_low_confidence_waits_for_approval_once(seeded: tuple[Engine, SeedResult]) -> None:
+    engine, result = seeded
+    strict = dict.fromkeys(ACTION_NAMES, 0.99)
+    first = run_full_cycle(engine, dry_run=False, policy="rules", as_of=result.as_of, thresholds=strict)
+    held = [d for d in first.decisions if d.verdict == "needs_approval"]
+    assert held and all(d.approval_id for d in held)
+    second = run_full_cycle(
+        engine, dry_run=False, policy="rules", as_of=result.as_of + timedelta(hours=1), thresholds=strict
+    )
+    assert all(d.approval_id is None for d in second.decisions)  # already pending
+
+
+def test_a_corrupt_champion_falls_back_to_rules(
+    seeded: tuple[Engine, SeedResult], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine, result = seeded
+    corrupt = tmp_path / "champion"
+    corrupt.mkdir()
+    (corrupt / "MLmodel").write_text("this: [is not, a model")
+    (corrupt / "policy.bin").write_bytes(b"\x00garbage")
+    with caplog.at_level(logging.WARNING, logger="agent.orchestrator"):
+        outcome = run_full_cycle(engine, policy=str(corrupt), as_of=result.as_of)
+    assert outcome.policy_name == "rules"
+    assert "fell back to rules" in outcome.policy_note
+    assert "fell back to rules" in caplog.text
+    with session_factory(engine)() as session:
+        started = session.scalars(
+            select(AuditLog).where(AuditLog.action == "cycle_started").order_by(AuditLog.id.desc())
+        ).first()
+        assert started is not None and "fell back" in started.details["policy_note"]
+
+
+def test_no_champion_uses_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AUTOPILOT_POLICY_URI", str(tmp_path / "missing-model"))
+    policy, note = resolve_policy(None)
+    assert policy.name == "rules" and str(tmp_path / "missing-model") in note
