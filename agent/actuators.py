@@ -36,7 +36,7 @@ decision actions     :data:`SETTING_ACTIONS`                                    
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -342,7 +342,7 @@ def plan(session: Session, action: str, at: datetime) -> Plan:
         candidates = session.execute(select(User.email).where(_email_candidates())).scalars()
         fixable = unfixable = 0
         for email in candidates:
-            if normalize_email(email) is not None:
+            if email is not None and normalize_email(email) is not None:
                 fixable += 1
             else:
                 unfixable += 1
@@ -426,7 +426,11 @@ Applied = tuple[dict[str, Any], dict[str, Any] | None]
 
 
 def _outbox_rows(
-    kind: str, topic: str, at: datetime, execution_id: int, rows: list[tuple[int | None, dict[str, Any]]]
+    kind: str,
+    topic: str,
+    at: datetime,
+    execution_id: int,
+    rows: Sequence[tuple[int | None, dict[str, Any]]],
 ) -> list[dict[str, Any]]:
     return [
         {
@@ -456,9 +460,7 @@ def _apply_retention(session: Session, action: str, at: datetime, execution_id: 
     return {"messages": len(rows)}, {"kind": "outbox"}
 
 
-def _apply_payment_retry(
-    session: Session, action: str, at: datetime, execution_id: int
-) -> Applied:
+def _apply_payment_retry(session: Session, action: str, at: datetime, execution_id: int) -> Applied:
     charges = session.execute(_retry_candidates(at).order_by(BillingEvent.id)).all()
     rows = [
         (
@@ -488,6 +490,7 @@ def _restore_payload(table: Table, payload: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_USERS: Table = User.__table__  # type: ignore[assignment]
 _ARCHIVABLE: dict[str, Table] = {
     "events": Event.__table__,  # type: ignore[dict-item]
     "workflows": Workflow.__table__,  # type: ignore[dict-item]
@@ -531,18 +534,18 @@ def _apply_data_fix(session: Session, action: str, at: datetime, execution_id: i
     unfixable: list[int] = []
     updates: list[dict[str, Any]] = []
     for user_id, email in rows:
-        fixed = normalize_email(email)
+        fixed = normalize_email(email) if email is not None else None
         if fixed is None:
             unfixable.append(int(user_id))
         else:
-            old[str(user_id)] = email
+            old[str(user_id)] = str(email)
             updates.append({"b_id": int(user_id), "b_email": fixed})
     if updates:
         from sqlalchemy import bindparam
 
         session.connection().execute(
-            update(User.__table__)
-            .where(User.__table__.c.id == bindparam("b_id"))
+            update(_USERS)
+            .where(_USERS.c.id == bindparam("b_id"))
             .values(email=bindparam("b_email")),
             updates,
         )
@@ -688,8 +691,8 @@ def _reverse(session: Session, execution_id: int, record: dict[str, Any]) -> dic
         old = record.get("old") or {}
         if old:
             session.connection().execute(
-                update(User.__table__)
-                .where(User.__table__.c.id == bindparam("b_id"))
+                update(_USERS)
+                .where(_USERS.c.id == bindparam("b_id"))
                 .values(email=bindparam("b_email")),
                 [{"b_id": int(user_id), "b_email": email} for user_id, email in old.items()],
             )

@@ -65,9 +65,15 @@ def expire(session: Session, now: datetime | None = None) -> int:
     many expired."""
     moment = as_utc_naive(now)
     try:
-        ids = session.execute(
-            select(Approval.id).where(Approval.status == "pending", Approval.expires_at <= moment)
-        ).scalars().all()
+        ids = (
+            session.execute(
+                select(Approval.id).where(
+                    Approval.status == "pending", Approval.expires_at <= moment
+                )
+            )
+            .scalars()
+            .all()
+        )
         for approval_id in ids:
             session.execute(
                 update(Approval)
@@ -170,7 +176,7 @@ def approve(
         on, reason = kill_switch_state(session)
         if on:
             raise ApprovalError(f"cannot execute approval {approval_id}: paused ({reason})")
-        approval, decision = _claim(session, approval_id, "approved", by, moment, note)
+        _, decision = _claim(session, approval_id, "approved", by, moment, note)
         audit.append(
             session,
             actor=by,

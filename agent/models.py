@@ -16,12 +16,13 @@ Product tables (what a SaaS application already has):
   NULL) until it is recovered or expires; while unresolved its subscription is past due.
 - ``usage_metrics``: time series from monitoring and finance (error rate, p95 latency, failed
   job rate, marketing spend), one row per metric and period.
-- ``audit_log``: append-only, hash-chained record of what was done to the product.
 
-Agent tables: ``cycles``, ``decisions`` (a decision-service log line), ``executions`` (with the
-undo record), ``approvals``, ``outbox`` (messages and jobs the actuators emit), ``archive`` (rows
-moved out by cleanups) and ``settings`` (product switches with their full history: a change is
-a new row with a later ``effective_at``).
+Agent tables: ``audit_log`` (append-only, hash-chained record of what was done to the product;
+the agent's own, so a dry run appends to it), ``cycles``, ``decisions`` (a decision-service log
+line), ``executions`` (with the undo record), ``approvals``, ``outbox`` (messages and jobs the
+actuators emit), ``archive`` (rows moved out by cleanups), ``settings`` (product switches with
+their full history: a change is a new row with a later ``effective_at``) and ``cycle_locks``
+(one row while a cycle runs).
 
 Timestamps are naive UTC everywhere (SQLite has no time zones; PostgreSQL uses ``timestamp
 without time zone``). Every query of :mod:`agent.observe` has an index listed below its table.

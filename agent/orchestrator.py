@@ -43,8 +43,8 @@ from sqlalchemy.orm import Session
 from agent import actuators, audit
 from agent.detect import Issue, Severity, detect
 from agent.guardrails import (
-    GuardContext,
     Governance,
+    GuardContext,
     GuardVerdict,
     Verdict,
     default_thresholds,
@@ -221,13 +221,17 @@ def cycle_lock(engine: Engine, now: datetime, name: str = LOCK_NAME) -> Iterator
 def resolve_policy(policy: Policy | str | None) -> tuple[Policy, str]:
     """(policy, note): ``policy`` itself, the policy a spec or URI names, or the champion;
     ``rules`` when loading fails, with the reason as the note."""
-    from policies.registry import load_policy
+    from policies.rules import RulesPolicy  # the registry would import torch: load it lazily
 
     if policy is not None and not isinstance(policy, str):
         return policy, ""
     uri = policy or os.environ.get(POLICY_URI_ENV) or CHAMPION_URI
     try:
+        if uri == "rules":
+            return RulesPolicy(), ""
         if ":" not in uri and "/" not in uri:
+            from policies.registry import load_policy
+
             return load_policy(uri), ""
         from experiments.models import load_policy_uri
 
@@ -238,7 +242,7 @@ def resolve_policy(policy: Policy | str | None) -> tuple[Policy, str]:
     except Exception as error:  # a corrupt model must not stop the loop
         note = f"loading policy {uri} failed ({type(error).__name__}: {error}); fell back to rules"
         log.warning(note)
-    return load_policy("rules"), note
+    return RulesPolicy(), note
 
 
 def resolve_governance(governance: Governance | str | Path | None) -> Governance:
@@ -282,7 +286,12 @@ def kill_switch_state(session: Session) -> tuple[bool, str]:
 
 
 def set_kill_switch(
-    session: Session, on: bool, *, reason: str = "", by: str = "operator", now: datetime | None = None
+    session: Session,
+    on: bool,
+    *,
+    reason: str = "",
+    by: str = "operator",
+    now: datetime | None = None,
 ) -> None:
     """Turn the kill switch on or off (a setting with history), audited, and commit."""
     moment = as_utc_naive(now)
@@ -711,9 +720,7 @@ def _handle_once(
         action_index(action), candidate.confidence, governance, thresholds, context
     )
     if verdict.verdict == Verdict.EXECUTED and planned is not None and planned.rows == 0:
-        verdict = GuardVerdict(
-            Verdict.EXECUTED, "nothing_to_do", (f"{action}: no rows to act on",)
-        )
+        verdict = GuardVerdict(Verdict.EXECUTED, "nothing_to_do", (f"{action}: no rows to act on",))
     decision = Decision(
         cycle_id=cycle_id,
         decided_at=at,
@@ -763,6 +770,9 @@ def _handle_once(
                 (f"{action} on {planned.target} already executed in this cycle",),
             )
             decision.verdict_reasons = [verdict.rule, *verdict.reasons]
+    elif verdict.verdict == Verdict.NEEDS_APPROVAL and dry_run:
+        # approving would execute live: a dry run asks nobody
+        decision.verdict_reasons = [*decision.verdict_reasons, "dry run: no approval requested"]
     elif verdict.verdict == Verdict.NEEDS_APPROVAL and (
         waiting := _pending_approval(session, action, at)
     ):

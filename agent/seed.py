@@ -805,7 +805,9 @@ class _Writer:
         names = list(columns)
         total = len(columns[names[0]]) if names else 0
         statement = insert(table)
-        with self.engine.begin() as connection:
+        # a commit per batch: one transaction per table would make SQLite hold the whole table
+        # in its write-ahead log (gigabytes at a million users) until the end
+        with self.engine.connect() as connection:
             for begin in range(0, total, self.batch_size):
                 chunk = [
                     dict(zip(names, row, strict=True))
@@ -815,6 +817,7 @@ class _Writer:
                     )
                 ]
                 connection.execute(statement, chunk)
+                connection.commit()
                 if self.bar is not None:
                     self.bar.update(len(chunk))
         self.rows[table.name] = self.rows.get(table.name, 0) + total

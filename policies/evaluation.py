@@ -26,6 +26,7 @@ given policy is not modified. To warm-start learners before evaluating them, use
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -58,6 +59,7 @@ def _t_cdf(t: float, df: float) -> float:
     return 0.5 + float(weights @ density) * (t / 4096) / 3.0
 
 
+@functools.lru_cache(maxsize=1024)
 def t_quantile(p: float, df: float) -> float:
     """The ``p`` quantile of Student's t with ``df`` degrees of freedom (``df >= 1``).
 

@@ -32,7 +32,9 @@ def _cycle(engine: Engine, result: SeedResult) -> int:
 
 def _count(engine: Engine, model: type, *where: object) -> int:
     with engine.connect() as connection:
-        return int(connection.execute(select(func.count()).select_from(model).where(*where)).scalar_one())  # type: ignore[arg-type]
+        return int(
+            connection.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
+        )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("action", [*ROW_ACTIONS, "price_increase", "onboarding_boost"])
@@ -60,7 +62,9 @@ def test_execute_then_undo_restores_every_table_exactly(
             undo(session, execution_id)
         with pytest.raises(ActuatorError, match="execution 999999 does not exist"):
             undo(session, 999_999)
-        actions = session.scalars(select(AuditLog.action).where(AuditLog.execution_id == execution_id)).all()
+        actions = session.scalars(
+            select(AuditLog.action).where(AuditLog.execution_id == execution_id)
+        ).all()
         assert actions == ["execution", "undo"]
 
 
@@ -84,7 +88,9 @@ def test_retention_never_messages_an_account_twice_within_the_cooldown(
 ) -> None:
     engine, result = seeded
     with session_factory(engine)() as session:
-        first = execute(session, "retention_campaign", result.as_of, cycle_id=_cycle(engine, result))
+        first = execute(
+            session, "retention_campaign", result.as_of, cycle_id=_cycle(engine, result)
+        )
         session.commit()
         later = result.as_of + timedelta(days=actuators.RETENTION_COOLDOWN_DAYS - 1)
         assert plan(session, "retention_campaign", result.as_of).rows == 0
@@ -109,9 +115,12 @@ def test_payment_retries_are_bounded_per_charge(seeded: tuple[Engine, SeedResult
             outcome = execute(session, "payment_retry", at, cycle_id=None)
             session.commit()
             jobs.append(outcome.execution.effect["retry_jobs"])
-        jobs = actuators.retry_jobs()
+        retries = actuators.retry_jobs()
         per_charge = (
-            select(func.count().label("n")).select_from(jobs).group_by(jobs.c.billing_event_id).subquery()
+            select(func.count().label("n"))
+            .select_from(retries)
+            .group_by(retries.c.billing_event_id)
+            .subquery()
         )
         attempts = session.execute(select(func.max(per_charge.c.n))).scalar_one()
     assert jobs[0] > 0
@@ -119,7 +128,9 @@ def test_payment_retries_are_bounded_per_charge(seeded: tuple[Engine, SeedResult
     assert attempts == actuators.MAX_RETRY_ATTEMPTS
 
 
-def test_orphan_cleanup_archives_rows_instead_of_deleting_them(seeded: tuple[Engine, SeedResult]) -> None:
+def test_orphan_cleanup_archives_rows_instead_of_deleting_them(
+    seeded: tuple[Engine, SeedResult],
+) -> None:
     engine, result = seeded
     with session_factory(engine)() as session:
         planned = plan(session, "orphan_cleanup", result.as_of)
@@ -130,10 +141,14 @@ def test_orphan_cleanup_archives_rows_instead_of_deleting_them(seeded: tuple[Eng
     assert _count(engine, Archive, Archive.execution_id == outcome.execution.id) == planned.rows
 
 
-def test_data_fix_normalizes_fixable_emails_and_flags_the_rest(seeded: tuple[Engine, SeedResult]) -> None:
+def test_data_fix_normalizes_fixable_emails_and_flags_the_rest(
+    seeded: tuple[Engine, SeedResult],
+) -> None:
     engine, result = seeded
     with session_factory(engine)() as session:
-        session.add(User(email="  Mixed.Case @Example.COM ", signup_at=result.as_of - timedelta(days=3)))
+        session.add(
+            User(email="  Mixed.Case @Example.COM ", signup_at=result.as_of - timedelta(days=3))
+        )
         session.add(User(email="broken@", signup_at=result.as_of - timedelta(days=3)))
         session.commit()
         outcome = execute(session, "data_fix", result.as_of, cycle_id=None)
@@ -176,7 +191,10 @@ def test_setting_actions_keep_history(seeded: tuple[Engine, SeedResult]) -> None
 
 def test_unknown_action_is_named(seeded: tuple[Engine, SeedResult]) -> None:
     engine, result = seeded
-    with session_factory(engine)() as session, pytest.raises(ValueError, match="'teleport' has no actuator"):
+    with (
+        session_factory(engine)() as session,
+        pytest.raises(ValueError, match="'teleport' has no actuator"),
+    ):
         plan(session, "teleport", result.as_of)
 
 

@@ -18,7 +18,9 @@ STRICT = dict.fromkeys(ACTION_NAMES, 0.99)
 
 
 def _held(engine: Engine, result: SeedResult) -> list[int]:
-    outcome = run_full_cycle(engine, dry_run=False, policy="rules", as_of=result.as_of, thresholds=STRICT)
+    outcome = run_full_cycle(
+        engine, dry_run=False, policy="rules", as_of=result.as_of, thresholds=STRICT
+    )
     ids = [d.approval_id for d in outcome.decisions if d.approval_id]
     assert ids
     return ids
@@ -34,7 +36,9 @@ def test_approve_executes_once_and_records_the_approver(seeded: tuple[Engine, Se
         assert view.execution_id is not None
         execution = session.get(Execution, view.execution_id)
         assert execution is not None and execution.status == "executed"
-        with pytest.raises(ApprovalError, match=f"approval {approval_id} is already approved by alice"):
+        with pytest.raises(
+            ApprovalError, match=f"approval {approval_id} is already approved by alice"
+        ):
             approve(session, approval_id, by="bob", now=now)
         with pytest.raises(ApprovalError, match="already approved"):
             reject(session, approval_id, by="bob", now=now)
@@ -80,7 +84,7 @@ def test_bad_answers_are_named(
 
 def test_unknown_status_filter_is_named(seeded: tuple[Engine, SeedResult]) -> None:
     engine, _ = seeded
-    with session_factory(engine)() as session, pytest.raises(ValueError, match="'maybe'.*pending"):
+    with session_factory(engine)() as session, pytest.raises(ValueError, match=r"'maybe'.*pending"):
         list_approvals(session, "maybe")
 
 
@@ -91,4 +95,6 @@ def test_nothing_executes_while_paused(seeded: tuple[Engine, SeedResult]) -> Non
         set_kill_switch(session, True, reason="freeze", now=result.as_of)
         with pytest.raises(ApprovalError, match="paused"):
             approve(session, approval_id, by="frank", now=result.as_of)
-        assert [a.status for a in list_approvals(session, now=result.as_of) if a.id == approval_id] == ["pending"]
+        assert [
+            a.status for a in list_approvals(session, now=result.as_of) if a.id == approval_id
+        ] == ["pending"]

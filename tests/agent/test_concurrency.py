@@ -110,9 +110,7 @@ def _assert_nothing_twice(engine: Engine, reports: list[dict[str, list[object]]]
     assert sum(len(r["ran"]) for r in reports) + sum(len(r["refused"]) for r in reports) == 8
 
 
-def test_two_processes_on_one_sqlite_file(
-    seeded: tuple[Engine, object], tmp_path: Path
-) -> None:
+def test_two_processes_on_one_sqlite_file(seeded: tuple[Engine, object], tmp_path: Path) -> None:
     engine, _ = seeded
     engine.dispose()
     reports = _race(str(engine.url), "", tmp_path)

@@ -74,7 +74,9 @@ def test_live_cycle_executes_records_and_audits_every_decision(
     assert outcome.issues_found and outcome.issues_healed
     assert any(d.verdict == "executed" and d.execution_id for d in outcome.decisions)
     with session_factory(engine)() as session:
-        decisions = session.scalars(select(Decision).where(Decision.cycle_id == outcome.cycle_id)).all()
+        decisions = session.scalars(
+            select(Decision).where(Decision.cycle_id == outcome.cycle_id)
+        ).all()
         assert {d.id for d in decisions} == {d.decision_id for d in outcome.decisions}
         audited = session.scalars(select(AuditLog.action).order_by(AuditLog.id)).all()
         assert audited[0] == "cycle_started" and audited[-1] == "cycle_finished"
@@ -90,17 +92,25 @@ def test_kill_switch_blocks_every_execution(seeded: tuple[Engine, SeedResult]) -
     engine, result = seeded
     with session_factory(engine)() as session:
         set_kill_switch(session, True, reason="incident 42", by="ops", now=result.as_of)
-    outcome = run_full_cycle(engine, dry_run=False, policy="rules", as_of=result.as_of, thresholds=EAGER)
+    outcome = run_full_cycle(
+        engine, dry_run=False, policy="rules", as_of=result.as_of, thresholds=EAGER
+    )
     actionable = [d for d in outcome.decisions if d.action != "noop"]
-    assert actionable and all(d.verdict == "blocked" and d.rule == "kill_switch" for d in actionable)
+    assert actionable and all(
+        d.verdict == "blocked" and d.rule == "kill_switch" for d in actionable
+    )
     assert "incident 42" in actionable[0].reasons[0]
     assert not outcome.executions
 
 
-def test_kill_switch_from_the_environment(seeded: tuple[Engine, SeedResult], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kill_switch_from_the_environment(
+    seeded: tuple[Engine, SeedResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine, result = seeded
     monkeypatch.setenv("AUTOPILOT_KILL_SWITCH", "on")
-    outcome = run_full_cycle(engine, dry_run=False, policy="rules", as_of=result.as_of, thresholds=EAGER)
+    outcome = run_full_cycle(
+        engine, dry_run=False, policy="rules", as_of=result.as_of, thresholds=EAGER
+    )
     assert not outcome.executions
 
 
@@ -136,11 +146,17 @@ def test_monitor_handles_only_critical_issues(seeded: tuple[Engine, SeedResult])
 def test_low_confidence_waits_for_approval_once(seeded: tuple[Engine, SeedResult]) -> None:
     engine, result = seeded
     strict = dict.fromkeys(ACTION_NAMES, 0.99)
-    first = run_full_cycle(engine, dry_run=False, policy="rules", as_of=result.as_of, thresholds=strict)
+    first = run_full_cycle(
+        engine, dry_run=False, policy="rules", as_of=result.as_of, thresholds=strict
+    )
     held = [d for d in first.decisions if d.verdict == "needs_approval"]
     assert held and all(d.approval_id for d in held)
     second = run_full_cycle(
-        engine, dry_run=False, policy="rules", as_of=result.as_of + timedelta(hours=1), thresholds=strict
+        engine,
+        dry_run=False,
+        policy="rules",
+        as_of=result.as_of + timedelta(hours=1),
+        thresholds=strict,
     )
     assert all(d.approval_id is None for d in second.decisions)  # already pending
 

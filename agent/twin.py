@@ -1,0 +1,411 @@
+"""The closed loop: the simulator and the agent run together on one database.
+
+:func:`run_closed_loop` seeds a business (:func:`agent.seed.seed`), then for each simulated day:
+
+1. the agent runs ``cycles_per_day`` full cycles in live mode at that day's hours: it observes
+   by SQL, decides, passes the guardrails and acts through the actuators (mode ``autopilot``:
+   the given policy or the registry's champion, falling back to rules; ``rules``; ``none``:
+   no agent at all);
+2. the simulator reads the actuators' effects back from the database as actions on its state:
+   Outbox messages and jobs (``retention_campaign``, ``payment_retry``), Archive rows
+   (``orphan_cleanup``), email fixes (``data_fix``) and Settings changes (the optimization and
+   decision actions), and steps its dynamics for the day with them (one action per 4-hour
+   step, noop for the rest);
+3. the simulator writes the day into the database: new signups, a day of activity for the
+   engaged accounts (the accounts the campaign messaged are the first to come back when the
+   simulator's engagement rises), new failed charges and recoveries of the retried ones,
+   churned accounts (their records become orphans) and new malformed emails.
+
+The day's rows are sampled by this module's small writer, sized by the simulator's state
+(:mod:`agent.seed` materializes a whole history at once and has no per-day entry point). The
+result holds the simulator's true KPIs day by day and the business value (the environment's
+cumulative reward), so the three modes can be compared on the same seed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
+
+from agent import seed as seeding
+from agent.db import make_engine, upgrade
+from agent.models import (
+    Archive,
+    BillingEvent,
+    Event,
+    Execution,
+    Outbox,
+    Setting,
+    Subscription,
+    User,
+)
+from agent.orchestrator import CycleRunning, resolve_policy, run_full_cycle
+from environment.actions import ACTION_NAMES, NOOP, action_index
+from policies.base import Policy
+
+Mode = Literal["autopilot", "rules", "none"]
+MODES: tuple[str, ...] = ("autopilot", "rules", "none")
+TRAJECTORY_KPIS = (
+    "mrr",
+    "activation_rate",
+    "d7_retention",
+    "ltv_cac",
+    "health_score",
+    "alignment_score",
+    "at_risk_share",
+    "billing_failure_rate",
+    "orphaned_records",
+)
+RECOVERY_PROBABILITY = 0.5
+"""Share of retried charges that succeed the next day (calibration: data/saas_benchmarks.md
+reports retry recovery rates of roughly 40-70%; 50% is assumed)."""
+START = datetime(2025, 1, 1)
+
+
+@dataclass
+class LoopResult:
+    """What a closed loop did: the simulator's true KPIs per day (``trajectory``), the final
+    KPIs, the business value (cumulative reward), executions per action and timing."""
+
+    mode: str
+    days: int
+    seed: int
+    policy: str
+    business_value: float
+    final_kpis: dict[str, float]
+    trajectory: list[dict[str, float]] = field(default_factory=list)
+    executions: dict[str, int] = field(default_factory=dict)
+    cycles: int = 0
+    policy_note: str = ""
+    seconds: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        """One line of the comparison table."""
+        return {
+            "mode": self.mode,
+            "policy": self.policy,
+            "business_value": round(self.business_value, 2),
+            **{k: round(self.final_kpis.get(k, float("nan")), 4) for k in TRAJECTORY_KPIS},
+            "executions": sum(self.executions.values()),
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def _effects_as_actions(engine: Engine, since: datetime, until: datetime) -> list[int]:
+    """The agent's effects written in [since, until), read back from the effect tables, as
+    catalogue actions (one per effect kind)."""
+    actions: list[int] = []
+    with engine.connect() as connection:
+        topics = connection.execute(
+            select(Outbox.topic)
+            .where(
+                Outbox.execution_id.is_not(None),
+                Outbox.created_at >= since,
+                Outbox.created_at < until,
+            )
+            .group_by(Outbox.topic)
+        ).scalars()
+        actions += [action_index(t) for t in topics if t in ACTION_NAMES]
+        archived = connection.execute(
+            select(func.count())
+            .select_from(Archive)
+            .where(
+                Archive.execution_id.is_not(None),
+                Archive.archived_at >= since,
+                Archive.archived_at < until,
+            )
+        ).scalar_one()
+        if archived:
+            actions.append(action_index("orphan_cleanup"))
+        changed = connection.execute(
+            select(Setting.set_by).where(
+                Setting.execution_id.is_not(None),
+                Setting.effective_at >= since,
+                Setting.effective_at < until,
+            )
+        ).scalars()
+        actions += [action_index(s.split(":", 1)[1]) for s in changed if s.startswith("agent:")]
+        fixes = connection.execute(
+            select(func.count())
+            .select_from(Execution)
+            .where(
+                Execution.action == "data_fix",
+                Execution.status == "executed",
+                Execution.started_at >= since,
+                Execution.started_at < until,
+            )
+        ).scalar_one()
+        if fixes:
+            actions.append(action_index("data_fix"))
+    return actions
+
+
+class _DayWriter:
+    """Writes one simulated day into the database, sized by the simulator's state."""
+
+    def __init__(self, engine: Engine, rng: np.random.Generator) -> None:
+        self.engine = engine
+        self.rng = rng
+        self.engaged: set[int] = set()
+
+    def _count(self, expected: float) -> int:
+        expected = max(float(expected), 0.0)
+        whole = int(expected)
+        return whole + int(self.rng.random() < expected - whole)
+
+    def write(self, day_start: datetime, before: Any, after: Any) -> None:
+        rng, end = self.rng, day_start + timedelta(days=1)
+
+        def at(k: int) -> list[datetime]:
+            return [day_start + timedelta(seconds=float(s)) for s in rng.random(k) * 86_399]
+
+        with self.engine.begin() as c:
+            alive = and_(
+                User.signup_at <= end, or_(User.deleted_at.is_(None), User.deleted_at > end)
+            )
+            # signups: the simulator's new trial cohort; activation at its rate
+            signups = self._count(after.trial_pending[1] + after.trial_activated[1])
+            activated_share = float(after.trial_activated[1]) / max(
+                float(after.trial_pending[1] + after.trial_activated[1]), 1e-9
+            )
+            times = at(signups)
+            if signups:
+                rows = [
+                    {
+                        "email": f"twin{day_start:%j}{i}.{rng.integers(10**9)}@example.com",
+                        "signup_at": t,
+                        "activated_at": t + timedelta(hours=2)
+                        if rng.random() < activated_share
+                        else None,
+                        "acquisition_channel": "broad",
+                    }
+                    for i, t in enumerate(times)
+                ]
+                c.execute(insert(User), rows)
+            # churn: accounts close; their records become orphans
+            churned = self._count(after.churned - before.churned)
+            if churned:
+                ids = (
+                    c.execute(
+                        select(User.id)
+                        .where(alive, User.activated_at.is_not(None))
+                        .order_by(func.random())
+                        .limit(churned)
+                    )
+                    .scalars()
+                    .all()
+                )
+                c.execute(
+                    update(User)
+                    .where(User.id.in_(ids))
+                    .values(deleted_at=day_start + timedelta(hours=12))
+                )
+                self.engaged.difference_update(ids)
+            # engagement: the simulator's engaged accounts are active today; messaged accounts
+            # come back first when engagement rises
+            target = int(
+                after.active_free
+                + after.paying_basic
+                + after.paying_pro
+                - after.at_risk_free
+                - after.at_risk_paying
+            )
+            living = set(
+                c.execute(select(User.id).where(alive, User.activated_at.is_not(None))).scalars()
+            )
+            self.engaged &= living
+            if len(self.engaged) > target:
+                drop = rng.choice(
+                    sorted(self.engaged), size=len(self.engaged) - target, replace=False
+                )
+                self.engaged.difference_update(int(i) for i in drop)
+            elif len(self.engaged) < target:
+                messaged: set[int] = {
+                    int(u)
+                    for u in c.execute(
+                        select(Outbox.user_id).where(
+                            Outbox.topic == "retention_campaign",
+                            Outbox.created_at >= day_start - timedelta(days=2),
+                            Outbox.created_at < end,
+                        )
+                    ).scalars()
+                    if u is not None
+                } & living
+                pool = sorted(messaged - self.engaged) + [
+                    int(i) for i in rng.permutation(sorted(living - self.engaged - messaged))
+                ]
+                self.engaged.update(pool[: target - len(self.engaged)])
+            if self.engaged:
+                users = sorted(self.engaged)
+                c.execute(
+                    insert(Event),
+                    [
+                        {"user_id": u, "type": "logged_in", "occurred_at": t}
+                        for u, t in zip(users, at(len(users)), strict=True)
+                    ],
+                )
+            # billing: today's failures on active subscriptions; retried charges recover
+            # the backlog's growth, plus the charges that fail and are recovered the same day
+            failures = self._count(
+                max(after.failed_payments - before.failed_payments, 0.0)
+                + 0.2 * after.failed_payments / 14
+            )
+            if failures:
+                subs = c.execute(
+                    select(Subscription.id, Subscription.user_id, Subscription.list_price)
+                    .where(Subscription.started_at <= end, Subscription.ended_at.is_(None))
+                    .order_by(func.random())
+                    .limit(failures)
+                ).all()
+                c.execute(
+                    insert(BillingEvent),
+                    [
+                        {
+                            "subscription_id": s, "user_id": u, "kind": "charge",
+                            "status": "failed", "amount": float(p), "occurred_at": t,
+                            "failure_code": "card_declined",
+                        }
+                        for (s, u, p), t in zip(subs, at(len(subs)), strict=True)
+                    ],
+                )  # fmt: skip
+            retried = (
+                c.execute(
+                    select(Outbox.payload).where(
+                        Outbox.topic == "payment_retry",
+                        Outbox.created_at >= day_start - timedelta(days=1),
+                        Outbox.created_at < day_start,
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            recovered = [
+                int(p["billing_event_id"]) for p in retried if rng.random() < RECOVERY_PROBABILITY
+            ]
+            if recovered:
+                c.execute(
+                    update(BillingEvent)
+                    .where(BillingEvent.id.in_(recovered), BillingEvent.resolved_at.is_(None))
+                    .values(resolved_at=day_start + timedelta(hours=6), resolution="recovered")
+                )
+            c.execute(
+                update(BillingEvent)
+                .where(
+                    BillingEvent.kind == "charge", BillingEvent.status == "failed",
+                    BillingEvent.resolved_at.is_(None),
+                    BillingEvent.occurred_at < day_start - timedelta(days=14),
+                )
+                .values(resolved_at=day_start, resolution="expired")
+            )  # fmt: skip
+            # defects: new malformed emails as the simulator's defect level grows
+            defects = self._count(max(after.defects - before.defects, 0.0) * 0.5 + 0.3)
+            if defects:
+                c.execute(
+                    insert(User),
+                    [
+                        {
+                            "email": f" Late{int(rng.integers(1_000_000_000))} @Example.com",
+                            "signup_at": t,
+                        }
+                        for t in at(defects)
+                    ],
+                )
+
+
+def run_closed_loop(
+    db_url: str,
+    *,
+    days: int = 90,
+    seed: int = 0,
+    mode: Mode = "autopilot",
+    policy: Policy | str | None = None,
+    users: int = 2000,
+    cycles_per_day: int = 1,
+    scenario: str = "steady",
+) -> LoopResult:
+    """Run the simulator and the agent together for ``days`` days on a fresh database at
+    ``db_url`` (see the module docstring). ``mode``: ``autopilot`` (``policy``, default the
+    champion else rules), ``rules`` or ``none`` (no agent)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; allowed: {list(MODES)}")
+    if not 1 <= days <= 365:
+        raise ValueError(f"days={days} is outside [1, 365]")
+    if not 1 <= cycles_per_day <= 6:
+        raise ValueError(f"cycles_per_day={cycles_per_day} is outside [1, 6]")
+    began = time.perf_counter()
+    engine = make_engine(db_url)
+    upgrade(engine)
+    seeded = seed_business(engine, users=users, seed=seed, scenario=scenario)
+    import gymnasium
+
+    import environment
+
+    env = gymnasium.make(environment.ENV_ID, scenario=scenario, params=seeded.params)
+    env.reset(seed=seed)
+    sim: Any = env.unwrapped
+    sim.set_state(seeded.state)
+    steps = seeded.params.steps_per_day
+    chosen: Policy | None = None
+    note = ""
+    if mode != "none":  # resolved once: the champion is not fetched again every cycle
+        chosen, note = resolve_policy("rules" if mode == "rules" else policy)
+    writer = _DayWriter(engine, np.random.default_rng(seed + 1))
+    value, trajectory, cycles = 0.0, [], 0
+    policy_name = "none"
+    executed: dict[str, int] = {}
+    try:
+        for day in range(days):
+            day_start = seeded.as_of + timedelta(days=day)
+            if mode != "none":
+                for k in range(cycles_per_day):
+                    at = day_start + timedelta(hours=1 + k * 24 // cycles_per_day)
+                    try:
+                        result = run_full_cycle(engine, dry_run=False, policy=chosen, as_of=at)
+                    except CycleRunning:
+                        continue
+                    cycles += 1
+                    policy_name = result.policy_name
+                    for d in result.decisions:
+                        if d.execution_id is not None:
+                            executed[d.action] = executed.get(d.action, 0) + 1
+            actions = _effects_as_actions(engine, day_start, day_start + timedelta(days=1))
+            before = sim.get_state()
+            info: dict[str, Any] = {}
+            for step in range(steps):
+                action = actions[step] if step < len(actions) else NOOP
+                _, reward, terminated, _, info = sim.step(action)
+                value += float(reward)
+                if terminated:
+                    break
+            trajectory.append(
+                {"day": float(day + 1), **{k: float(info["kpis"][k]) for k in TRAJECTORY_KPIS}}
+            )
+            writer.write(day_start, before, sim.get_state())
+            if terminated:
+                break
+    finally:
+        engine.dispose()
+    return LoopResult(
+        mode=mode,
+        days=len(trajectory),
+        seed=seed,
+        policy=policy_name,
+        business_value=value,
+        final_kpis=trajectory[-1] if trajectory else {},
+        trajectory=trajectory,
+        executions=executed,
+        cycles=cycles,
+        policy_note=note,
+        seconds=time.perf_counter() - began,
+    )
+
+
+def seed_business(engine: Engine, *, users: int, seed: int, scenario: str) -> seeding.SeedResult:
+    """The starting business: two weeks of history ending at :data:`START`."""
+    config = seeding.SeedConfig(users=users, days=14, scenario=scenario, seed=seed, end=START)
+    return seeding.seed(engine, config)
