@@ -91,6 +91,7 @@ from agent.models import (
     User,
     Workflow,
 )
+from environment.dynamics import health_score
 from environment.kpis import KPI_NAMES, alignment_score, check_kpis, encode
 from environment.params import BusinessParams
 
@@ -244,29 +245,6 @@ class KpiSnapshot:
     def encode(self) -> NDArray[np.float32]:
         """The environment's observation vector for these KPIs: float32, shape (N_KPIS,)."""
         return encode(self.kpis)
-
-
-def health_score(
-    error_rate: float,
-    p95_latency_ms: float,
-    failed_job_rate: float,
-    bloat: float,
-    base_latency_ms: float,
-) -> float:
-    """0-100: 100 minus four saturating penalties, the simulator's formula
-    (:func:`environment.dynamics.system_health`): errors (35 points, half at 2%), latency above
-    ``base_latency_ms`` (25, half at +400 ms), failed background jobs (20, half at 5%), data
-    bloat orphans / records (20, half at 2%). Inputs are clipped at 0."""
-    errors = max(error_rate, 0.0)
-    excess = max(p95_latency_ms - base_latency_ms, 0.0)
-    jobs = max(failed_job_rate, 0.0)
-    bloat = max(bloat, 0.0)
-    return 100.0 - (
-        35.0 * errors / (errors + 0.02)
-        + 25.0 * excess / (excess + 400.0)
-        + 20.0 * jobs / (jobs + 0.05)
-        + 20.0 * bloat / (bloat + 0.02)
-    )
 
 
 def as_utc_naive(as_of: datetime | None, name: str = "as_of") -> datetime:

@@ -759,7 +759,13 @@ def _handle_once(
     execution_id = approval_id = None
     if verdict.verdict == Verdict.EXECUTED and planned is not None and planned.rows > 0:
         outcome = actuators.execute(
-            session, action, at, cycle_id=cycle_id, actor=actor, decision_id=decision.id
+            session,
+            action,
+            at,
+            cycle_id=cycle_id,
+            actor=actor,
+            decision_id=decision.id,
+            planned=planned,
         )
         execution_id = outcome.execution.id
         decision.execution_id = execution_id

@@ -73,7 +73,7 @@ from agent.models import (
 )
 from agent.observe import MARKETING_METRIC
 from environment import actions as A
-from environment.dynamics import _EMA_DAY, records, steady_start, system_health, true_kpis
+from environment.dynamics import _EMA_DAY, steady_start, system_health, true_kpis
 from environment.dynamics import routine_action as clock_routine
 from environment.params import BusinessParams
 from environment.scenarios import SCENARIO_NAMES
@@ -509,21 +509,9 @@ class _Materializer:
         pop.engaged_since[members] = np.where(back, np.maximum(was, at), was)
 
     def _record_health(self, s: BusinessState, at: float) -> None:
-        """Monitoring at time ``at`` from the simulator's health (failed jobs are what makes
-        the score add up with the other three inputs and the bloat)."""
+        """Monitoring at time ``at``: the simulator's error rate, latency and failed jobs."""
         p = self.p
-        score, latency, errors = system_health(s, p)
-        bloat = s.orphans / records(s, p)
-        excess = max(latency - p.base_latency_ms, 0.0)
-        jobs_penalty = (
-            100.0
-            - score
-            - 35.0 * errors / (errors + 0.02)
-            - 25.0 * excess / (excess + 400.0)
-            - 20.0 * bloat / (bloat + 0.02)
-        )
-        jobs_penalty = min(max(jobs_penalty, 0.0), 19.999)
-        failed_jobs = 0.05 * jobs_penalty / (20.0 - jobs_penalty)
+        _, latency, errors, failed_jobs = system_health(s, p)
         for name, value in (
             ("error_rate", errors),
             ("p95_latency_ms", latency),

@@ -119,12 +119,31 @@ def mrr(s: BusinessState, p: BusinessParams) -> float:
     return s.price_level * (s.paying_basic * p.basic_price + s.paying_pro * p.pro_price)
 
 
-def system_health(s: BusinessState, p: BusinessParams) -> tuple[float, float, float]:
-    """(health score 0-100, p95 latency ms, error rate).
+def health_score(
+    error_rate: float,
+    p95_latency_ms: float,
+    failed_job_rate: float,
+    bloat: float,
+    base_latency_ms: float,
+) -> float:
+    """0-100: 100 minus four saturating penalties: errors (35 points, half at 2%), latency
+    above ``base_latency_ms`` (25, half at +400 ms), failed background jobs (20, half at 5%),
+    data bloat, orphans / records (20, half at 2%). Inputs are clipped at 0. The SQL
+    observation uses the same function on measured inputs."""
+    errors = max(error_rate, 0.0)
+    excess = max(p95_latency_ms - base_latency_ms, 0.0)
+    jobs = max(failed_job_rate, 0.0)
+    bloat = max(bloat, 0.0)
+    return 100.0 - (
+        35.0 * errors / (errors + 0.02)
+        + 25.0 * excess / (excess + 400.0)
+        + 20.0 * jobs / (jobs + 0.05)
+        + 20.0 * bloat / (bloat + 0.02)
+    )
 
-    Four saturating penalties: errors (35 points, half at 2%), latency above the base (25,
-    half at +400 ms), failed background jobs (20, half at 5%), data bloat (20, half at 2%).
-    """
+
+def system_health(s: BusinessState, p: BusinessParams) -> tuple[float, float, float, float]:
+    """(health score 0-100, p95 latency ms, error rate, failed-job rate) of the state."""
     utilization = min(load_units(s) / s.capacity, 0.97)
     n_records = records(s, p)
     bloat = s.orphans / n_records
@@ -137,14 +156,8 @@ def system_health(s: BusinessState, p: BusinessParams) -> tuple[float, float, fl
     )
     errors = p.base_error_rate + 0.08 * s.incident + 0.1 * max(0.0, utilization - 0.85)
     failed_jobs = 0.01 + 2.0 * defect_rate + 0.1 * s.incident
-    excess_latency = latency - p.base_latency_ms
-    score = 100.0 - (
-        35.0 * errors / (errors + 0.02)
-        + 25.0 * excess_latency / (excess_latency + 400.0)
-        + 20.0 * failed_jobs / (failed_jobs + 0.05)
-        + 20.0 * bloat / (bloat + 0.02)
-    )
-    return score, latency, errors
+    score = health_score(errors, latency, failed_jobs, bloat, p.base_latency_ms)
+    return score, latency, errors, failed_jobs
 
 
 def true_kpis(s: BusinessState, p: BusinessParams) -> dict[str, float]:
@@ -163,7 +176,7 @@ def true_kpis(s: BusinessState, p: BusinessParams) -> dict[str, float]:
     now_arpa = arpa(s, p)
     churn_rate = churn_30d / max(paying, 1.0)
     cac = p.marketing_per_day * MONTH_DAYS / max(conversions_30d, 1.0)
-    health, _, _ = system_health(s, p)
+    health = system_health(s, p)[0]
     kpis = {
         "activation_rate": activated / max(active_accounts, 1.0),
         "d7_retention": sum(s.matured_retained) / max(matured, 1.0),
@@ -393,10 +406,16 @@ def initial(p: BusinessParams, scenario: Scenario, rng: np.random.Generator) -> 
     """The first state of an episode: the steady business, each stock scaled by a lognormal
     factor (sd 5%), and this episode's shocks drawn from the scenario."""
     s = steady_start(p).copy()
+    mrr_before, free_before, paying_before = mrr(s, p), s.active_free, s.paying
     factors = np.exp(0.05 * rng.standard_normal(len(_PERTURBED)))
     for name, factor in zip(_PERTURBED, factors, strict=True):
         setattr(s, name, getattr(s, name) * float(factor))
     s.at_risk_paying = min(s.at_risk_paying, s.paying)
+    # The trailing windows describe the same (perturbed) business: scale them alike, so that
+    # growth, conversion and churn rates start where the unperturbed business had them.
+    s.mrr_days = tuple(v * mrr(s, p) / mrr_before for v in s.mrr_days)
+    s.conversions_days = tuple(v * s.active_free / free_before for v in s.conversions_days)
+    s.paying_churn_days = tuple(v * s.paying / paying_before for v in s.paying_churn_days)
     s.paying_at_start = s.paying
     s.shocks = scenario.draw(rng, p.steps_per_day)
     return s
@@ -421,7 +440,7 @@ def transition(
     _apply_due_effects(s, p, shocks, rng)
     _corruption_onset(s, p, shocks)
     _infrastructure(s, p, shocks, dt)
-    health, latency, _ = system_health(s, p)
+    health, latency, _, _ = system_health(s, p)
     latency_factor = max(0.2, 1.0 - p.latency_conversion_per_100ms * (latency - 250.0) / 100.0)
     health_factor = 1.0 + 3.0 * max(0.0, 0.85 - health / 100.0)
     _acquisition(s, p, shocks, dt, latency_factor, health_factor, rng)

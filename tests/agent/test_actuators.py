@@ -17,7 +17,7 @@ from agent.actuators import ActuatorError, execute, plan, undo
 from agent.db import session_factory
 from agent.models import Archive, AuditLog, Cycle, Execution, Outbox, Setting, User
 from agent.seed import SeedResult
-from tests.agent.checksums import table_checksums
+from tests.agent.checksums import WATCHED_TABLES, table_checksums
 
 ROW_ACTIONS = ("retention_campaign", "payment_retry", "orphan_cleanup", "data_fix")
 
@@ -224,7 +224,7 @@ def test_a_crash_between_effect_and_commit_leaves_neither(
     seeded: tuple[Engine, SeedResult], tmp_path: Path, action: str
 ) -> None:
     engine, result = seeded
-    before = table_checksums(engine, (*table_checksums.__defaults__[0], "audit_log", "executions"))  # type: ignore[index]
+    before = table_checksums(engine, (*WATCHED_TABLES, "audit_log", "executions"))
     script = tmp_path / "crash.py"
     script.write_text(CRASH_SCRIPT)
     engine.dispose()

@@ -202,9 +202,8 @@ def test_health_score_is_the_simulators_formula() -> None:
 
     params = BusinessParams()
     state = dynamics.steady_start(params)
-    score, latency, errors = dynamics.system_health(state, params)
+    score, latency, errors, failed_jobs = dynamics.system_health(state, params)
     n_records = dynamics.records(state, params)
-    failed_jobs = 0.01 + 2.0 * state.defects / n_records + 0.1 * state.incident
     ours = health_score(
         errors, latency, failed_jobs, state.orphans / n_records, params.base_latency_ms
     )
