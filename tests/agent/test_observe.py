@@ -13,7 +13,7 @@ from sqlalchemy import Engine, insert, text
 
 from agent.db import SchemaMissing, make_engine, session_scope
 from agent.models import BillingEvent, Event, Setting, Suggestion, User, Workflow
-from agent.observe import DEFECT_KINDS, SEGMENTS, KpiSnapshot, health_score, observe
+from agent.observe import DEFECT_KINDS, SEGMENTS, KpiSnapshot, observe
 from environment.kpis import KPI_NAMES, alignment_score, encode
 from tests.agent import handbuilt
 from tests.agent.handbuilt import A, at
@@ -194,17 +194,3 @@ def test_a_database_without_the_schema_says_what_to_run(tmp_path: Path) -> None:
         pytest.raises(SchemaMissing, match=r"no autopilot schema .* run `autopilot db upgrade"),
     ):
         observe(session, A)
-
-
-def test_health_score_is_the_simulators_formula() -> None:
-    from environment import dynamics
-    from environment.params import BusinessParams
-
-    params = BusinessParams()
-    state = dynamics.steady_start(params)
-    score, latency, errors, failed_jobs = dynamics.system_health(state, params)
-    n_records = dynamics.records(state, params)
-    ours = health_score(
-        errors, latency, failed_jobs, state.orphans / n_records, params.base_latency_ms
-    )
-    assert ours == pytest.approx(score, abs=1e-9)
