@@ -722,9 +722,9 @@ def silence_multiplier(
 
 def customer_equity(s: BusinessState, p: BusinessParams) -> float:
     """Lifetime gross profit of today's paying base (USD): ``MRR x margin / churn``, where
-    churn is the voluntary churn the lasting drivers imply (price above the start, shipped
-    features; passing ones such as a shock or fatigue play out in realized churn instead) plus
-    ``involuntary_churn``.
+    churn is the voluntary churn the lasting driver implies (price above the start; passing
+    ones such as a shock, fatigue or a shipped feature, which fades, play out in realized
+    churn instead) plus ``involuntary_churn``.
 
     Counting it in the reward keeps a policy from milking the base before the horizon: a price
     raise adds MRR now but shrinks the equity through the churn it will cause.
@@ -732,9 +732,7 @@ def customer_equity(s: BusinessState, p: BusinessParams) -> float:
     at_risk_loss = p.at_risk_churn_per_month / (
         p.at_risk_churn_per_month + p.at_risk_recover_per_month
     )
-    lasting = (1.0 + p.price_level_churn * max(0.0, s.price_level - 1.0) ** 2) * (
-        1.0 - s.feature_level
-    )
+    lasting = 1.0 + p.price_level_churn * max(0.0, s.price_level - 1.0) ** 2
     churn = p.paying_at_risk_per_month * lasting * at_risk_loss + p.involuntary_churn
     return mrr(s, p) * p.gross_margin / churn
 
