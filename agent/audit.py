@@ -84,37 +84,27 @@ def append(
 ) -> AuditLog:
     """Add the next entry of the chain to ``session`` (flushed, not committed: it commits or
     rolls back with the caller's transaction)."""
-    last = session.execute(
-        select(AuditLog.id, AuditLog.entry_hash).order_by(AuditLog.id.desc()).limit(1)
-    ).first()
-    prev_id, prev_hash = (last[0], last[1]) if last is not None else (0, GENESIS)
+    prev_id, prev_hash = chain_head(session)
     occurred_at = _naive_utc(now or datetime.now(UTC))
     payload = dict(details or {})
     try:
         json.dumps(payload)
     except (TypeError, ValueError) as error:
         raise ValueError(f"audit details must be plain JSON values: {error}") from None
+    fields: dict[str, Any] = {
+        "occurred_at": occurred_at,
+        "actor": actor,
+        "action": action,
+        "target": target,
+        "details": payload,
+        "cycle_id": cycle_id,
+        "execution_id": execution_id,
+    }
     entry = AuditLog(
         id=prev_id + 1,
-        occurred_at=occurred_at,
-        actor=actor,
-        action=action,
-        target=target,
-        details=payload,
-        cycle_id=cycle_id,
-        execution_id=execution_id,
         prev_hash=prev_hash,
-        entry_hash=entry_digest(
-            prev_hash=prev_hash,
-            entry_id=prev_id + 1,
-            occurred_at=occurred_at,
-            actor=actor,
-            action=action,
-            target=target,
-            details=payload,
-            cycle_id=cycle_id,
-            execution_id=execution_id,
-        ),
+        entry_hash=entry_digest(prev_hash=prev_hash, entry_id=prev_id + 1, **fields),
+        **fields,
     )
     session.add(entry)
     session.flush()

@@ -76,11 +76,12 @@ SEVERITY_CONFIDENCE = {
     Severity.CRITICAL: 0.97,
     Severity.HIGH: 0.92,
     Severity.MEDIUM: 0.85,
-    Severity.LOW: 0.78,
+    Severity.LOW: 0.70,
 }
-"""Confidence of a self-healing decision: how sure detection is that acting helps. With the
-seed's thresholds, data and payment repair (0.75) heal at any severity, a retention campaign
-(0.80) from medium severity on."""
+"""Confidence of a self-healing decision: how sure detection is that acting (and paying the
+action's cost) helps. With the seed's thresholds, data and payment repair (0.75) heal from
+medium severity on and a retention campaign (0.80) too; a low-severity issue waits for a human
+(in the closed loop, healing every small backlog daily spent the simulated business's cash)."""
 
 
 class CycleRunning(RuntimeError):

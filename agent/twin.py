@@ -89,6 +89,7 @@ class LoopResult:
         return {
             "mode": self.mode,
             "policy": self.policy,
+            "days": self.days,
             "business_value": round(self.business_value, 2),
             **{k: round(self.final_kpis.get(k, float("nan")), 4) for k in TRAJECTORY_KPIS},
             "executions": sum(self.executions.values()),

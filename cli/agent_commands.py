@@ -72,7 +72,7 @@ def approvals(args: argparse.Namespace) -> int:
     try:
         with _session(args.db) as session:
             if args.approvals_command == "list":
-                rows = list_approvals(session, args.status)
+                rows = list_approvals(session, args.status, now=args.now)
                 if not rows:
                     print("no approvals")
                 for a in rows:
@@ -86,7 +86,7 @@ def approvals(args: argparse.Namespace) -> int:
                     )
                 return 0
             answer = approve if args.approvals_command == "approve" else reject
-            view = answer(session, args.id, by=args.by, note=args.note)
+            view = answer(session, args.id, by=args.by, note=args.note, now=args.now)
     except (ApprovalError, DatabaseError) as error:
         return _fail(f"approvals {args.approvals_command}", error)
     extra = f", execution {view.execution_id}" if view.execution_id else ""
@@ -166,6 +166,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     listing = ap_sub.add_parser("list", help="list approvals, newest first")
     listing.add_argument("--status", help="pending, approved, rejected or expired")
     listing.add_argument("--db", help=_DB_HELP)
+    listing.add_argument("--now", type=_timestamp, help="the clock for expiry (default: now)")
     listing.set_defaults(handler=approvals)
     for verb in ("approve", "reject"):
         v = ap_sub.add_parser(verb, help=f"{verb} a held decision")
@@ -173,6 +174,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         v.add_argument("--by", required=True, help="who answers (recorded)")
         v.add_argument("--note", help="why")
         v.add_argument("--db", help=_DB_HELP)
+        v.add_argument("--now", type=_timestamp, help="the clock (default: now, UTC)")
         v.set_defaults(handler=approvals)
 
     un = subparsers.add_parser("undo", help="reverse an execution exactly")

@@ -10,18 +10,19 @@ from environment.scenarios import SCENARIO_NAMES
 from policies.evaluation import EvaluationResult, evaluate
 from policies.registry import load_policy
 
-DEMO_POLICIES = ("noop", "random")
-DEMO_SCENARIOS = ("steady", "payment_outage")
-
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add this group's subcommands."""
     demo = subparsers.add_parser(
         "demo",
-        help="the main job on embedded defaults: compare baseline policies on the simulator",
-        description="Compare policies on the simulator with paired seeds and print a table.",
+        help="the main job on embedded defaults: train, evaluate, and run the closed loop",
+        description="Train a small PPO policy, evaluate it against the baselines, then run the "
+        "simulator and the agent together on a SQLite database (see experiments/demo.py).",
     )
-    demo.add_argument("--seeds", type=int, default=3, help="episodes per scenario (default 3)")
+    demo.add_argument("--timesteps", type=int, default=20_000, help="PPO training steps")
+    demo.add_argument("--seeds", type=int, default=3, help="evaluation seeds per scenario")
+    demo.add_argument("--days", type=int, default=90, help="simulated days of the closed loop")
+    demo.add_argument("--users", type=int, default=2_000, help="accounts in the business")
     demo.set_defaults(handler=_demo)
 
     simulate = subparsers.add_parser(
@@ -96,11 +97,12 @@ def _parse_list(text: str, allowed: Sequence[str] | None = None) -> list[str]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    print(
-        f"Comparing {', '.join(DEMO_POLICIES)} on {', '.join(DEMO_SCENARIOS)} "
-        f"({args.seeds} paired seeds, 90 simulated days each)...\n"
+    from experiments.demo import DemoConfig, run_demo  # MLflow and torch load only here
+
+    config = DemoConfig(
+        timesteps=args.timesteps, seeds=args.seeds, days=args.days, users=args.users
     )
-    print(comparison_table(compare_policies(DEMO_POLICIES, DEMO_SCENARIOS, args.seeds)))
+    run_demo(config)
     return 0
 
 

@@ -26,7 +26,6 @@ from policies.bandits import BANDITS
 from policies.base import Policy
 from policies.oracle import LookaheadOracle
 from policies.rules import RulesPolicy
-from policies.sb3 import ALGORITHMS, SB3Policy
 from policies.simple import NoopPolicy, RandomPolicy
 
 _FRESH: dict[str, Callable[[], Policy]] = {
@@ -38,8 +37,15 @@ _FRESH: dict[str, Callable[[], Policy]] = {
 }
 
 
+SB3_ALGORITHMS: tuple[str, ...] = ("ppo", "a2c", "dqn")
+"""The stable-baselines3 kinds, as :data:`policies.sb3.ALGORITHMS` names them (tested equal);
+listed here so that loading rules or a bandit does not import torch."""
+
+
 def _sb3_loader(algo: str) -> Callable[[Path], Policy]:
     def load(path: Path) -> Policy:
+        from policies.sb3 import SB3Policy  # torch loads only when an SB3 policy does
+
         return SB3Policy.load(path, algo)
 
     return load
@@ -51,7 +57,7 @@ _FROM_FILE: dict[str, Callable[[Path], Policy]] = {
     "rules": RulesPolicy.load,
     "oracle": LookaheadOracle.load,
     **{name: cls.load for name, cls in BANDITS.items()},
-    **{name: _sb3_loader(name) for name in ALGORITHMS},
+    **{name: _sb3_loader(name) for name in SB3_ALGORITHMS},
 }
 
 POLICY_NAMES: tuple[str, ...] = tuple(sorted(set(_FRESH) | set(_FROM_FILE)))

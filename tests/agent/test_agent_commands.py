@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import Engine, delete, select
 
 from agent.db import session_factory
-from agent.models import AuditLog, Execution
+from agent.models import Approval, AuditLog, Execution
 from agent.seed import SeedResult
 from cli.main import main
 
@@ -22,7 +22,16 @@ def test_cycle_approvals_undo_audit_and_kill_switch(
     assert main(["cycle", *db, "--as-of", at, "--policy", "rules"]) == 0
     assert "(full, dry_run)" in capsys.readouterr().out
     assert main(["cycle", "--live", *db, "--as-of", at, "--policy", "rules"]) == 0
-    assert "execution" in capsys.readouterr().out
+    assert "needs_approval" in capsys.readouterr().out
+    with session_factory(engine)() as session:
+        approval_id = session.scalars(
+            select(Approval.id).where(Approval.status == "pending")
+        ).first()
+    assert approval_id is not None
+    assert main(["approvals", "approve", str(approval_id), "--by", "ann", "--now", at, *db]) == 0
+    assert f"approval {approval_id} approved by ann" in capsys.readouterr().out
+    assert main(["approvals", "approve", str(approval_id), "--by", "bob", "--now", at, *db]) == 1
+    assert "already approved by ann" in capsys.readouterr().err
     with session_factory(engine)() as session:
         execution_id = session.scalars(select(Execution.id)).first()
     assert execution_id is not None

@@ -68,7 +68,9 @@ def test_live_cycle_executes_records_and_audits_every_decision(
 ) -> None:
     engine, result = seeded
     _fresh_trail(engine)
-    outcome = run_full_cycle(engine, dry_run=False, policy="rules", as_of=result.as_of)
+    outcome = run_full_cycle(
+        engine, dry_run=False, policy="rules", as_of=result.as_of, thresholds=EAGER
+    )
     assert outcome.duration_s > 0
     assert 0 <= outcome.health_before <= 100 and 0 <= outcome.alignment_before <= 100
     assert outcome.issues_found and outcome.issues_healed

@@ -80,3 +80,10 @@ def test_a_file_of_another_kind_is_named(tmp_path: Path) -> None:
 def test_a_directory_is_not_a_policy_file(tmp_path: Path) -> None:
     with pytest.raises(PolicyFileError, match="is not a file"):
         load_policy(f"rules:{tmp_path}")
+
+
+def test_registry_knows_every_sb3_algorithm() -> None:
+    from policies.registry import SB3_ALGORITHMS
+    from policies.sb3 import ALGORITHMS
+
+    assert set(SB3_ALGORITHMS) == set(ALGORITHMS)
