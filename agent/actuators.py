@@ -189,11 +189,15 @@ def _at_risk(at: datetime) -> ColumnElement[bool]:
 
 
 def _recently_messaged(at: datetime) -> ColumnElement[bool]:
-    return exists().where(
-        Outbox.user_id == User.id,
-        Outbox.topic == "retention_campaign",
-        Outbox.created_at > at - timedelta(days=RETENTION_COOLDOWN_DAYS),
-        Outbox.created_at <= at,
+    # an uncorrelated IN: the window's recipients are read once (the outbox has no index on
+    # user_id, so a correlated EXISTS scanned it per account)
+    return User.id.in_(
+        select(Outbox.user_id).where(
+            Outbox.topic == "retention_campaign",
+            Outbox.user_id.is_not(None),
+            Outbox.created_at > at - timedelta(days=RETENTION_COOLDOWN_DAYS),
+            Outbox.created_at <= at,
+        )
     )
 
 

@@ -154,6 +154,14 @@ class _DayWriter:
         self.rng = rng
         self.engaged: set[int] = set()
 
+    def _sample(self, items: list[int], k: int) -> list[int]:
+        """``k`` of ``items`` without replacement, from this writer's generator (the database's
+        RANDOM() would make a seeded run irreproducible)."""
+        if k <= 0 or not items:
+            return []
+        picked = self.rng.choice(len(items), size=min(k, len(items)), replace=False)
+        return [items[int(i)] for i in sorted(picked)]
+
     def _count(self, expected: float) -> int:
         expected = max(float(expected), 0.0)
         whole = int(expected)
@@ -191,16 +199,12 @@ class _DayWriter:
             # churn: accounts close; their records become orphans
             churned = self._count(after.churned - before.churned)
             if churned:
-                ids = (
-                    c.execute(
-                        select(User.id)
-                        .where(alive, User.activated_at.is_not(None))
-                        .order_by(func.random())
-                        .limit(churned)
-                    )
+                candidates = sorted(
+                    c.execute(select(User.id).where(alive, User.activated_at.is_not(None)))
                     .scalars()
                     .all()
                 )
+                ids = [int(i) for i in self._sample(candidates, churned)]
                 c.execute(
                     update(User)
                     .where(User.id.in_(ids))
@@ -257,12 +261,12 @@ class _DayWriter:
                 + 0.2 * after.failed_payments / 14
             )
             if failures:
-                subs = c.execute(
+                active = c.execute(
                     select(Subscription.id, Subscription.user_id, Subscription.list_price)
                     .where(Subscription.started_at <= end, Subscription.ended_at.is_(None))
-                    .order_by(func.random())
-                    .limit(failures)
+                    .order_by(Subscription.id)
                 ).all()
+                subs = [active[int(i)] for i in self._sample(list(range(len(active))), failures)]
                 c.execute(
                     insert(BillingEvent),
                     [

@@ -55,3 +55,14 @@ def test_no_agent_executes_nothing_and_same_seed_starts_the_same(tmp_path: Path)
 def test_bad_arguments_are_named(tmp_path: Path, kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         run_closed_loop(f"sqlite:///{tmp_path / 'x.db'}", **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_same_seed_replays_exactly(tmp_path: Path) -> None:
+    first = run_closed_loop(
+        f"sqlite:///{tmp_path / 'a.db'}", days=2, seed=5, mode="rules", users=800
+    )
+    again = run_closed_loop(
+        f"sqlite:///{tmp_path / 'b.db'}", days=2, seed=5, mode="rules", users=800
+    )
+    assert first.trajectory == again.trajectory
+    assert first.executions == again.executions
