@@ -36,6 +36,10 @@ Governance file (YAML)::
       price_increase: {requires_approval: true, max_per_day: 1, cooldown_hours: 168}
       ship_feature: {allowed: false}
 
+Every action starts from :data:`BUILT_IN_LIMITS` (a campaign or prompt at most weekly, one
+retry round a day, engineering actions one at a time, prices only with a human and weekly);
+the file's ``defaults`` then apply to every action, and its ``actions`` entries on top.
+
 A malformed file is rejected with the file, line and what is wrong.
 """
 
@@ -58,7 +62,6 @@ KILL_SWITCH_ENV = "AUTOPILOT_KILL_SWITCH"
 SELF_HEALING = frozenset({"data_fix", "orphan_cleanup", "payment_retry", "scale_infra"})
 SELF_HEALING_THRESHOLD = 0.75
 AUTO_REMEDIATION_THRESHOLD = 0.80
-PRICE_ACTIONS = frozenset({"price_increase", "price_decrease"})
 
 
 class Verdict(StrEnum):
@@ -101,13 +104,34 @@ class ActionRule:
             raise ValueError(f"max_share={self.max_share} must be in [0, 1] or null")
 
 
+BUILT_IN_LIMITS: dict[str, dict[str, Any]] = {
+    # Messages fatigue the audience (half-life ~4 days): at most one campaign or prompt a week.
+    "retention_campaign": {"max_per_day": 1, "cooldown_hours": 168.0},
+    "upgrade_prompt": {"max_per_day": 1, "cooldown_hours": 168.0},
+    "onboarding_boost": {"max_per_day": 1, "cooldown_hours": 72.0},
+    # Card networks count retries (Visa: <= 15 in 30 days): one round a day.
+    "payment_retry": {"max_per_day": 1, "cooldown_hours": 20.0},
+    "data_fix": {"max_per_day": 2, "cooldown_hours": 12.0},
+    "orphan_cleanup": {"max_per_day": 2, "cooldown_hours": 12.0},
+    "scale_infra": {"max_per_day": 1, "cooldown_hours": 24.0},
+    # Engineering work: the team takes one at a time.
+    "funnel_fix": {"max_per_day": 1, "cooldown_hours": 168.0},
+    "ship_feature": {"max_per_day": 1, "cooldown_hours": 336.0},
+    "shift_marketing": {"max_per_day": 1, "cooldown_hours": 336.0},
+    # Prices always need a human and change at most once a week.
+    "price_increase": {"requires_approval": True, "max_per_day": 1, "cooldown_hours": 168.0},
+    "price_decrease": {"requires_approval": True, "max_per_day": 1, "cooldown_hours": 168.0},
+}
+"""Per-action limits applied on top of the defaults unless the governance file sets the
+action itself."""
+
+
 def _default_rules(base: ActionRule | None = None) -> dict[str, ActionRule]:
-    """``base`` (or the defaults) for every action, but prices, which always need a human and
-    change at most once a week."""
+    """``base`` (or the defaults) for every action, with :data:`BUILT_IN_LIMITS` on top."""
     base = base or ActionRule()
     rules = dict.fromkeys(ACTION_NAMES, base)
-    for name in PRICE_ACTIONS:
-        rules[name] = replace(base, requires_approval=True, max_per_day=1, cooldown_hours=168.0)
+    for name, limits in BUILT_IN_LIMITS.items():
+        rules[name] = replace(base, **limits)
     return rules
 
 
@@ -278,10 +302,10 @@ def parse_governance(text: str, source: str = "<governance>") -> Governance:
         )
     if "version" in top and _scalar(top["version"][1]) != 1:
         raise GovernanceError(f"{source}:{_line(top['version'][1])}: version must be 1")
-    base = ActionRule()
+    defaults: dict[str, Any] = {}
     if "defaults" in top:
-        base = _rule(top["defaults"][1], base, source, "defaults")
-    rules = _default_rules(base)
+        defaults = _changes(top["defaults"][1], ActionRule(), source, "defaults")
+    rules = {name: replace(rule, **defaults) for name, rule in _default_rules().items()}
     if "actions" in top:
         actions = _mapping(top["actions"][1], source, "actions")
         for name, (key_node, value_node) in actions.items():
@@ -290,12 +314,13 @@ def parse_governance(text: str, source: str = "<governance>") -> Governance:
                     f"{source}:{_line(key_node)}: unknown action {name!r}; allowed: "
                     f"{list(ACTION_NAMES)}"
                 )
-            rules[name] = _rule(value_node, rules[name], source, f"actions.{name}")
+            changes = _changes(value_node, rules[name], source, f"actions.{name}")
+            rules[name] = replace(rules[name], **changes)
     return Governance(rules=rules, source=source)
 
 
-def _rule(node: yaml.Node, base: ActionRule, source: str, where: str) -> ActionRule:
-    """An :class:`ActionRule` from a mapping node, on top of ``base``."""
+def _changes(node: yaml.Node, base: ActionRule, source: str, where: str) -> dict[str, Any]:
+    """The settings of a mapping node, checked by applying them to ``base``."""
     entries = _mapping(node, source, where)
     changes: dict[str, Any] = {}
     for key, (key_node, value_node) in entries.items():
@@ -312,9 +337,10 @@ def _rule(node: yaml.Node, base: ActionRule, source: str, where: str) -> ActionR
             )
         changes[key] = value
     try:
-        return replace(base, **changes)
+        replace(base, **changes)
     except ValueError as error:
         raise GovernanceError(f"{source}:{_line(node)}: {where}: {error}") from None
+    return changes
 
 
 def _type_ok(key: str, value: object) -> bool:

@@ -91,6 +91,7 @@ SCALED_PARAMS = (
     "fixed_costs_per_month",
     "infra_cost_per_month",
     "initial_cash",
+    "action_cost_scale",
 )
 """Parameters in accounts or dollars: scaling them all by one factor scales the business."""
 CAMPAIGN_WEEKDAY = 1

@@ -461,7 +461,7 @@ def transition(
 def _take_action(s: BusinessState, action: int, p: BusinessParams) -> float:
     """Pay for the action, remember the use, and schedule its effect. Returns its cost (USD)."""
     spec = ACTIONS[action]
-    cost = spec.cost
+    cost = spec.cost * p.action_cost_scale
     if action == A.NOOP:
         return cost
     cost += _variable_cost(s, action, p)

@@ -141,6 +141,9 @@ class BusinessParams:
     """Paying accounts at the start (the rest of the funnel starts at its steady state)."""
 
     # --- action effects -----------------------------------------------------------------------
+    action_cost_scale: float = _bounded(1.0, 0.0)
+    """Multiplies every action's one-off catalogue cost: a business scaled to another size
+    (``agent.seed.scaled_params``) pays proportionally for engineering and campaigns."""
     campaign_cost_per_message: float = _bounded(0.05, 0.0)
     """USD per win-back message (assumption)."""
     win_back_rate: float = _bounded(0.12, 0.0, 1.0)

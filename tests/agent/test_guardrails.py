@@ -159,10 +159,14 @@ def test_governance_file_round_trip(tmp_path: Path) -> None:
         "    max_rows: 10\n"
     )
     governance = load_governance(path)
-    assert governance.rule("data_fix") == ActionRule(max_per_day=3, max_rows=10, max_share=None)
+    assert governance.rule("data_fix") == ActionRule(
+        max_per_day=3, cooldown_hours=12.0, max_rows=10, max_share=None
+    )
     assert not governance.rule("ship_feature").allowed
     assert governance.rule("price_decrease").requires_approval
-    assert governance.rule("retention_campaign").max_per_day == 3
+    assert governance.rule("retention_campaign").max_per_day == 3  # the file's defaults win
+    assert governance.rule("retention_campaign").cooldown_hours == 168.0  # built in
+    assert governance.rule("price_increase").cooldown_hours == 168.0
 
 
 @pytest.mark.parametrize(
@@ -186,6 +190,19 @@ def test_governance_file_round_trip(tmp_path: Path) -> None:
 def test_malformed_governance_names_the_line(text: str, message: str) -> None:
     with pytest.raises(GovernanceError, match=message):
         parse_governance(text, source="g.yaml")
+
+
+def test_built_in_limits_space_out_messages_and_need_humans_for_prices() -> None:
+    rules = Governance().rules
+    assert rules["retention_campaign"].cooldown_hours >= 7 * 24
+    assert rules["upgrade_prompt"].cooldown_hours >= 7 * 24
+    assert rules["price_increase"].requires_approval
+    assert rules["price_decrease"].requires_approval
+    week_later = ctx(executions={"retention_campaign": [NOW - 100 * HOURS]})
+    verdict = evaluate_decision(
+        action_index("retention_campaign"), 1.0, Governance(), {}, week_later
+    )
+    assert verdict.rule == "governance.cooldown"
 
 
 def test_missing_governance_file(tmp_path: Path) -> None:
