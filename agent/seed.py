@@ -39,8 +39,6 @@ fix and orphan cleanup) plus a weekly win-back campaign, so that the outbox has 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -55,6 +53,7 @@ from sqlalchemy import Engine, Table, delete, func, insert, select, text
 from tqdm import tqdm
 
 import environment
+from agent import audit
 from agent.db import check_schema
 from agent.models import (
     PLANS,
@@ -855,6 +854,8 @@ def seed(
             name: _times(start, values) if name in _TIME_COLUMNS else values
             for name, values in columns.items()
         }
+        if table is AuditLog.__table__:
+            converted = _chained(converted)
         writer.write(table, converted)
     if bar is not None:
         bar.close()
@@ -1337,29 +1338,49 @@ def _inject_defects(
 
 
 def _audit_rows(actions: Sequence[tuple[float, str, dict[str, Any]]]) -> dict[str, Any]:
-    """The routine's actions as a hash chain: each entry hashes the previous hash and itself."""
-    prev: str | None = None
-    rows: dict[str, list[Any]] = {
-        k: []
-        for k in ("occurred_at", "actor", "action", "target", "details", "prev_hash", "entry_hash")
+    """The routine's actions as audit entries (hashed into a chain by :func:`_chained` once
+    their times are datetimes)."""
+    return {
+        "occurred_at": np.array([at for at, _, _ in actions], dtype=np.float64),
+        "actor": ["routine"] * len(actions),
+        "action": [action for _, action, _ in actions],
+        "target": [None] * len(actions),
+        "details": [details for _, _, details in actions],
     }
-    for at, action, details in actions:
-        body = json.dumps(
-            {"at": at, "action": action, "details": details, "prev": prev}, sort_keys=True
+
+
+def _chained(columns: dict[str, Any]) -> dict[str, Any]:
+    """Audit columns with ids from 1 and the hash chain of :mod:`agent.audit`, so that
+    ``autopilot audit verify`` accepts a seeded trail and the agent appends to it."""
+    ids, prev_hashes, hashes = [], [], []
+    prev = audit.GENESIS
+    for i, (at, actor, action, target, details) in enumerate(
+        zip(
+            columns["occurred_at"],
+            columns["actor"],
+            columns["action"],
+            columns["target"],
+            columns["details"],
+            strict=True,
+        ),
+        start=1,
+    ):
+        digest = audit.entry_digest(
+            prev_hash=prev,
+            entry_id=i,
+            occurred_at=at,
+            actor=actor,
+            action=action,
+            target=target,
+            details=details,
+            cycle_id=None,
+            execution_id=None,
         )
-        digest = hashlib.sha256(body.encode()).hexdigest()
-        for key, value in (
-            ("occurred_at", at),
-            ("actor", "routine"),
-            ("action", action),
-            ("target", None),
-            ("details", details),
-            ("prev_hash", prev),
-            ("entry_hash", digest),
-        ):
-            rows[key].append(value)
+        ids.append(i)
+        prev_hashes.append(prev)
+        hashes.append(digest)
         prev = digest
-    return {**rows, "occurred_at": np.array(rows["occurred_at"])}
+    return {**columns, "id": ids, "prev_hash": prev_hashes, "entry_hash": hashes}
 
 
 __all__ = ["SeedConfig", "SeedResult", "routine_action", "scaled_params", "seed"]

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from agent import audit
@@ -101,3 +103,16 @@ def test_a_deleted_entry_is_named(session: Session) -> None:
 def test_details_must_be_json(session: Session) -> None:
     with pytest.raises(ValueError, match="plain JSON values"):
         audit.append(session, actor="agent", action="x", details={"when": datetime.now(UTC)})
+
+
+def test_a_seeded_trail_is_a_valid_chain_the_agent_extends(seeded: tuple[Engine, Any]) -> None:
+    engine, _ = seeded
+    with session_factory(engine)() as s:
+        before = audit.verify_chain(s)
+        assert before.ok
+        assert before.entries > 0
+        audit.append(s, actor="agent", action="cycle", details={"n": 1})
+        s.commit()
+        after = audit.verify_chain(s)
+    assert after.ok
+    assert after.entries == before.entries + 1
