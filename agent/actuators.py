@@ -46,7 +46,6 @@ from sqlalchemy import (
     Table,
     and_,
     delete,
-    exists,
     false,
     func,
     insert,
@@ -59,6 +58,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from agent import audit
+from agent.detect import alive, at_risk
 from agent.models import (
     Archive,
     BillingEvent,
@@ -70,7 +70,7 @@ from agent.models import (
     User,
     Workflow,
 )
-from agent.observe import EMAIL_PATTERN, SETTING_DEFAULTS, SILENT_DAYS, TRIAL_DAYS
+from agent.observe import EMAIL_PATTERN, SETTING_DEFAULTS, SILENT_DAYS
 from environment.actions import ACTION_NAMES
 
 RETENTION_COOLDOWN_DAYS = 14
@@ -165,27 +165,6 @@ def _check_action(action: str) -> None:
 
 
 # --- selections, shared by plan (counts) and execute (rows) -------------------------------
-
-
-def _alive(at: datetime) -> ColumnElement[bool]:
-    return and_(User.signup_at <= at, or_(User.deleted_at.is_(None), User.deleted_at > at))
-
-
-def _at_risk(at: datetime) -> ColumnElement[bool]:
-    """Activated accounts past their trial with no event in the last SILENT_DAYS days (the
-    condition of :mod:`agent.detect`'s ``users_at_risk``)."""
-    return and_(
-        _alive(at),
-        User.activated_at <= at,
-        User.signup_at <= at - timedelta(days=TRIAL_DAYS),
-        not_(
-            exists().where(
-                Event.user_id == User.id,
-                Event.occurred_at > at - timedelta(days=SILENT_DAYS),
-                Event.occurred_at <= at,
-            )
-        ),
-    )
 
 
 def _recently_messaged(at: datetime) -> ColumnElement[bool]:
@@ -321,12 +300,10 @@ def plan(session: Session, action: str, at: datetime) -> Plan:
     """Count what executing ``action`` at ``at`` would touch (reads only)."""
     _check_action(action)
     if action == "retention_campaign":
-        population = _count(session, select(func.count()).select_from(User).where(_alive(at)))
+        population = _count(session, select(func.count()).select_from(User).where(alive(at)))
         rows = _count(
             session,
-            select(func.count())
-            .select_from(User)
-            .where(_at_risk(at), not_(_recently_messaged(at))),
+            select(func.count()).select_from(User).where(at_risk(at), not_(_recently_messaged(at))),
         )
         return Plan(action, "users:at_risk", at, rows, population)
     if action == "payment_retry":
@@ -487,7 +464,7 @@ def _insert_outbox(session: Session, rows: list[dict[str, Any]]) -> None:
 
 def _apply_retention(session: Session, action: str, at: datetime, execution_id: int) -> Applied:
     users = session.execute(
-        select(User.id).where(_at_risk(at), not_(_recently_messaged(at))).order_by(User.id)
+        select(User.id).where(at_risk(at), not_(_recently_messaged(at))).order_by(User.id)
     ).scalars()
     rows = [(int(user), {"template": "win_back", "silent_days": SILENT_DAYS}) for user in users]
     _insert_outbox(session, _outbox_rows("message", action, at, execution_id, rows))

@@ -109,22 +109,7 @@ def list_approvals(
     )
     if status is not None:
         query = query.where(Approval.status == status)
-    return [
-        ApprovalView(
-            id=approval.id,
-            decision_id=decision.id,
-            action=decision.action,
-            confidence=decision.confidence,
-            status=approval.status,
-            requested_at=approval.requested_at,
-            expires_at=approval.expires_at,
-            decided_by=approval.decided_by,
-            decided_at=approval.decided_at,
-            reasons=tuple(str(r) for r in decision.verdict_reasons or ()),
-            execution_id=decision.execution_id,
-        )
-        for approval, decision in session.execute(query).all()
-    ]
+    return [_view(approval, decision) for approval, decision in session.execute(query).all()]
 
 
 def _claim(
@@ -202,7 +187,7 @@ def approve(
     except BaseException:
         session.rollback()
         raise
-    return _view(session, approval_id)
+    return _view_by_id(session, approval_id)
 
 
 def reject(
@@ -230,14 +215,19 @@ def reject(
     except BaseException:
         session.rollback()
         raise
-    return _view(session, approval_id)
+    return _view_by_id(session, approval_id)
 
 
-def _view(session: Session, approval_id: int) -> ApprovalView:
+def _view_by_id(session: Session, approval_id: int) -> ApprovalView:
     approval = session.get(Approval, approval_id)
     assert approval is not None
     decision = session.get(Decision, approval.decision_id)
     assert decision is not None
+    return _view(approval, decision)
+
+
+def _view(approval: Approval, decision: Decision) -> ApprovalView:
+    """The public view of an approval and the decision it holds."""
     return ApprovalView(
         id=approval.id,
         decision_id=decision.id,

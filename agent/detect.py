@@ -136,8 +136,26 @@ def _ids(
     return tuple(sorted(int(i) for i in rows))
 
 
-def _alive(as_of: Any) -> ColumnElement[bool]:
+def alive(as_of: Any) -> ColumnElement[bool]:
+    """Accounts that exist at ``as_of``: signed up, not (yet) deleted."""
     return and_(User.signup_at <= as_of, or_(User.deleted_at.is_(None), User.deleted_at > as_of))
+
+
+def at_risk(as_of: Any) -> ColumnElement[bool]:
+    """Activated accounts past their trial with no event in the last ``SILENT_DAYS`` days:
+    the users at risk that detection counts and a retention campaign targets."""
+    return and_(
+        alive(as_of),
+        User.activated_at <= as_of,
+        User.signup_at <= as_of - timedelta(days=TRIAL_DAYS),
+        not_(
+            exists().where(
+                Event.user_id == User.id,
+                Event.occurred_at > as_of - timedelta(days=SILENT_DAYS),
+                Event.occurred_at <= as_of,
+            )
+        ),
+    )
 
 
 # --- the detectors ------------------------------------------------------------------------
@@ -349,18 +367,7 @@ def _at_risk(session: Session, snapshot: KpiSnapshot, k: int) -> list[Issue]:
         else Severity.LOW
     )
     at = snapshot.as_of
-    silent = and_(
-        _alive(at),
-        User.activated_at <= at,
-        User.signup_at <= at - timedelta(days=TRIAL_DAYS),
-        not_(
-            exists().where(
-                Event.user_id == User.id,
-                Event.occurred_at > at - timedelta(days=SILENT_DAYS),
-                Event.occurred_at <= at,
-            )
-        ),
-    )
+    silent = at_risk(at)
     return [
         Issue(
             kind="users_at_risk",
@@ -420,7 +427,7 @@ def _kpis_below_target(session: Session, snapshot: KpiSnapshot, k: int) -> list[
                 session,
                 User.id,
                 and_(
-                    _alive(at),
+                    alive(at),
                     or_(User.activated_at.is_(None), User.activated_at > at),
                     User.signup_at <= at - timedelta(days=TRIAL_DAYS),
                 ),
