@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -99,6 +100,7 @@ def _parse_list(text: str, allowed: Sequence[str] | None = None) -> list[str]:
 def _demo(args: argparse.Namespace) -> int:
     from experiments.demo import DemoConfig, run_demo  # MLflow and torch load only here
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a quiet log
     config = DemoConfig(
         timesteps=args.timesteps, seeds=args.seeds, days=args.days, users=args.users
     )

@@ -130,13 +130,18 @@ def loop_table(results: Sequence[LoopResult]) -> str:
     header += f"{'executed':>10}{'seconds':>9}"
     lines = [header, "-" * len(header)]
     for r in results:
-        cells = "".join(f"{r.final_kpis.get(k, float('nan')):>16.4g}" for k in kpis)
+        cells = "".join(_cell(r.final_kpis.get(k, float("nan"))) for k in kpis)
         executed = sum(r.executions.values())
         lines.append(
             f"{r.mode:<10}{r.policy[:33]:<34}{r.business_value:>9.1f}{cells}"
             f"{executed:>10}{r.seconds:>9.1f}"
         )
     return "\n".join(lines)
+
+
+def _cell(value: float) -> str:
+    """Large numbers with thousands separators, small ones with 4 significant digits."""
+    return f"{value:>16,.0f}" if abs(value) >= 1_000 else f"{value:>16.4g}"
 
 
 def plot_trajectories(results: Sequence[LoopResult], path: Path) -> None:
