@@ -56,7 +56,7 @@ from typing import Any
 
 import yaml
 
-from environment.actions import ACTION_NAMES, NOOP
+from environment.actions import ACTION_NAMES, NOOP, check_action
 
 KILL_SWITCH_ENV = "AUTOPILOT_KILL_SWITCH"
 SELF_HEALING = frozenset({"data_fix", "orphan_cleanup", "payment_retry", "scale_infra"})
@@ -192,8 +192,16 @@ def evaluate_decision(
     thresholds: Mapping[str, float],
     context: GuardContext,
 ) -> GuardVerdict:
-    """Apply the guardrails, in order, to one decision (see the module docstring)."""
-    name = ACTION_NAMES[action]
+    """Apply the guardrails, in order, to one decision (see the module docstring).
+
+    Raises ``ValueError`` for an action outside the catalogue or a confidence that is not a
+    number in [0, 1]: a NaN must never slip past the threshold comparison.
+    """
+    name = ACTION_NAMES[check_action(action)]
+    if isinstance(confidence, bool) or not (
+        isinstance(confidence, int | float) and 0.0 <= confidence <= 1.0
+    ):
+        raise ValueError(f"confidence={confidence!r} must be a number in [0, 1]")
     if action == NOOP:
         return GuardVerdict(Verdict.EXECUTED, "noop", ("noop: nothing to execute",))
     if context.kill_switch:

@@ -125,6 +125,21 @@ def test_guardrail_table(
     assert result.reasons
 
 
+@pytest.mark.parametrize(
+    ("action", "confidence", "message"),
+    [
+        (-1, 0.9, "invalid action -1"),
+        (13, 0.9, "invalid action 13"),
+        (2, float("nan"), "confidence=nan must be a number in"),
+        (2, 1.5, "confidence=1.5 must be a number in"),
+        (2, -0.1, "confidence=-0.1 must be a number in"),
+    ],
+)
+def test_bad_decisions_are_rejected(action: int, confidence: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        evaluate_decision(action, confidence, STRICT, default_thresholds(), ctx())
+
+
 def test_thresholds_file_overrides_defaults() -> None:
     thresholds = {**default_thresholds(), "data_fix": 0.95}
     result = evaluate_decision(action_index("data_fix"), 0.9, STRICT, thresholds, ctx())
