@@ -370,12 +370,18 @@ def routine_action(t: int, p: BusinessParams) -> int:
     return A.PAYMENT_RETRY
 
 
-@lru_cache(maxsize=32)
 def steady_start(p: BusinessParams) -> BusinessState:
     """The business after ``BURN_IN_DAYS`` of :func:`routine_action` with no shocks or noise.
 
-    Cached per parameter set: every episode starts from a perturbed copy of it.
+    The burn-in runs once per parameter set; each call returns a fresh copy of its result,
+    so no caller can change what the next episode starts from.
     """
+    return _burned_in(p).copy()
+
+
+@lru_cache(maxsize=32)
+def _burned_in(p: BusinessParams) -> BusinessState:
+    """The cached burn-in behind :func:`steady_start`; never handed out."""
     state = _rough_start(p)
     routine = replace(p, funnel_decay_per_day=0.0)  # the funnel starts at its stated quality
     for t in range(BURN_IN_DAYS * p.steps_per_day):
@@ -405,7 +411,7 @@ _PERTURBED = (
 def initial(p: BusinessParams, scenario: Scenario, rng: np.random.Generator) -> BusinessState:
     """The first state of an episode: the steady business, each stock scaled by a lognormal
     factor (sd 5%), and this episode's shocks drawn from the scenario."""
-    s = steady_start(p).copy()
+    s = steady_start(p)
     mrr_before, free_before, paying_before = mrr(s, p), s.active_free, s.paying
     factors = np.exp(0.05 * rng.standard_normal(len(_PERTURBED)))
     for name, factor in zip(_PERTURBED, factors, strict=True):

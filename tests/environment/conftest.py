@@ -23,7 +23,7 @@ def params() -> BusinessParams:
 @pytest.fixture
 def steady(params: BusinessParams) -> BusinessState:
     """The steady business at the start of an episode, with no shocks."""
-    return dynamics.steady_start(params).copy()
+    return dynamics.steady_start(params)
 
 
 @pytest.fixture

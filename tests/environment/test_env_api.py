@@ -197,3 +197,13 @@ def test_step_before_reset_is_an_error() -> None:
 def test_make_env_helper_passes_the_scenario() -> None:
     env = environment.make_env("payment_outage")
     assert env.unwrapped.scenario.name == "payment_outage"  # type: ignore[attr-defined]
+
+
+def test_the_steady_start_cannot_be_changed_by_a_caller() -> None:
+    from environment import dynamics
+    from environment.params import BusinessParams
+
+    params = BusinessParams()
+    first = dynamics.steady_start(params)
+    first.paying_basic = 0.0
+    assert dynamics.steady_start(params).paying_basic > 0
