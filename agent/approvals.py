@@ -143,6 +143,23 @@ def _claim(
     return approval, decision
 
 
+def _answer(
+    session: Session, approval_id: int, status: str, by: str, moment: datetime, note: str | None
+) -> Decision:
+    """Record a human's answer (claim the approval, audit it) and return its decision."""
+    _, decision = _claim(session, approval_id, status, by, moment, note)
+    audit.append(
+        session,
+        actor=by,
+        action=f"approval_{status}",
+        target=decision.action,
+        details={"approval_id": approval_id, "decision_id": decision.id, "note": note},
+        cycle_id=decision.cycle_id,
+        now=moment,
+    )
+    return decision
+
+
 def approve(
     session: Session,
     approval_id: int,
@@ -161,16 +178,7 @@ def approve(
         on, reason = kill_switch_state(session)
         if on:
             raise ApprovalError(f"cannot execute approval {approval_id}: paused ({reason})")
-        _, decision = _claim(session, approval_id, "approved", by, moment, note)
-        audit.append(
-            session,
-            actor=by,
-            action="approval_approved",
-            target=decision.action,
-            details={"approval_id": approval_id, "decision_id": decision.id, "note": note},
-            cycle_id=decision.cycle_id,
-            now=moment,
-        )
+        decision = _answer(session, approval_id, "approved", by, moment, note)
         if decision.action in actuators.ACTUATED:
             outcome = actuators.execute(
                 session,
@@ -201,16 +209,7 @@ def reject(
     """Reject the held decision (nothing executes), audited; commits."""
     moment = as_utc_naive(now)
     try:
-        _, decision = _claim(session, approval_id, "rejected", by, moment, note)
-        audit.append(
-            session,
-            actor=by,
-            action="approval_rejected",
-            target=decision.action,
-            details={"approval_id": approval_id, "decision_id": decision.id, "note": note},
-            cycle_id=decision.cycle_id,
-            now=moment,
-        )
+        _answer(session, approval_id, "rejected", by, moment, note)
         session.commit()
     except BaseException:
         session.rollback()
