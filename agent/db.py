@@ -15,16 +15,15 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:  # Alembic loads only when a migration is looked at (not for `--help`)
+    from alembic.config import Config
 
 DEFAULT_DB_URL = "sqlite:///autopilot.db"
 DB_URL_ENV = "AUTOPILOT_DB_URL"
@@ -110,6 +109,8 @@ def ping(engine: Engine) -> None:
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
     """The Alembic configuration, built in code (no ``alembic.ini``): the packaged migrations
     and either a live ``connection`` or a ``url``."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if url is not None:
@@ -121,6 +122,8 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
 
 def head_revision() -> str:
     """The migration this code expects."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:  # pragma: no cover - the package always ships migrations
         raise DatabaseError(f"no migrations found in {MIGRATIONS_DIR}")
@@ -129,12 +132,16 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The migration the database is at, or ``None`` if it has never been migrated."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str:
     """Create or upgrade the schema to ``revision``; returns the revision reached."""
+    from alembic import command
+
     ping(engine)
     with engine.begin() as connection:
         command.upgrade(alembic_config(connection), revision)
@@ -154,6 +161,8 @@ def check_schema(engine: Engine) -> None:
         raise SchemaMissing(f"database {url} has no autopilot schema ({detail}); {fix}")
     head = head_revision()
     if current != head:
+        from alembic.script import ScriptDirectory
+
         script = ScriptDirectory.from_config(alembic_config())
         known = {rev.revision for rev in script.walk_revisions()}
         if current in known:
