@@ -407,3 +407,21 @@ AGENT_TABLES: tuple[str, ...] = (
     "settings",
     "cycle_locks",
 )
+
+
+# --- API tables (issue 10) -----------------------------------------------------------------
+
+
+# (end of API tables)
+
+
+# --- scheduling and alert tables (issue 12) ------------------------------------------------
+
+
+# (end of scheduling tables)
+
+
+# --- learning tables (issue 13) ------------------------------------------------------------
+
+
+# (end of learning tables)
