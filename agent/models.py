@@ -283,6 +283,25 @@ class Decision(Base):
     execution_id: Mapped[int | None] = mapped_column(ForeignKey("executions.id"))
     reward: Mapped[float | None] = mapped_column(Float)
     reward_joined_at: Mapped[datetime | None]
+    # added by migration 0003: the decision log (issue 13), shared by cycles and the API
+    event_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    """The key a reward is joined by: generated, or the API client's ``event_id``."""
+    source: Mapped[str | None] = mapped_column(String(40))
+    """Who proposed it: ``policy``, ``self_healing`` or ``api``."""
+    executed_action: Mapped[str | None] = mapped_column(String(40))
+    """What actually ran after the guardrails (``noop`` when held or blocked)."""
+    propensity: Mapped[float | None] = mapped_column(Float)
+    """The logged probability of ``executed_action``; NULL when it had none."""
+    ope_usable: Mapped[bool] = mapped_column(Boolean, default=True)
+    """False when the executed action had no logged probability (an override)."""
+    reward_deadline: Mapped[datetime | None]
+    """After this the join window is closed and the default reward applies."""
+    reward_source: Mapped[str | None] = mapped_column(String(20))
+    """How the reward was joined: ``computed``, ``reported`` or ``default``."""
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    """SHA-256 of an API request body, so a repeated ``event_id`` is answered idempotently."""
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The stored answer returned for that request."""
 
 
 class Execution(Base):
