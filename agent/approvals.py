@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from agent import actuators, audit
-from agent.models import Approval, Decision
+from agent.models import Approval, DecisionRecord
 from agent.observe import as_utc_naive
 from agent.orchestrator import kill_switch_state
 
@@ -103,8 +103,8 @@ def list_approvals(
         raise ValueError(f"unknown approval status {status!r}; allowed: {list(STATUSES)}")
     expire(session, now)
     query = (
-        select(Approval, Decision)
-        .join(Decision, Decision.id == Approval.decision_id)
+        select(Approval, DecisionRecord)
+        .join(DecisionRecord, DecisionRecord.id == Approval.decision_id)
         .order_by(Approval.id.desc())
     )
     if status is not None:
@@ -114,7 +114,7 @@ def list_approvals(
 
 def _claim(
     session: Session, approval_id: int, status: str, by: str, moment: datetime, note: str | None
-) -> tuple[Approval, Decision]:
+) -> tuple[Approval, DecisionRecord]:
     if not by or not by.strip():
         raise ApprovalError("the approver's name (--by) must not be empty")
     approval = session.get(Approval, approval_id)
@@ -138,14 +138,14 @@ def _claim(
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         raise ApprovalError(f"approval {approval_id} was answered concurrently")
     session.refresh(approval)
-    decision = session.get(Decision, approval.decision_id)
+    decision = session.get(DecisionRecord, approval.decision_id)
     assert decision is not None  # foreign key
     return approval, decision
 
 
 def _answer(
     session: Session, approval_id: int, status: str, by: str, moment: datetime, note: str | None
-) -> Decision:
+) -> DecisionRecord:
     """Record a human's answer (claim the approval, audit it) and return its decision."""
     _, decision = _claim(session, approval_id, status, by, moment, note)
     audit.append(
@@ -220,12 +220,12 @@ def reject(
 def _view_by_id(session: Session, approval_id: int) -> ApprovalView:
     approval = session.get(Approval, approval_id)
     assert approval is not None
-    decision = session.get(Decision, approval.decision_id)
+    decision = session.get(DecisionRecord, approval.decision_id)
     assert decision is not None
     return _view(approval, decision)
 
 
-def _view(approval: Approval, decision: Decision) -> ApprovalView:
+def _view(approval: Approval, decision: DecisionRecord) -> ApprovalView:
     """The public view of an approval and the decision it holds."""
     return ApprovalView(
         id=approval.id,

@@ -260,7 +260,7 @@ class Cycle(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
-class Decision(Base):
+class DecisionRecord(Base):
     """A decision-service log line: the context, what the policy proposed, the guardrail
     verdict, what was executed and the reward joined later."""
 

@@ -52,7 +52,7 @@ from agent.guardrails import (
     kill_switch_from_env,
     load_governance,
 )
-from agent.models import Approval, Cycle, CycleLock, Decision, Execution, Setting
+from agent.models import Approval, Cycle, CycleLock, DecisionRecord, Execution, Setting
 from agent.observe import as_utc_naive, observe
 from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP, action_index
 from policies.base import Episodic, Policy
@@ -391,9 +391,9 @@ def _replay_history(session: Session, policy: Policy) -> None:
     if not isinstance(policy, Episodic):
         return
     rows = session.execute(
-        select(Decision.action, Decision.verdict)
-        .where(Decision.policy_name == policy.name)
-        .order_by(Decision.id.desc())
+        select(DecisionRecord.action, DecisionRecord.verdict)
+        .where(DecisionRecord.policy_name == policy.name)
+        .order_by(DecisionRecord.id.desc())
         .limit(HISTORY_CYCLES)
     ).all()
     policy.reset()
@@ -683,10 +683,10 @@ def _pending_approval(session: Session, action: str, at: datetime) -> int | None
     """The id of an unexpired pending approval of ``action``, if any (one request at a time)."""
     return session.execute(
         select(Approval.id)
-        .join(Decision, Decision.id == Approval.decision_id)
+        .join(DecisionRecord, DecisionRecord.id == Approval.decision_id)
         .where(
             Approval.status == "pending",
-            Decision.action == action,
+            DecisionRecord.action == action,
             Approval.expires_at > at,
         )
         .limit(1)
@@ -722,7 +722,7 @@ def _handle_once(
     )
     if verdict.verdict == Verdict.EXECUTED and planned is not None and planned.rows == 0:
         verdict = GuardVerdict(Verdict.EXECUTED, "nothing_to_do", (f"{action}: no rows to act on",))
-    decision = Decision(
+    decision = DecisionRecord(
         cycle_id=cycle_id,
         decided_at=at,
         policy_name=candidate.policy_name,

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from agent.audit import verify_chain
 from agent.db import session_factory
 from agent.guardrails import Governance
-from agent.models import AuditLog, CycleLock, Decision, Execution
+from agent.models import AuditLog, CycleLock, DecisionRecord, Execution
 from agent.orchestrator import (
     CycleRunning,
     cycle_lock,
@@ -69,7 +69,7 @@ def test_live_cycle_executes_records_and_audits_every_decision(
     assert any(d.verdict == "executed" and d.execution_id for d in outcome.decisions)
     with session_factory(engine)() as session:
         decisions = session.scalars(
-            select(Decision).where(Decision.cycle_id == outcome.cycle_id)
+            select(DecisionRecord).where(DecisionRecord.cycle_id == outcome.cycle_id)
         ).all()
         assert {d.id for d in decisions} == {d.decision_id for d in outcome.decisions}
         audited = session.scalars(
