@@ -25,7 +25,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "AUTOPILOT_"
@@ -77,17 +77,25 @@ class Settings(BaseSettings):
 
     @field_validator("db_url", "policy_uri", "mlflow_tracking_uri")
     @classmethod
-    def _non_empty(cls, value: str) -> str:
+    def _non_empty(cls, value: str, info: ValidationInfo) -> str:
         if not value.strip():
-            raise ValueError("must be a non-empty string")
+            raise ValueError(f"{env_name(info.field_name)} must be a non-empty string")
         return value.strip()
 
     @field_validator("governance_file", "thresholds_file")
     @classmethod
-    def _existing_file(cls, value: Path | None) -> Path | None:
+    def _existing_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         if value is not None and not value.is_file():
-            raise ValueError(f"file {str(value)!r} does not exist (unset it to use the default)")
+            raise ValueError(
+                f"{env_name(info.field_name)}: file {str(value)!r} does not exist "
+                "(unset it to use the default)"
+            )
         return value
+
+
+def env_name(field_name: str | None) -> str:
+    """The environment variable of a settings field: ``db_url`` -> ``AUTOPILOT_DB_URL``."""
+    return f"{ENV_PREFIX}{(field_name or '').upper()}"
 
 
 @lru_cache(maxsize=1)

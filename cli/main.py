@@ -7,14 +7,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from cli import agent_commands, db_commands, experiment_commands, sim_commands
+from cli.common import UsageError, describe_settings_error
 
 GROUPS = (sim_commands, db_commands, agent_commands, experiment_commands)
 """Modules with a ``register(subparsers)`` function, in help order."""
-
-
-class UsageError(Exception):
-    """Bad command-line input; printed without a traceback, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,10 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except ValidationError as error:  # before ValueError: it is one
+        print(f"autopilot {args.command}: error: {describe_settings_error(error)}", file=sys.stderr)
+        return 2
     except (UsageError, ValueError, LookupError, FileNotFoundError) as error:
         print(f"autopilot {args.command}: error: {error}", file=sys.stderr)
         return 2
 
+
+__all__ = ["UsageError", "build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from cli.common import split_list
 from environment.scenarios import SCENARIO_NAMES
 from policies.evaluation import EvaluationResult, evaluate
 from policies.registry import load_policy
@@ -88,15 +89,6 @@ def _nanmean(values: Any) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def _parse_list(text: str, allowed: Sequence[str] | None = None) -> list[str]:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise ValueError(f"expected a comma-separated list, got {text!r}")
-    if allowed is not None and items == ["all"]:
-        return list(allowed)
-    return items
-
-
 def _demo(args: argparse.Namespace) -> int:
     from experiments.demo import DemoConfig, run_demo  # MLflow and torch load only here
 
@@ -109,7 +101,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    names = _parse_list(args.policies)
-    scenarios = _parse_list(args.scenarios, SCENARIO_NAMES)
+    names = split_list(args.policies)
+    scenarios = split_list(args.scenarios, SCENARIO_NAMES)
     print(comparison_table(compare_policies(names, scenarios, args.seeds)))
     return 0

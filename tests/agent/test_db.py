@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, text
 
+from agent.settings import get_settings
 from agent.db import (
     DB_URL_ENV,
     DatabaseUnreachable,
@@ -120,6 +121,7 @@ def test_the_url_comes_from_the_argument_the_environment_or_the_default(
     monkeypatch.delenv(DB_URL_ENV, raising=False)
     assert resolve_url() == "sqlite:///autopilot.db"
     monkeypatch.setenv(DB_URL_ENV, "sqlite:///other.db")
+    get_settings.cache_clear()
     assert resolve_url() == "sqlite:///other.db"
     assert resolve_url("sqlite:///given.db") == "sqlite:///given.db"
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from agent.audit import verify_chain
-from agent.db import session_factory
+from agent.db import session_factory, session_scope
 from agent.guardrails import Governance
 from agent.models import AuditLog, CycleLock, DecisionRecord, Execution
 from agent.orchestrator import (
@@ -24,6 +24,7 @@ from agent.orchestrator import (
 )
 from agent.seed import SeedResult
 from environment.actions import ACTION_NAMES
+from experiments.models import load_policy_uri
 from tests.agent.checksums import table_checksums
 
 EAGER = dict.fromkeys(ACTION_NAMES, 0.0)
@@ -88,7 +89,7 @@ def test_live_cycle_executes_records_and_audits_every_decision(
 
 def test_kill_switch_blocks_every_execution(seeded: tuple[Engine, SeedResult]) -> None:
     engine, result = seeded
-    with session_factory(engine)() as session:
+    with session_scope(engine) as session:
         set_kill_switch(session, True, reason="incident 42", by="ops", now=result.as_of)
     outcome = run_full_cycle(
         engine, dry_run=False, policy="rules", as_of=result.as_of, thresholds=EAGER
@@ -114,7 +115,7 @@ def test_kill_switch_from_the_environment(
 
 def test_a_second_cycle_reports_that_one_is_running(seeded: tuple[Engine, SeedResult]) -> None:
     engine, result = seeded
-    with cycle_lock(engine, result.as_of), pytest.raises(CycleRunning, match="already running"):
+    with cycle_lock(engine), pytest.raises(CycleRunning, match="already running"):
         run_full_cycle(engine, policy="rules", as_of=result.as_of)
     run_full_cycle(engine, policy="rules", as_of=result.as_of)  # released afterwards
     with session_factory(engine)() as session:
@@ -167,8 +168,10 @@ def test_a_corrupt_champion_falls_back_to_rules(
     corrupt.mkdir()
     (corrupt / "MLmodel").write_text("this: [is not, a model")
     (corrupt / "policy.bin").write_bytes(b"\x00garbage")
-    with caplog.at_level(logging.WARNING, logger="agent.orchestrator"):
-        outcome = run_full_cycle(engine, policy=str(corrupt), as_of=result.as_of)
+    with caplog.at_level(logging.WARNING, logger="agent.cycle_config"):
+        outcome = run_full_cycle(
+            engine, policy=str(corrupt), as_of=result.as_of, load_policy=load_policy_uri
+        )
     assert outcome.policy_name == "rules"
     assert "fell back to rules" in outcome.policy_note
     assert "fell back to rules" in caplog.text
