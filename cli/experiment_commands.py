@@ -32,7 +32,8 @@ def _clear_errors(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        from mlflow.exceptions import MlflowException
+        # MLflow's error class, as experiments/ (the one layer that imports MLflow) sees it
+        from experiments.models import MlflowException
 
         # MLflow's download progress bars are noise in a command's output.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

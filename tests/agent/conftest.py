@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from agent.db import DatabaseUnreachable, make_engine, ping, upgrade
-from agent.settings import get_settings
 from agent.seed import SeedConfig, SeedResult, seed
+from agent.settings import get_settings
 
 POSTGRES_ENV = "AUTOPILOT_TEST_POSTGRES_URL"
 SEED_END = datetime(2025, 6, 1)

@@ -10,7 +10,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, text
 
-from agent.settings import get_settings
 from agent.db import (
     DB_URL_ENV,
     DatabaseUnreachable,
@@ -28,6 +27,7 @@ from agent.db import (
 from agent.models import Base
 from agent.observe import observe
 from agent.seed import SeedResult
+from agent.settings import get_settings
 from cli.main import main
 from tests.agent.conftest import SEED_END
 

@@ -186,3 +186,56 @@ def test_no_champion_uses_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("AUTOPILOT_POLICY_URI", str(tmp_path / "missing-model"))
     policy, note = resolve_policy(None)
     assert policy.name == "rules" and str(tmp_path / "missing-model") in note
+
+
+class _BrokenPolicy:
+    """A policy whose decision fails: the cycle must leave nothing half-done."""
+
+    name = "broken"
+    version = "0"
+
+    def decide(self, obs: object) -> object:
+        raise RuntimeError("the model crashed")
+
+
+def _counts(engine: Engine) -> tuple[int, int]:
+    with session_factory(engine)() as session:
+        decisions = session.scalar(select(func.count()).select_from(DecisionRecord)) or 0
+        locks = session.scalar(select(func.count()).select_from(CycleLock)) or 0
+    return decisions, locks
+
+
+def test_a_cycle_in_the_callers_session_is_the_callers_to_commit(
+    seeded: tuple[Engine, SeedResult],
+) -> None:
+    engine, result = seeded
+    before, _ = _counts(engine)
+    with session_factory(engine)() as session:
+        outcome = run_full_cycle(session, policy="rules", as_of=result.as_of)
+        assert outcome.decisions
+        session.rollback()
+    assert _counts(engine) == (before, 0)  # nothing kept, the lock released
+    with session_scope(engine) as session:
+        outcome = run_full_cycle(session, policy="rules", as_of=result.as_of)
+    assert _counts(engine) == (before + len(outcome.decisions), 0)
+
+
+def test_a_failed_cycle_is_recorded_and_keeps_no_decision(
+    seeded: tuple[Engine, SeedResult],
+) -> None:
+    engine, result = seeded
+    before, _ = _counts(engine)
+    with pytest.raises(RuntimeError, match="the model crashed"):
+        run_full_cycle(engine, policy=_BrokenPolicy(), as_of=result.as_of)  # type: ignore[arg-type]
+    assert _counts(engine) == (before, 0)
+    with session_factory(engine)() as session:
+        failed = session.scalars(
+            select(AuditLog).where(AuditLog.action == "cycle_failed").order_by(AuditLog.id.desc())
+        ).first()
+        assert failed is not None and "the model crashed" in failed.details["error"]
+
+
+def test_the_cycle_says_what_it_decided_with(seeded: tuple[Engine, SeedResult]) -> None:
+    engine, result = seeded
+    outcome = run_full_cycle(engine, policy="rules", as_of=result.as_of, thresholds=EAGER)
+    assert "governance: built-in defaults; thresholds: given thresholds" in outcome.summary()
