@@ -154,7 +154,9 @@ def revoke_key(
         known = [k.name for k in list_keys(session)]
         raise LookupError(f"no API key named {name!r}; keys: {known}")
     if key.revoked_at is not None:
-        raise ApiKeyError(f"API key {name!r} was already revoked at {key.revoked_at:%Y-%m-%d %H:%M}")
+        raise ApiKeyError(
+            f"API key {name!r} was already revoked at {key.revoked_at:%Y-%m-%d %H:%M}"
+        )
     key.revoked_at = at
     audit.append(session, actor=by, action="api_key_revoked", target=name, details={}, now=at)
     session.flush()

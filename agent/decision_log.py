@@ -311,8 +311,9 @@ def reward_summary(session: Session) -> list[ActionRewards]:
     """Per executed action (catalogue order): decisions, rewards by source, mean reward."""
     executed = func.coalesce(DecisionRecord.executed_action, DecisionRecord.action)
     rows = session.execute(
-        select(executed, DecisionRecord.reward_source, func.count(), func.avg(DecisionRecord.reward))
-        .group_by(executed, DecisionRecord.reward_source)
+        select(
+            executed, DecisionRecord.reward_source, func.count(), func.avg(DecisionRecord.reward)
+        ).group_by(executed, DecisionRecord.reward_source)
     ).all()
     totals: dict[str, list[Any]] = {}
     for action, source, count, mean in rows:

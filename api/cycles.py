@@ -29,6 +29,7 @@ from agent.orchestrator import (
     monitor_and_respond,
     run_full_cycle,
 )
+from agent.settings import Settings
 from api import metrics
 from api.problems import Problem
 from api.schemas import finite_or_none, json_safe, utc_text
@@ -53,15 +54,26 @@ def _lock_holder(engine: Engine) -> dict[str, Any]:
 
 
 def run_cycle(
-    engine: Engine, kind: CycleKind, *, dry_run: bool, actor: str, policy_uri: str
+    engine: Engine, kind: CycleKind, *, dry_run: bool, actor: str, settings: Settings
 ) -> CycleResult:
-    """Run one pass with ``actor`` (the key's name) as the audit trail's actor."""
+    """Run one pass with ``actor`` (the key's name) as the audit trail's actor, with the
+    settings' policy, governance and thresholds."""
     began = time.perf_counter()
+    governance, thresholds = settings.governance_file, settings.thresholds_file
     try:
         if kind == "full":
-            result = run_full_cycle(engine, dry_run=dry_run, policy=policy_uri, actor=actor)
+            result = run_full_cycle(
+                engine,
+                dry_run=dry_run,
+                policy=settings.policy_uri,
+                actor=actor,
+                governance=governance,
+                thresholds=thresholds,
+            )
         else:
-            result = monitor_and_respond(engine, dry_run=dry_run, actor=actor)
+            result = monitor_and_respond(
+                engine, dry_run=dry_run, actor=actor, governance=governance, thresholds=thresholds
+            )
     except CycleRunning as error:
         raise Problem(409, str(error), **_lock_holder(engine)) from None
     metrics.CYCLE_DURATION.labels(kind).observe(time.perf_counter() - began)

@@ -26,7 +26,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from agent import decision_log
-from agent.guardrails import GuardContext, Governance, evaluate_decision
+from agent.guardrails import Governance, GuardContext, evaluate_decision
 from agent.models import DecisionRecord
 from agent.orchestrator import executions_by_action, kill_switch_state
 from api import metrics
@@ -163,9 +163,7 @@ def decide_many(
     flushed, not committed."""
     hashes = [request_hash(r) for r in requests]
     known = decision_log.find_by_event_ids(session, [r.event_id for r in requests if r.event_id])
-    fresh = [
-        i for i, r in enumerate(requests) if r.event_id is None or r.event_id not in known
-    ]
+    fresh = [i for i, r in enumerate(requests) if r.event_id is None or r.event_id not in known]
     decisions: list[Decision] = []
     if fresh:
         obs = np.stack([observation(requests[i]) for i in fresh])
@@ -186,4 +184,3 @@ def decide_many(
             out[i] = problem
     session.flush()
     return out
-

@@ -37,7 +37,7 @@ TITLE = "autopilot"
 def check_access_declared(app: FastAPI) -> None:
     """Raise :class:`UndeclaredAccess` naming every route that declares no access."""
     undeclared = [
-        f"{sorted(route.methods)} {route.path}"
+        f"{sorted(route.methods or ())} {route.path}"
         for route in app.routes
         if isinstance(route, APIRoute) and access_of(route) is None
     ]

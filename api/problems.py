@@ -10,6 +10,7 @@ traceback goes to the server log.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -39,7 +40,7 @@ class Problem(Exception):
 
 
 def problem_response(
-    status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any
+    status: int, detail: str, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     """The problem+json response of ``status`` with ``detail``."""
     body = {
@@ -49,7 +50,9 @@ def problem_response(
         "detail": detail,
         **extra,
     }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return JSONResponse(
+        body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {})
+    )
 
 
 def _field(location: tuple[Any, ...] | list[Any]) -> str:
@@ -122,9 +125,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         status: {
             "model": ProblemDetails,
             "description": HTTPStatus(status).phrase,
-            "content": {
-                PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
-            },
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
         }
         for status in statuses
     }

@@ -90,7 +90,9 @@ class Strict(BaseModel):
 def _check_action_names(names: list[str] | dict[str, int], field: str) -> None:
     unknown = sorted(set(names) - set(ACTION_NAMES))
     if unknown:
-        raise ValueError(f"unknown action names {unknown} in {field}; allowed: {list(ACTION_NAMES)}")
+        raise ValueError(
+            f"unknown action names {unknown} in {field}; allowed: {list(ACTION_NAMES)}"
+        )
 
 
 # --- the decision API ------------------------------------------------------------------------
@@ -105,9 +107,7 @@ class DecideRequest(Strict):
     """The key the reward will be reported by; generated when absent."""
     kpis: dict[str, FiniteFloat]
     """Every KPI of DESIGN.md's vocabulary, in natural units."""
-    recent_actions: dict[str, Annotated[StrictInt, Field(ge=0, le=MAX_CYCLES_SINCE)]] | None = (
-        None
-    )
+    recent_actions: dict[str, Annotated[StrictInt, Field(ge=0, le=MAX_CYCLES_SINCE)]] | None = None
     """Action -> cycles since it last ran (feeds the observation once the encoding has it)."""
     excluded_actions: list[str] = Field(default_factory=list, max_length=N_ACTIONS - 1)
     """Actions the caller cannot take now; the decision is among the others."""

@@ -155,9 +155,7 @@ def build_router(settings: Settings) -> APIRouter:
     return router
 
 
-def _add_cycle_endpoint(
-    router: APIRouter, path: str, kind: Any, roles: tuple[str, ...]
-) -> None:
+def _add_cycle_endpoint(router: APIRouter, path: str, kind: Any, roles: tuple[str, ...]) -> None:
     def endpoint(
         engine: EngineDep,
         settings: SettingsDep,
@@ -165,9 +163,7 @@ def _add_cycle_endpoint(
         body: Annotated[DryRunRequest | None, Body()] = None,
     ) -> Any:
         dry_run = True if body is None else body.dry_run
-        result = run_cycle(
-            engine, kind, dry_run=dry_run, actor=caller.name, policy_uri=settings.policy_uri
-        )
+        result = run_cycle(engine, kind, dry_run=dry_run, actor=caller.name, settings=settings)
         return cycle_body(result)
 
     endpoint.__name__ = path.replace("-", "_")

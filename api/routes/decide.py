@@ -41,9 +41,7 @@ def _guard(request: Request, session: SessionDep) -> Any:
     dependencies=[allow("client")],
     responses=problem_responses(*COMMON_ERRORS),
 )
-def decide(
-    body: DecideRequest, request: Request, session: SessionDep, policy: PolicyDep
-) -> Any:
+def decide(body: DecideRequest, request: Request, session: SessionDep, policy: PolicyDep) -> Any:
     """Decide for one context; the decision is logged so its reward can be joined."""
     guard, now = _guard(request, session)
     try:

@@ -57,7 +57,9 @@ def list_approvals(
 ) -> Any:  # fmt: skip
     """Approvals, newest first (expired ones marked first)."""
     if status is not None and status not in approvals.STATUSES:
-        raise Problem(422, f"unknown approval status {status!r}; allowed: {list(approvals.STATUSES)}")
+        raise Problem(
+            422, f"unknown approval status {status!r}; allowed: {list(approvals.STATUSES)}"
+        )
     rows = [a.to_dict() for a in approvals.list_approvals(session, status)]
     session.commit()
     return page_of(rows, cursor, limit, settings)
@@ -215,7 +217,9 @@ def policy(holder: PolicyDep) -> Any:
     response_model=PolicyOut,
     responses=problem_responses(*COMMON_ERRORS),
 )
-def reload_policy(holder: PolicyDep, session: SessionDep, caller: Annotated[Principal, allow()]) -> Any:
+def reload_policy(
+    holder: PolicyDep, session: SessionDep, caller: Annotated[Principal, allow()]
+) -> Any:
     """Check the champion alias (or reload the policy URI) now; audited."""
     loaded = holder.reload()
     audit.append(
