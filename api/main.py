@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from agent.db import make_engine
 from agent.orchestrator import resolve_governance, resolve_thresholds
@@ -34,12 +34,21 @@ from api.routes import autonomous, decide, health, operator
 TITLE = "autopilot"
 
 
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every API route of ``app``, included routers' routes too."""
+    return [
+        context.original_route
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.original_route, APIRoute)
+    ]
+
+
 def check_access_declared(app: FastAPI) -> None:
     """Raise :class:`UndeclaredAccess` naming every route that declares no access."""
     undeclared = [
         f"{sorted(route.methods or ())} {route.path}"
-        for route in app.routes
-        if isinstance(route, APIRoute) and access_of(route) is None
+        for route in api_routes(app)
+        if access_of(route) is None
     ]
     if undeclared:
         raise UndeclaredAccess(
@@ -80,8 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         operator.router,
         autonomous.build_router(config),
     ):
-        # the routes themselves, not an included router, so the route table can be walked
-        app.router.routes.extend(router.routes)
+        app.include_router(router)
     check_access_declared(app)
     app.add_middleware(BodyLimit, max_bytes=config.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware)

@@ -10,14 +10,14 @@ from fastapi.routing import APIRoute
 from agent.api_keys import ROLES
 from agent.settings import Settings
 from api.deps import PUBLIC, UndeclaredAccess, access_of, allow
-from api.main import check_access_declared, create_app
+from api.main import api_routes, check_access_declared, create_app
 from tests.api.conftest import KPIS, Api
 
 ADMIN_ONLY_PREFIXES = ("/api/autonomous/", "/api/ml/")
 
 
 def _routes(api: Api) -> list[APIRoute]:
-    return [r for r in api.client.app.routes if isinstance(r, APIRoute)]  # type: ignore[attr-defined]
+    return api_routes(api.client.app)  # type: ignore[arg-type]
 
 
 def test_every_route_declares_its_access(api: Api) -> None:
@@ -59,7 +59,7 @@ def test_unknown_role_in_a_declaration_is_refused() -> None:
 def test_seed_endpoints_open_to_operators_when_configured(tmp_path: object) -> None:
     settings = Settings(db_url="sqlite:///unused.db", policy_uri="rules", api_seed_admin_only=False)
     app = create_app(settings)
-    routes = {r.path: access_of(r) for r in app.routes if isinstance(r, APIRoute)}
+    routes = {r.path: access_of(r) for r in api_routes(app)}
     assert routes["/api/autonomous/run-cycle"] == frozenset({"admin", "operator"})
     assert routes["/api/ml/feedback"] == frozenset({"admin", "operator", "viewer"})
 
