@@ -53,8 +53,10 @@ log = logging.getLogger(__name__)
 SEVERITIES = ("critical", "error", "warning", "info")
 """PagerDuty Events v2 severities, most severe first; every alert has one."""
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
-SEND_CLAIM = timedelta(minutes=5)
-"""How long a deliverer owns a delivery it is sending before another may take it."""
+SEND_CLAIM = timedelta(minutes=2)
+"""How long a deliverer owns a delivery for its first attempt (at least the longest webhook
+timeout); between attempts it owns it until the next attempt plus the webhook's timeout, so a
+deliverer that died is succeeded soon after."""
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 SECRET_PREFIX = "whsec_"
 
@@ -240,7 +242,7 @@ class _Backoff:
 
     def __init__(self, initial_s: float) -> None:
         self._exponential = wait_exponential_jitter(
-            initial=initial_s, max=ALERT_BACKOFF_CAP_S, jitter=initial_s
+            multiplier=initial_s, max=ALERT_BACKOFF_CAP_S, jitter=initial_s
         )
 
     def __call__(self, state: RetryCallState) -> float:
@@ -321,7 +323,7 @@ def _deliver_one(
             attempts=done_before + state.attempt_number,
             last_error=str(error),
             next_attempt_at=utc_now() + timedelta(seconds=wait),
-            claimed_until=utc_now() + timedelta(seconds=wait) + SEND_CLAIM,
+            claimed_until=utc_now() + timedelta(seconds=wait + hook.timeout_s),
         )
 
     retrying = Retrying(

@@ -60,6 +60,7 @@ DELIVERY_INTERVAL_S = 5.0
 """How often the embedded scheduler sends due alerts."""
 _INTERVAL = re.compile(r"^every\s+(\d+)\s*(s|m|h)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600}
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 SCHEDULE_FORMS = "a five-field crontab such as '0 */4 * * *', 'every N[s|m|h]' or 'off'"
 
 
@@ -79,9 +80,30 @@ def parse_schedule(expression: str) -> BaseTrigger | None:
             raise ValueError(f"schedule {expression!r}: the interval must be at least 1s")
         return IntervalTrigger(seconds=seconds, start_date=EPOCH, timezone=UTC)
     try:
-        return CronTrigger.from_crontab(text, timezone=UTC)
+        return CronTrigger.from_crontab(_weekdays_by_name(text), timezone=UTC)
     except ValueError as error:
         raise ValueError(f"schedule {expression!r} is not {SCHEDULE_FORMS} ({error})") from None
+
+
+def _weekdays_by_name(crontab: str) -> str:
+    """``crontab`` with its day-of-week field in names: crontab counts 0 (and 7) as Sunday,
+    APScheduler 3 counts 0 as Monday, so ``1`` would otherwise fire on Tuesdays."""
+    fields = crontab.split()
+    if len(fields) != 5 or fields[4] == "*":
+        return crontab  # nothing to translate, or an error from_crontab names
+    parts = []
+    for part in fields[4].split(","):
+        spread = re.fullmatch(r"(\*|\d)(?:-(\d))?(?:/(\d+))?", part)
+        if spread is None:
+            parts.append(part)  # names, or an error from_crontab reports
+            continue
+        first, last, step = spread.groups()
+        start = 0 if first == "*" else int(first)
+        stop = 6 if first == "*" else int(last) if last else start if not step else 6
+        days = range(start, stop + 1, int(step) if step else 1)
+        parts.extend(_WEEKDAYS[day % 7] for day in days)
+    fields[4] = ",".join(dict.fromkeys(parts))
+    return " ".join(fields)
 
 
 def latest_tick(trigger: BaseTrigger, now: datetime) -> datetime:
