@@ -9,8 +9,10 @@ relative path is configured, and :class:`CycleConfig` names what was used, so a 
 
 Loading a policy from the MLflow registry is not the agent's job (``agent/`` never imports
 ``experiments/`` or MLflow): the caller gives a :data:`PolicyLoader` that understands model
-URIs (the CLI gives :func:`experiments.models.load_policy_uri`). Without one, only the specs of
-:func:`policies.registry.load_policy` load, and a model URI falls back to ``rules`` with a note.
+URIs, or the process's entry point (the CLI's ``main``, the API's ``create_app``) installs one
+with :func:`use_policy_loader` (:func:`experiments.models.load_policy_uri`). Without one, only
+the specs of :func:`policies.registry.load_policy` load, and a model URI falls back to
+``rules`` with a note.
 """
 
 from __future__ import annotations
@@ -32,6 +34,15 @@ PolicyLoader = Callable[[str], Policy]
 not exist, anything else when it cannot be loaded."""
 MODEL_URI_SCHEMES = ("models:/", "runs:/")
 BUILT_IN_THRESHOLDS = "built-in thresholds"
+
+_installed_loader: list[PolicyLoader] = []
+
+
+def use_policy_loader(loader: PolicyLoader | None) -> None:
+    """Install (or, with ``None``, remove) the loader of model URIs for this process; an entry
+    point calls it once at start-up, so that every cycle (CLI, API, scheduler) loads the
+    champion the same way. A loader passed to a call wins over it."""
+    _installed_loader[:] = [] if loader is None else [loader]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +75,7 @@ def resolve_cycle_config(
         if with_policy
         else (None, "")
     )
-    limits, source = resolve_thresholds(thresholds, settings=settings)
+    limits, source = resolve_thresholds_and_source(thresholds, settings=settings)
     return CycleConfig(
         policy=chosen,
         policy_note=note,
@@ -89,6 +100,7 @@ def resolve_policy(
     if policy is not None and not isinstance(policy, str):
         return policy, ""
     uri = policy or (settings or get_settings()).policy_uri
+    load_policy = load_policy or next(iter(_installed_loader), None)
     if uri == "rules":
         return RulesPolicy(), ""
     if load_policy is None and uri.startswith(MODEL_URI_SCHEMES):
@@ -118,6 +130,13 @@ def resolve_governance(
 
 
 def resolve_thresholds(
+    thresholds: Mapping[str, float] | str | Path | None, *, settings: Settings | None = None
+) -> dict[str, float]:
+    """The thresholds of :func:`resolve_thresholds_and_source`."""
+    return resolve_thresholds_and_source(thresholds, settings=settings)[0]
+
+
+def resolve_thresholds_and_source(
     thresholds: Mapping[str, float] | str | Path | None, *, settings: Settings | None = None
 ) -> tuple[dict[str, float], str]:
     """(thresholds, source): the built-in thresholds overridden by ``thresholds`` (a mapping,

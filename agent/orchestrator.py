@@ -44,13 +44,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from agent import actuators, audit, lock
-from agent.cycle_config import CycleConfig, PolicyLoader, resolve_cycle_config, resolve_policy
+from agent.cycle_config import (
+    CycleConfig,
+    PolicyLoader,
+    resolve_cycle_config,
+    resolve_governance,
+    resolve_policy,
+    resolve_thresholds,
+)
 from agent.db import session_scope
 from agent.detect import Issue, detect
 from agent.guardrails import Governance, GuardContext, GuardVerdict, Verdict, evaluate_decision
 from agent.healing import Candidate, healing_candidates, heals
 from agent.kill_switch import kill_switch_state, set_kill_switch
-from agent.lock import CycleRunning, cycle_lock
+from agent.lock import LOCK_NAME, CycleRunning, cycle_lock
 from agent.models import Approval, Cycle, DecisionRecord, Execution
 from agent.observe import KpiSnapshot, as_utc_naive, observe
 from agent.settings import CHAMPION_URI, Settings, get_settings
@@ -645,6 +652,7 @@ def _replay_history(session: Session, policy: Policy) -> None:
 __all__ = [
     "APPROVAL_TTL",
     "CHAMPION_URI",
+    "LOCK_NAME",
     "CycleContext",
     "CycleResult",
     "CycleRunning",
@@ -653,7 +661,9 @@ __all__ = [
     "executions_by_action",
     "kill_switch_state",
     "monitor_and_respond",
+    "resolve_governance",
     "resolve_policy",
+    "resolve_thresholds",
     "run_full_cycle",
     "set_kill_switch",
 ]

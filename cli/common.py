@@ -82,3 +82,10 @@ def describe_settings_error(error: Any) -> str:
     return "; ".join(
         str(item.get("msg", item)).removeprefix("Value error, ") for item in error.errors()
     )
+
+
+def load_policy_uri(uri: str) -> Any:
+    """:func:`experiments.models.load_policy_uri`, imported (with MLflow) on first use."""
+    from experiments.models import load_policy_uri as load
+
+    return load(uri)

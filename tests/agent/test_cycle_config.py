@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agent.cycle_config import BUILT_IN_THRESHOLDS, resolve_cycle_config, resolve_thresholds
+from agent.cycle_config import (
+    BUILT_IN_THRESHOLDS,
+    resolve_cycle_config,
+    resolve_thresholds_and_source,
+)
 from agent.db import resolve_url
 from agent.guardrails import default_thresholds
 from agent.settings import Settings
@@ -23,7 +27,7 @@ def test_a_thresholds_file_in_the_working_directory_changes_nothing(
     (tmp_path / "guardrails").mkdir()
     (tmp_path / "guardrails" / "thresholds.yaml").write_text(THRESHOLDS_FILE)
     monkeypatch.chdir(tmp_path)
-    thresholds, source = resolve_thresholds(None, settings=Settings())
+    thresholds, source = resolve_thresholds_and_source(None, settings=Settings())
     assert thresholds == default_thresholds() and source == BUILT_IN_THRESHOLDS
 
 
