@@ -71,6 +71,7 @@ from agent.thresholds_file import SCHEMA_VERSION
 from agent.thresholds_file import read_thresholds as read_thresholds  # its old home
 from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP
 from policies.base import EnvAware, Episodic, Policy
+from policies.validation import check_number, check_seeds
 
 DEFAULT_THRESHOLDS_PATH = Path("guardrails/thresholds.yaml")
 """Where ``autopilot thresholds`` writes by default (relative to the working directory)."""
@@ -109,12 +110,6 @@ class DecisionSamples:
             raise ValueError("confidences and values must be finite")
 
 
-def _check_positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} is invalid: must be an integer >= 1")
-    return value
-
-
 def _rollout_value(
     env: Any, first: int, continuation: Policy, horizon: int, state: Any, rng_state: Any
 ) -> float:
@@ -149,8 +144,8 @@ def collect_decisions(
     """Run ``policy`` for one episode per (scenario, seed) and measure the counterfactual
     value of every ``stride``-th non-noop decision over ``horizon`` steps (module docstring).
     The policy's memory is reset at each episode start, as evaluation does."""
-    _check_positive("horizon", horizon)
-    _check_positive("stride", stride)
+    check_number("horizon", horizon, 1, integer=True)
+    check_number("stride", stride, 1, integer=True)
     if not scenarios or not seeds:
         raise ValueError("collect_decisions needs at least one scenario and one seed")
     actions: list[int] = []
@@ -263,7 +258,7 @@ def optimal_thresholds(
     samples: DecisionSamples, *, min_samples: int = 10
 ) -> dict[str, ActionThreshold]:
     """The threshold of every action but ``noop`` (module docstring), by action name."""
-    _check_positive("min_samples", min_samples)
+    check_number("min_samples", min_samples, 1, integer=True)
     out: dict[str, ActionThreshold] = {}
     for index, name in enumerate(ACTION_NAMES):
         if index == NOOP:
@@ -376,7 +371,6 @@ def run_thresholds(
     import mlflow
 
     from experiments.config import expand_scenarios
-    from experiments.evaluate import check_seeds
     from experiments.models import load_policy_uri
     from experiments.tracking import configure, log_metrics, log_params, start_run
 
@@ -391,9 +385,9 @@ def run_thresholds(
         seed_list = tuple(EVALUATION_SEED_START + s for s in check_seeds(seeds))
     else:
         seed_list = check_seeds(seeds)
-    _check_positive("horizon", horizon)
-    _check_positive("stride", stride)
-    _check_positive("min_samples", min_samples)
+    check_number("horizon", horizon, 1, integer=True)
+    check_number("stride", stride, 1, integer=True)
+    check_number("min_samples", min_samples, 1, integer=True)
     target = Path(output)
     if target.exists() and target.is_dir():
         raise ValueError(f"thresholds output {str(target)!r} is a folder; give a file path")
