@@ -12,10 +12,18 @@ from cli import (
     db_commands,
     experiment_commands,
     learning_commands,
+    schedule_commands,
     sim_commands,
 )
 
-GROUPS = (sim_commands, db_commands, agent_commands, experiment_commands, learning_commands)
+GROUPS = (
+    sim_commands,
+    db_commands,
+    agent_commands,
+    schedule_commands,
+    experiment_commands,
+    learning_commands,
+)
 """Modules with a ``register(subparsers)`` function, in help order."""
 
 
