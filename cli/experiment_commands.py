@@ -13,6 +13,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cli.common import UsageError, split_list
@@ -98,8 +99,19 @@ def evaluate_command(args: argparse.Namespace) -> int:
 @_clear_errors
 def promote_command(args: argparse.Namespace) -> int:
     """``autopilot promote``."""
-    from experiments.promote import promote
+    from experiments.promote import CHALLENGER_URI, promote, promote_from_log
 
+    if args.evidence == "log":
+        if args.log is None:
+            raise ValueError("--evidence log needs --log FILE.jsonl (a decision log)")
+        from_log = promote_from_log(
+            args.log,
+            challenger=args.challenger or CHALLENGER_URI,
+            champion=args.champion,
+            tracking=_tracking(args),
+        )
+        print(from_log.summary())
+        return 0
     decision = promote(
         scenarios=args.scenarios,
         seeds=args.seeds,
@@ -243,6 +255,20 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     promote.add_argument("--seeds", type=_positive_int, default=10, help="seeds 0..N-1")
     promote.add_argument(
         "--baselines", default="rules,noop,random", help="the bar when there is no champion"
+    )
+    promote.add_argument(
+        "--evidence",
+        choices=("sim", "log"),
+        default="sim",
+        help="sim: paired simulator rollouts (default); log: the High-Confidence Policy "
+        "Improvement gate on a decision log (--log)",
+    )
+    promote.add_argument("--log", type=Path, metavar="FILE.jsonl", help="with --evidence log")
+    promote.add_argument(
+        "--challenger", help="with --evidence log: spec or model URI (default: @challenger)"
+    )
+    promote.add_argument(
+        "--champion", help="with --evidence log: spec or model URI (default: @champion, else rules)"
     )
     _common(promote)
     promote.set_defaults(handler=promote_command)

@@ -13,12 +13,20 @@ from cli import (
     agent_commands,
     db_commands,
     experiment_commands,
+    learning_commands,
     schedule_commands,
     sim_commands,
 )
 from cli.common import UsageError, describe_settings_error, load_policy_uri
 
-GROUPS = (sim_commands, db_commands, agent_commands, schedule_commands, experiment_commands)
+GROUPS = (
+    sim_commands,
+    db_commands,
+    agent_commands,
+    schedule_commands,
+    experiment_commands,
+    learning_commands,
+)
 """Modules with a ``register(subparsers)`` function, in help order."""
 
 
