@@ -120,12 +120,6 @@ class Settings(BaseSettings):
     """Most items of one ``POST /api/v1/decide/batch`` (``AUTOPILOT_API_MAX_BATCH``); default
     1000, allowed 1 to 10000. More items are answered 413."""
 
-    api_page_size: int = Field(default=50, ge=1, le=1_000)
-    """Default page size of list endpoints (``AUTOPILOT_API_PAGE_SIZE``); 1 to 1000."""
-
-    api_max_page_size: int = Field(default=500, ge=1, le=10_000)
-    """Largest page a client may ask for (``AUTOPILOT_API_MAX_PAGE_SIZE``); 1 to 10000."""
-
     api_policy_check_seconds: float = Field(default=5.0, ge=0.0, le=3_600.0)
     """How often, at most, the API asks the MLflow registry whether the champion alias moved
     (``AUTOPILOT_API_POLICY_CHECK_SECONDS``); default 5 s, 0 to 3600 (0: on every decision)."""
