@@ -16,7 +16,9 @@ skipped pass. Alerts are delivered afterwards, by a separate job, so they never 
 background scheduler with ``coalesce=True`` (a scheduler that was down runs a missed tick
 once, never a burst), ``max_instances=1`` (a pass never overlaps itself: a tick due while the
 previous pass still runs is skipped) and ``misfire_grace_time`` from the settings (APScheduler's
-own default of one second would silently drop a tick that fires a little late). The first
+own default of one second would silently drop a tick that fires a little late). On start, each
+job's latest tick runs at once when it is within the grace (the tick missed while the process
+was down; the claim skips it when another runner already ran it). The first
 SIGTERM or SIGINT lets the running pass finish (its cycle lock is released as it ends) and
 exits with status 0; a second one exits at once with 128 + the signal number, leaving no
 half-applied effect since every action commits in one transaction with its audit entry.
@@ -291,6 +293,7 @@ class EmbeddedScheduler:
     ) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.util import undefined
 
         self.engine = engine
         self.settings = settings
@@ -316,9 +319,22 @@ class EmbeddedScheduler:
                 "misfire_grace_time": max(1, int(settings.misfire_grace_s)),
             },
         )
+        now = datetime.now(UTC)
         for job, trigger in self.triggers.items():
-            if trigger is not None:
-                self.scheduler.add_job(self._fire, trigger, args=(job, trigger), id=job, name=job)
+            if trigger is None:
+                continue
+            missed = latest_tick(trigger, now)
+            catch_up = (
+                now.replace(tzinfo=None) - missed
+            ).total_seconds() <= settings.misfire_grace_s
+            self.scheduler.add_job(
+                self._fire,
+                trigger,
+                args=(job, trigger),
+                id=job,
+                name=job,
+                next_run_time=now if catch_up else undefined,
+            )
         self.scheduler.add_job(
             self._deliver,
             IntervalTrigger(seconds=DELIVERY_INTERVAL_S, timezone=UTC),
