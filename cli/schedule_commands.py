@@ -189,7 +189,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         ("worker", "a Celery worker for the scheduled passes (options go to celery worker)"),
         ("beat", "Celery beat with the two schedules (options go to celery beat)"),
     ):
-        c = subparsers.add_parser(name, help=help_text, add_help=False)
+        # "+" as the option prefix: every "-" option goes to Celery untouched
+        c = subparsers.add_parser(name, help=help_text, add_help=False, prefix_chars="+")
         c.add_argument("celery_args", nargs=argparse.REMAINDER)
         c.set_defaults(handler=celery_command, celery_command=name)
 

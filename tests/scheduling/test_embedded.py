@@ -56,6 +56,25 @@ def start_scheduler(spawn: Spawn, url: str, name: str) -> subprocess.Popen[str]:
     )
 
 
+def assert_one_run_per_tick(engine: Engine, step_s: float, at_least: int) -> list[ScheduledRun]:
+    """Every tick from the first to the last has exactly one record, and every cycle that ran
+    belongs to exactly one tick. A tick may be ``skipped`` only because the previous tick's
+    cycle still held the cycle lock (a busy machine): the second line, never an overlap."""
+    recorded = runs(engine)
+    ticks = [run.tick for run in recorded]
+    assert len(ticks) >= at_least, f"only {len(ticks)} ticks ran"
+    steps = {(b - a).total_seconds() for a, b in itertools.pairwise(ticks)}
+    assert steps == {step_s}, f"ticks missed or doubled: {ticks}"
+    succeeded = [run for run in recorded if run.outcome == "succeeded"]
+    for run in recorded:
+        if run.outcome != "succeeded":
+            assert run.outcome == "skipped" and "already running" in (run.detail or ""), run.detail
+    assert len(succeeded) * 2 >= len(recorded), "most ticks must run their cycle"
+    cycle_ids = [run.cycle_id for run in succeeded]
+    assert len(set(cycle_ids)) == len(cycle_ids) == count(engine, Cycle)  # none ran twice
+    return recorded
+
+
 @contextmanager
 def audit_log_locked(engine: Engine) -> Iterator[Connection]:
     """Hold PostgreSQL's lock on ``audit_log`` so that a cycle blocks at its first audit
@@ -81,15 +100,8 @@ def test_three_schedulers_on_one_database_run_each_tick_once(
         os.kill(process.pid, signal.SIGTERM)
     stopped = datetime.now(UTC).replace(tzinfo=None)
     assert [process.wait(30) for process in processes] == [0, 0, 0]
-    recorded = runs(engine)
-    ticks = [run.tick for run in recorded]
-    assert len(ticks) >= 6, f"only {len(ticks)} ticks ran in 20 s"
-    steps = {(b - a).total_seconds() for a, b in itertools.pairwise(ticks)}
-    assert steps == {2.0}, f"ticks missed or doubled: {ticks}"
+    ticks = [run.tick for run in assert_one_run_per_tick(engine, 2.0, at_least=6)]
     assert stopped - ticks[-1] <= timedelta(seconds=4.5)
-    assert {run.outcome for run in recorded} == {"succeeded"}
-    cycle_ids = [run.cycle_id for run in recorded]
-    assert len(set(cycle_ids)) == len(cycle_ids) == count(engine, Cycle)  # none ran twice
     for i in range(3):  # every scheduler fired the ticks, ran some and skipped the rest
         fired = (tmp_path / f"scheduler{i}.log").read_text().count("\ncycle ")
         assert fired >= len(ticks) - 3, f"scheduler{i} fired {fired} of {len(ticks)} ticks"
