@@ -431,6 +431,26 @@ AGENT_TABLES: tuple[str, ...] = (
 # --- API tables (issue 10) -----------------------------------------------------------------
 
 
+class ApiKey(Base):
+    """A key of the HTTP API: only the SHA-256 of the secret is stored (:mod:`agent.api_keys`).
+
+    ``name`` is unique and is what the audit trail records for every mutation made with the
+    key; ``prefix`` (the first characters of the secret) lets an operator tell keys apart.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
 # (end of API tables)
 
 

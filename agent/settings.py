@@ -108,6 +108,28 @@ class Settings(BaseSettings):
     """MLflow tracking and registry URI (``AUTOPILOT_MLFLOW_TRACKING_URI``)."""
 
     # --- API (issue 10) ----------------------------------------------------------------------
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=67_108_864)
+    """Largest request body the API reads, in bytes (``AUTOPILOT_API_MAX_BODY_BYTES``);
+    default 1 MiB, allowed 1 KiB to 64 MiB. A larger body is answered 413."""
+
+    api_max_batch: int = Field(default=1_000, ge=1, le=10_000)
+    """Most items of one ``POST /api/v1/decide/batch`` (``AUTOPILOT_API_MAX_BATCH``); default
+    1000, allowed 1 to 10000. More items are answered 413."""
+
+    api_page_size: int = Field(default=50, ge=1, le=1_000)
+    """Default page size of list endpoints (``AUTOPILOT_API_PAGE_SIZE``); 1 to 1000."""
+
+    api_max_page_size: int = Field(default=500, ge=1, le=10_000)
+    """Largest page a client may ask for (``AUTOPILOT_API_MAX_PAGE_SIZE``); 1 to 10000."""
+
+    api_policy_check_seconds: float = Field(default=5.0, ge=0.0, le=3_600.0)
+    """How often, at most, the API asks the MLflow registry whether the champion alias moved
+    (``AUTOPILOT_API_POLICY_CHECK_SECONDS``); default 5 s, 0 to 3600 (0: on every decision)."""
+
+    api_seed_admin_only: bool = True
+    """The seed's twelve ``/api/autonomous`` and ``/api/ml`` endpoints need ``admin`` (as the
+    seed did) when true, the default; when false operators may call their POSTs and viewers
+    their GETs (``AUTOPILOT_API_SEED_ADMIN_ONLY``)."""
 
     # --- scheduling and alerts (issue 12) ----------------------------------------------------
     cycle_schedule: str = "0 */4 * * *"
