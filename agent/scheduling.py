@@ -15,7 +15,8 @@ skipped pass. Alerts are delivered afterwards, by a separate job, so they never 
 :class:`EmbeddedScheduler` (``autopilot agent run``) runs both jobs on APScheduler 3's
 background scheduler with ``coalesce=True`` (a scheduler that was down runs a missed tick
 once, never a burst), ``max_instances=1`` (a pass never overlaps itself: a tick due while the
-previous pass still runs is skipped) and ``misfire_grace_time`` from the settings (APScheduler's
+previous pass still runs is skipped; the cycle and the monitor pass take turns on one thread,
+since they share the cycle lock) and ``misfire_grace_time`` from the settings (APScheduler's
 own default of one second would silently drop a tick that fires a little late). On start, each
 job's latest tick runs at once when it is within the grace (the tick missed while the process
 was down; the claim skips it when another runner already ran it). The first
@@ -246,23 +247,23 @@ def run_scheduled(
     except ticks.TickTaken as taken:
         log.info("skipping: %s", taken)
         return RunOutcome(job, tick, None, None, f"skipped: {taken}")
-    with ticks.LeaseKeeper(engine, claim, settings.tick_lease_s):
-        try:
+    try:
+        with ticks.LeaseKeeper(engine, claim, settings.tick_lease_s):  # stopped before finishing
             result = run_pass(job, engine, settings, live=live)
-        except CycleRunning as busy:
-            ticks.finish_tick(engine, claim, ticks.SKIPPED, detail=str(busy))
-            _alert_on_failure(engine, job, "cycle_skipped", f"{job} at {tick}: {busy}", settings)
-            return RunOutcome(job, tick, ticks.SKIPPED, None, str(busy))
-        except transient:
-            ticks.release_tick(engine, claim)
-            raise
-        except Exception as error:
-            detail = f"{type(error).__name__}: {error}"
-            log.exception("%s at %s failed", job, tick)
-            ticks.finish_tick(engine, claim, ticks.FAILED, detail=detail)
-            _alert_on_failure(engine, job, "cycle_failed", f"{job} at {tick}: {detail}", settings)
-            return RunOutcome(job, tick, ticks.FAILED, None, detail)
-        ticks.finish_tick(engine, claim, ticks.SUCCEEDED, cycle_id=result.cycle_id)
+    except CycleRunning as busy:
+        ticks.finish_tick(engine, claim, ticks.SKIPPED, detail=str(busy))
+        _alert_on_failure(engine, job, "cycle_skipped", f"{job} at {tick}: {busy}", settings)
+        return RunOutcome(job, tick, ticks.SKIPPED, None, str(busy))
+    except transient:
+        ticks.release_tick(engine, claim)
+        raise
+    except Exception as error:
+        detail = f"{type(error).__name__}: {error}"
+        log.exception("%s at %s failed", job, tick)
+        ticks.finish_tick(engine, claim, ticks.FAILED, detail=detail)
+        _alert_on_failure(engine, job, "cycle_failed", f"{job} at {tick}: {detail}", settings)
+        return RunOutcome(job, tick, ticks.FAILED, None, detail)
+    ticks.finish_tick(engine, claim, ticks.SUCCEEDED, cycle_id=result.cycle_id)
     try:
         with Session(engine) as session:
             alerts_for_result(session, job, result, settings)
@@ -310,7 +311,9 @@ class EmbeddedScheduler:
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={
-                "default": ThreadPoolExecutor(len(JOBS)),
+                # one thread: the cycle and the monitor pass share the cycle lock, so one
+                # due while the other runs waits for it (within the grace) instead of skipping
+                "default": ThreadPoolExecutor(1),
                 "alerts": ThreadPoolExecutor(1),
             },
             job_defaults={

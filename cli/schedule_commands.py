@@ -45,6 +45,8 @@ def agent_run(args: argparse.Namespace) -> int:
     from agent.scheduling import EmbeddedScheduler, RunOutcome, describe_schedule
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for chatty in ("apscheduler", "alembic"):  # a line per tick and per migration check
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     settings = _settings(args)
     cycle_expr = args.cycle_schedule or settings.cycle_schedule
     monitor_expr = args.monitor_schedule or settings.monitor_schedule

@@ -95,6 +95,8 @@ def test_three_schedulers_on_one_database_run_each_tick_once(
 ) -> None:
     engine = make_engine(pg_url)
     processes = [start_scheduler(spawn, pg_url, f"scheduler{i}") for i in range(3)]
+    logs = [tmp_path / f"scheduler{i}.log" for i in range(3)]
+    wait_for(lambda: all("agent run on" in log.read_text() for log in logs), 60, "3 schedulers")
     time.sleep(20)
     for process in processes:
         os.kill(process.pid, signal.SIGTERM)
@@ -103,7 +105,7 @@ def test_three_schedulers_on_one_database_run_each_tick_once(
     ticks = [run.tick for run in assert_one_run_per_tick(engine, 2.0, at_least=6)]
     assert stopped - ticks[-1] <= timedelta(seconds=4.5)
     for i in range(3):  # every scheduler fired the ticks, ran some and skipped the rest
-        fired = (tmp_path / f"scheduler{i}.log").read_text().count("\ncycle ")
+        fired = logs[i].read_text().count("\ncycle ")
         assert fired >= len(ticks) - 3, f"scheduler{i} fired {fired} of {len(ticks)} ticks"
 
 
