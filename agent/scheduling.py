@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from agent import ticks
 from agent.alerts import deliver_pending, raise_alert
+from agent.models import ScheduledRun
 from agent.settings import Settings
 
 if TYPE_CHECKING:
@@ -396,6 +397,32 @@ class EmbeddedScheduler:
         closer.start()
         while closer.is_alive():
             closer.join(0.2)
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """One job for ``autopilot agent status``, the API and the dashboard: its schedule, its
+    next tick (aware UTC; ``None`` when off) and its latest runs, newest first."""
+
+    job: str
+    schedule: str
+    next_run: datetime | None
+    runs: tuple[ScheduledRun, ...]
+
+
+def job_statuses(
+    session: Session, settings: Settings, *, limit: int = 5, now: datetime | None = None
+) -> list[JobStatus]:
+    """The status of every job in :data:`JOBS` under ``settings``' schedules."""
+    moment = now or datetime.now(UTC)
+    expressions = {CYCLE: settings.cycle_schedule, MONITOR: settings.monitor_schedule}
+    out = []
+    for job in JOBS:
+        trigger = parse_schedule(expressions[job])
+        upcoming = trigger.get_next_fire_time(None, moment) if trigger is not None else None
+        runs = tuple(ticks.recent_runs(session, job, limit))
+        out.append(JobStatus(job, expressions[job], upcoming, runs))
+    return out
 
 
 def describe_schedule(expression: str) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 _DB_HELP = "database URL (default: $AUTOPILOT_DB_URL or sqlite:///autopilot.db)"
@@ -86,26 +85,22 @@ def agent_status(args: argparse.Namespace) -> int:
     from sqlalchemy.orm import Session
 
     from agent.db import DatabaseError, connect
-    from agent.scheduling import JOBS, parse_schedule
-    from agent.ticks import recent_runs
+    from agent.scheduling import job_statuses
 
     settings = _settings(args)
     try:
         engine = connect(settings.db_url)
         with Session(engine) as session:
-            runs = {job: recent_runs(session, job, args.limit) for job in JOBS}
+            statuses = job_statuses(session, settings, limit=args.limit)
     except DatabaseError as error:
         return _fail("agent status", error)
-    now = datetime.now(UTC)
-    expressions = {"cycle": settings.cycle_schedule, "monitor": settings.monitor_schedule}
-    for job in JOBS:
-        trigger = parse_schedule(expressions[job])
-        upcoming = trigger.get_next_fire_time(None, now) if trigger else None
+    for status in statuses:
+        upcoming = status.next_run
         nxt = f"{upcoming:%Y-%m-%d %H:%M:%S} UTC" if upcoming else "never (off)"
-        print(f"{job}: schedule {expressions[job]}, next {nxt}")
-        if not runs[job]:
+        print(f"{status.job}: schedule {status.schedule}, next {nxt}")
+        if not status.runs:
             print("  no runs yet")
-        for run in runs[job]:
+        for run in status.runs:
             ended = f"{run.finished_at:%H:%M:%S}" if run.finished_at else "-"
             cycle = f" cycle {run.cycle_id}" if run.cycle_id else ""
             print(

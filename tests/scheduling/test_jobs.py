@@ -4,7 +4,7 @@ calls for (held approvals, a policy fallback, a skipped or failed pass), sent to
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -132,3 +132,59 @@ def test_unknown_jobs_and_schedules_are_refused(engine: Engine) -> None:
         run_scheduled("x", TICK, engine, Settings(), live=False)
     with pytest.raises(SystemExit):
         main(["agent", "run", "--db", str(engine.url), "--cycle-schedule", "every 5d"])
+
+
+def test_job_statuses_give_the_next_tick_and_the_latest_runs(engine: Engine) -> None:
+    from agent.scheduling import job_statuses
+
+    for minutes in (0, 240, 480):
+        run_scheduled(
+            "cycle",
+            TICK + timedelta(minutes=minutes),
+            engine,
+            Settings(policy_uri="rules"),
+            live=False,
+        )
+    settings = Settings(cycle_schedule="0 */4 * * *", monitor_schedule="off")
+    with Session(engine) as session:
+        cycle, monitor = job_statuses(
+            session, settings, limit=2, now=datetime(2026, 12, 1, 20, 0, 1, tzinfo=UTC)
+        )
+    assert cycle.next_run == datetime(2026, 12, 2, 0, 0, tzinfo=UTC)
+    assert [r.tick.hour for r in cycle.runs] == [20, 16]
+    assert (monitor.schedule, monitor.next_run, monitor.runs) == ("off", None, ())
+
+
+def test_each_critical_issue_of_a_result_is_alerted(engine: Engine) -> None:
+    from agent.orchestrator import CycleResult
+    from agent.scheduling import alerts_for_result
+
+    critical = {
+        "kind": "system_health",
+        "detail": "error_rate",
+        "severity": "critical",
+        "message": "error rate 9% over 5%",
+    }
+    result = CycleResult(
+        cycle_id=1,
+        kind="monitor",
+        mode="dry_run",
+        as_of=TICK,
+        duration_s=0.1,
+        health_before=20.0,
+        alignment_before=50.0,
+        policy_name="detector",
+        policy_version="1",
+        policy_note="",
+        issues_found=[critical, {**critical, "severity": "high", "detail": "x"}],
+    )
+    with Session(engine) as session:
+        assert alerts_for_result(session, "monitor", result, Settings()) == 1
+        session.commit()
+        alert = session.scalars(select(Alert)).one()
+    assert (alert.kind, alert.key, alert.severity, alert.summary) == (
+        "critical_issue",
+        "issue:system_health:error_rate",
+        "critical",
+        "error rate 9% over 5%",
+    )
