@@ -26,7 +26,7 @@ from agent.audit import ChainReport, verify_chain
 from agent.detect import Severity
 from agent.models import AuditLog, Cycle, DecisionRecord, Execution
 from agent.orchestrator import SELF_HEALING_KINDS, kill_switch_state, resolve_thresholds
-from environment.kpis import KPI_SPECS
+from environment.kpis import KPI_INDEX, KPI_SPECS, TARGETED, Direction, KpiSpec
 
 SECTIONS: tuple[str, ...] = (
     "header",
@@ -43,11 +43,12 @@ RECENT_ROWS = 15
 """Recent cycles and decisions listed."""
 AUDIT_PAGE_SIZE = 20
 MAX_AUDIT_PAGE_SIZE = 100
-TARGETED_KPIS: tuple[tuple[str, float], ...] = tuple(
-    (spec.name, spec.target) for spec in KPI_SPECS if spec.target is not None
-)
-"""The KPIs with a seed target, in catalogue order: (name, target)."""
+SEED_KPIS: tuple[str, ...] = ("activation_rate", "d7_retention", "signup_to_activation", "ltv_cac")
+"""The seed's four headline KPIs (all at-least targets), charted as a percentage of target."""
 SCORES: tuple[str, ...] = ("health_score", "alignment_score")
+NOT_THE_POLICY: tuple[str, ...] = ("detector", "noop")
+"""Deciders whose records say nothing about the policy in use: the orchestrator's self-healing
+detector and the ``noop`` a self-heal pass decides with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +67,18 @@ class Header:
 
 @dataclass(frozen=True, slots=True)
 class KpiRow:
-    name: str
+    """A targeted KPI: ``met`` is ``None`` when the cycle recorded no value."""
+
+    spec: KpiSpec
     value: float | None
-    target: float
-    met: bool | None
+
+    @property
+    def at_most(self) -> bool:
+        return self.spec.direction is Direction.AT_MOST
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.value is None else self.spec.attainment(self.value) >= 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +90,9 @@ class Scores:
     alignment: float | None
     kpis: tuple[KpiRow, ...]
     trend: dict[str, Any]
-    """For the charts: ``t`` (UNIX seconds), each score (0-100) and each targeted KPI as a
-    percentage of its target, one value per recorded cycle (``None`` where missing)."""
+    """For the charts: ``t`` (the cycles' ``as_of``, the agent's clock, in UNIX seconds), each score (0-100) and each targeted KPI as a
+    percentage of its target (:data:`SEED_KPIS`), one value per recorded cycle (``None``
+    where missing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +174,16 @@ def header(session: Session, tracking_uri: str) -> Header:
     last = session.scalars(select(Cycle).order_by(Cycle.id.desc()).limit(1)).first()
     decided = session.execute(
         select(DecisionRecord.policy_name, DecisionRecord.policy_version)
-        # a self-heal pass decides with ``noop``: it says nothing about the policy in use
-        .where(DecisionRecord.source == "policy", DecisionRecord.policy_name != "noop")
+        .where(DecisionRecord.policy_name.not_in(NOT_THE_POLICY))
         .order_by(DecisionRecord.id.desc())
         .limit(1)
     ).first()
     name, version = (decided[0], decided[1]) if decided else (None, None)
     return Header(on, reason, name, version, mlflow_link(tracking_uri, version), last, None)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _percent_of_target(value: Any, target: float) -> float | None:
@@ -182,26 +195,19 @@ def scores(session: Session) -> Scores:
         session.scalars(
             select(Cycle)
             .where(Cycle.kpis.is_not(None))
-            .order_by(Cycle.id.desc())
+            .order_by(Cycle.as_of.desc(), Cycle.id.desc())
             .limit(TREND_CYCLES)
         )
     )[::-1]
-    trend: dict[str, Any] = {"t": [int(c.started_at.timestamp()) for c in cycles]}
+    trend: dict[str, Any] = {"t": [int(c.as_of.timestamp()) for c in cycles]}
     for name in SCORES:
         trend[name] = [(c.kpis or {}).get(name) for c in cycles]
-    for name, target in TARGETED_KPIS:
+    for name in SEED_KPIS:
+        target = float(KPI_SPECS[KPI_INDEX[name]].target or 1.0)
         trend[name] = [_percent_of_target((c.kpis or {}).get(name), target) for c in cycles]
     latest = cycles[-1] if cycles else None
     kpis = latest.kpis or {} if latest else {}
-    rows = tuple(
-        KpiRow(
-            name,
-            kpis.get(name),
-            target,
-            None if kpis.get(name) is None else float(kpis[name]) >= target,
-        )
-        for name, target in TARGETED_KPIS
-    )
+    rows = tuple(KpiRow(spec, _number(kpis.get(spec.name))) for spec in TARGETED)
     return Scores(latest, kpis.get("health_score"), kpis.get("alignment_score"), rows, trend)
 
 
