@@ -90,9 +90,9 @@ class Scores:
     alignment: float | None
     kpis: tuple[KpiRow, ...]
     trend: dict[str, Any]
-    """For the charts: ``t`` (the cycles' ``as_of``, the agent's clock, in UNIX seconds), each score (0-100) and each targeted KPI as a
-    percentage of its target (:data:`SEED_KPIS`), one value per recorded cycle (``None``
-    where missing)."""
+    """For the charts: ``t`` (the cycles' ``as_of``, the agent's clock, in UNIX seconds),
+    each score (0-100) and each of :data:`SEED_KPIS` as a percentage of its target, one value
+    per recorded cycle (``None`` where missing)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 The database: ``autopilot db upgrade``, ``autopilot seed-db --users 2000 --days 30``, then
 :data:`TREND_CYCLES` cycles (dry runs on past clocks, 4 hours apart, then a live one now, so the
-trend has points and the approvals queue is filled), all through the command line. The server: uvicorn on a free loopback port in a subprocess.
+trend has points and the approvals queue is filled), all through the command line. The
+server: uvicorn on a free loopback port in a subprocess.
 The browser: Debian's ``/usr/bin/chromium`` driven by Playwright; the tests skip with the
 reason when it or Playwright is missing (``scripts/ensure-chromium.sh`` installs it).
 Screenshots go under pytest's tmp path (``artifacts``), kept for inspection.
