@@ -49,7 +49,7 @@ defects):
 
 from __future__ import annotations
 
-import math
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,6 +61,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     Select,
+    String,
     and_,
     case,
     cast,
@@ -75,18 +76,15 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import FunctionElement
 
+from agent import validation
 from agent.db import check_schema
 from agent.models import (
-    BILLING_KINDS,
-    BILLING_STATUSES,
     EVENT_TYPES,
-    WORKFLOW_STATUSES,
     BillingEvent,
     Event,
     Outbox,
     Setting,
     Subscription,
-    Suggestion,
     UsageMetric,
     User,
     Workflow,
@@ -104,8 +102,7 @@ WEEK_DAYS = 7
 CHURN_REASONS = ("canceled", "payment_failed")
 HEALTH_METRICS = ("error_rate", "p95_latency_ms", "failed_job_rate")
 MARKETING_METRIC = "marketing_spend_usd"
-EMAIL_PATTERN = "%_@_%._%"
-"""SQL LIKE pattern of a well-formed email (portable across backends); a space also fails."""
+EMAIL_PATTERN = validation.EMAIL_PATTERN
 _DEFAULTS = BusinessParams()
 SETTING_DEFAULTS: dict[str, float] = {
     "price_level": 1.0,
@@ -123,19 +120,7 @@ SEGMENTS: tuple[str, ...] = (
     "at_risk_free",
     "active_free",
 )
-DEFECT_KINDS: tuple[str, ...] = (
-    "null_email",
-    "malformed_email",
-    "duplicate_user",
-    "activation_before_signup",
-    "future_timestamp",
-    "unknown_event_type",
-    "unknown_workflow_status",
-    "missing_workflow_name",
-    "invalid_confidence",
-    "negative_amount",
-    "unknown_billing_value",
-)
+DEFECT_KINDS = validation.DEFECT_KINDS
 
 
 # --- portable SQL helpers -----------------------------------------------------------------
@@ -192,7 +177,15 @@ def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 
 def _alive(as_of: datetime) -> ColumnElement[bool]:
-    return and_(User.signup_at <= as_of, or_(User.deleted_at.is_(None), User.deleted_at > as_of))
+    """Signed up by ``as_of`` and not deleted by then; a user whose times are not timestamps
+    is a defect, not an account."""
+    return and_(
+        User.signup_at <= as_of,
+        or_(User.deleted_at.is_(None), User.deleted_at > as_of),
+        not_(validation.not_timestamp(User.signup_at)),
+        not_(validation.not_timestamp(User.deleted_at)),
+        not_(validation.not_timestamp(User.activated_at)),
+    )
 
 
 def _in_window(column: Any, as_of: datetime, days: float) -> ColumnElement[bool]:
@@ -234,6 +227,10 @@ class KpiSnapshot:
       records, MRR 30 days ago...), for issue detection and for explaining a number.
     - ``defects``: defective records by kind (:data:`DEFECT_KINDS`).
     - ``warnings``: what the observation had to assume (a missing metric or setting).
+    - ``defect_report``: per table, column and kind, how many rows and a sample of their ids.
+    - ``data_since``: the time of the earliest event (None without events): with
+      ``as_of`` and the counts ``accounts``, ``events_7d``, ``events_30d`` it is the
+      evidence :func:`evidence_shortfalls` judges.
     """
 
     as_of: datetime
@@ -241,6 +238,8 @@ class KpiSnapshot:
     counts: dict[str, float]
     defects: dict[str, int]
     warnings: tuple[str, ...] = field(default=())
+    defect_report: tuple[DefectReport, ...] = field(default=())
+    data_since: datetime | None = None
 
     def encode(self) -> NDArray[np.float32]:
         """The environment's observation vector for these KPIs: float32, shape (N_KPIS,)."""
@@ -344,45 +343,77 @@ def _mrr_query(at: datetime) -> Select[float, int]:
         select(func.coalesce(func.sum(Subscription.list_price), 0.0), func.count())
         .select_from(Subscription)
         .outerjoin(unresolved, unresolved.c.subscription_id == Subscription.id)
-        .where(active_at(at), unresolved.c.subscription_id.is_(None))
+        .where(
+            active_at(at),
+            unresolved.c.subscription_id.is_(None),
+            not_(validation.conditions("subscriptions", at)["invalid_price"]),
+        )
     )
 
 
-def _setting_value(session: Session, key: str, at: datetime, warnings: list[str]) -> float:
-    value = session.execute(
-        select(Setting.value)
+SETTING_SCAN = 20
+"""Values of a setting looked at, newest first, to find the latest valid one."""
+
+
+def _setting_value(
+    session: Session,
+    key: str,
+    at: datetime,
+    warnings: list[str],
+    report: list[DefectReport] | None = None,
+) -> float:
+    """The latest value of ``key`` at or before ``at`` that is a non-negative number. Values
+    that are not JSON or not such a number are skipped, reported and warned about; without a
+    valid one the default of :data:`SETTING_DEFAULTS` is assumed."""
+    rows = session.execute(
+        select(Setting.id, cast(Setting.value, String))
         .where(Setting.key == key, Setting.effective_at <= at)
         .order_by(Setting.effective_at.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+        .limit(SETTING_SCAN)
+    ).all()
     default = SETTING_DEFAULTS[key]
-    if value is None:
-        warnings.append(f"setting {key!r} unset at {at:%Y-%m-%d %H:%M}; assumed {default}")
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number) or number < 0:
+    for row_id, raw in rows:
+        number = validation.number_or_none(_json_or_none(raw), 0.0)
+        if number is not None:
+            return number
         warnings.append(
-            f"setting {key!r}={value!r} is not a non-negative number; assumed {default}"
+            f"setting {key!r} row {row_id} holds {raw!r}, not a non-negative number; skipped"
         )
-        return default
-    return number
+        if report is not None:
+            report.append(DefectReport("settings", "value", "invalid_setting", 1, (row_id,)))
+    warnings.append(f"setting {key!r} has no valid value at {at:%Y-%m-%d %H:%M}; assumed {default}")
+    return default
+
+
+def _json_or_none(raw: str | None) -> Any:
+    try:
+        return json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _metric_outside(name: str) -> ColumnElement[bool]:
+    low, high = validation.METRIC_RANGES[name]
+    return or_(
+        validation.outside(UsageMetric.value, low, high),
+        validation.not_timestamp(UsageMetric.recorded_at),
+    )
 
 
 def _latest_metric(session: Session, name: str, as_of: datetime) -> tuple[float, datetime] | None:
+    """The latest sample of ``name`` at or before ``as_of`` inside its physical range."""
     row = session.execute(
         select(UsageMetric.value, UsageMetric.recorded_at)
         .where(
             UsageMetric.name == name,
             UsageMetric.recorded_at <= as_of,
             UsageMetric.user_id.is_(None),
+            not_(_metric_outside(name)),
         )
         .order_by(UsageMetric.recorded_at.desc())
         .limit(1)
     ).first()
-    if row is None or row[0] is None or not math.isfinite(float(row[0])):
+    if row is None:
         return None
     return float(row[0]), row[1]
 
@@ -405,87 +436,145 @@ def _orphans_query(column_user_id: Any, as_of: datetime) -> Select[Any]:
 
 
 def user_defect_conditions(as_of: datetime) -> dict[str, ColumnElement[bool]]:
-    """Per-row defects of ``users`` (duplicates are counted separately)."""
-    return {
-        "null_email": User.email.is_(None),
-        "malformed_email": and_(
-            User.email.is_not(None),
-            or_(User.email.not_like(EMAIL_PATTERN), User.email.like("% %")),
-        ),
-        "future_timestamp": User.signup_at > as_of,
-        "activation_before_signup": User.activated_at < User.signup_at,
-    }
+    """Per-row defects of ``users`` by kind (duplicates are counted separately)."""
+    return validation.conditions("users", as_of)
 
 
 def workflow_defect_conditions(as_of: datetime) -> dict[str, ColumnElement[bool]]:
-    return {
-        "missing_workflow_name": Workflow.name.is_(None),
-        "unknown_workflow_status": Workflow.status.not_in(WORKFLOW_STATUSES),
-        "future_timestamp": Workflow.created_at > as_of,
-    }
+    return validation.conditions("workflows", as_of)
 
 
 def suggestion_defect_conditions(as_of: datetime) -> dict[str, ColumnElement[bool]]:
-    return {
-        "invalid_confidence": or_(
-            Suggestion.confidence.is_(None),
-            Suggestion.confidence < 0.0,
-            Suggestion.confidence > 1.0,
-        ),
-        "future_timestamp": Suggestion.shown_at > as_of,
-    }
+    return validation.conditions("suggestions", as_of)
 
 
 def billing_defect_conditions(as_of: datetime) -> dict[str, ColumnElement[bool]]:
-    return {
-        "negative_amount": BillingEvent.amount < 0,
-        "unknown_billing_value": or_(
-            BillingEvent.kind.not_in(BILLING_KINDS), BillingEvent.status.not_in(BILLING_STATUSES)
-        ),
-        "future_timestamp": BillingEvent.occurred_at > as_of,
-    }
+    return validation.conditions("billing_events", as_of)
 
 
-def duplicate_users_query() -> Select[Any]:
-    """Users after the first with the same lower-cased, well-formed email."""
-    email = func.lower(User.email)
-    groups = (
-        select(func.count().label("n"))
-        .where(User.email.is_not(None), User.email.like(EMAIL_PATTERN), User.email.not_like("% %"))
-        .group_by(email)
-        .having(func.count() > 1)
-        .subquery("groups")
+@dataclass(frozen=True, slots=True)
+class DefectReport:
+    """Rows of ``table`` whose ``column`` has defect ``kind``, with up to
+    :data:`agent.validation.MAX_SAMPLE_IDS` of their ids."""
+
+    table: str
+    column: str
+    kind: str
+    rows: int
+    sample_ids: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "column": self.column,
+            "kind": self.kind,
+            "rows": self.rows,
+            "sample_ids": list(self.sample_ids),
+        }
+
+
+@dataclass
+class _Defects:
+    """What the defect scans found: records (rows of the record tables), defective records
+    (each counted once), rows per kind, and the per-column report."""
+
+    records: int = 0
+    defective: int = 0
+    by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DEFECT_KINDS, 0))
+    report: list[DefectReport] = field(default_factory=list)
+
+
+def _sample_ids(session: Session, table: str, condition: ColumnElement[bool]) -> tuple[int, ...]:
+    model = validation.MODELS[table]
+    # no ORDER BY: it would make SQLite walk the primary key instead of the filter's index
+    ids = session.execute(
+        select(model.id).where(condition).limit(validation.MAX_SAMPLE_IDS)
+    ).scalars()
+    return tuple(sorted(int(i) for i in ids))
+
+
+def _scan_table(session: Session, table: str, at: datetime, found: _Defects) -> None:
+    """One aggregate scan of ``table``: its rows, its defective rows (a duplicate user is one
+    of them unless it already had another defect) and the rows of each rule."""
+    model = validation.MODELS[table]
+    rules = validation.RULES[table]
+    any_defect = validation.defect(table, at)
+    query: Any = select(func.count(), *(_count_if(rule.condition(at)) for rule in rules))
+    duplicate: ColumnElement[bool] | None = None
+    if table == "users":
+        firsts = validation.duplicate_firsts()
+        duplicate = and_(firsts.c.first_id.is_not(None), User.id != firsts.c.first_id)
+        query = query.add_columns(_count_if(or_(any_defect, duplicate)), _count_if(duplicate))
+        query = query.select_from(User).outerjoin(firsts, firsts.c.email == func.lower(User.email))
+    else:
+        query = query.add_columns(_count_if(any_defect)).select_from(model)
+    row = session.execute(query).one()
+    rows, per_rule = int(row[0]), [int(n) for n in row[1 : 1 + len(rules)]]
+    if table in validation.RECORD_TABLES:
+        found.records += rows
+        found.defective += int(row[1 + len(rules)])
+    for rule, n in zip(rules, per_rule, strict=True):
+        found.by_kind[rule.kind] = found.by_kind.get(rule.kind, 0) + n
+        if n:
+            ids = _sample_ids(session, table, rule.condition(at))
+            found.report.append(DefectReport(table, rule.column, rule.kind, n, ids))
+    if duplicate is not None:
+        duplicates = int(row[2 + len(rules)])
+        found.by_kind["duplicate_user"] += duplicates
+        if duplicates:
+            ids = _sample_ids(session, table, _is_duplicate())
+            found.report.append(DefectReport(table, "email", "duplicate_user", duplicates, ids))
+
+
+def _is_duplicate() -> ColumnElement[bool]:
+    """A user whose well-formed email an earlier user already has (for sampling ids)."""
+    firsts = validation.duplicate_firsts()
+    return User.id.in_(
+        select(User.id)
+        .join(firsts, firsts.c.email == func.lower(User.email))
+        .where(User.id != firsts.c.first_id)
     )
-    return select(func.coalesce(func.sum(groups.c.n - 1), 0))
 
 
-def _table_defects(
-    session: Session, table: Any, conditions: dict[str, ColumnElement[bool]]
-) -> tuple[int, int, dict[str, int]]:
-    """(rows, defective rows, rows per defect kind) of one table in one scan."""
-    any_defect = or_(*conditions.values())
-    row = session.execute(
-        select(
-            func.count(),
-            _count_if(any_defect),
-            *(_count_if(condition) for condition in conditions.values()),
-        ).select_from(table)
-    ).one()
-    return int(row[0]), int(row[1]), dict(zip(conditions, map(int, row[2:]), strict=True))
-
-
-def _event_defects(session: Session, as_of: datetime) -> tuple[int, int, dict[str, int]]:
-    """Events by type over the type index; future-dated ones over the time index."""
+def _scan_events(session: Session, at: datetime, found: _Defects) -> None:
+    """Events by type over the type index, future-dated ones over the time index, and values
+    that are not timestamps (SQLite only) in one pass over the time index."""
     by_type = dict(session.execute(select(Event.type, func.count()).group_by(Event.type)).all())
     total = sum(by_type.values())
     unknown = sum(n for kind, n in by_type.items() if kind not in EVENT_TYPES)
+    known = Event.type.in_(EVENT_TYPES)
+    unknown_type = or_(Event.type.is_(None), not_(known))
     future, future_unknown = session.execute(
-        select(func.count(), _count_if(Event.type.not_in(EVENT_TYPES))).where(
-            Event.occurred_at > as_of
+        select(func.count(), _count_if(unknown_type)).where(Event.occurred_at > at)
+    ).one()
+    invalid_time = validation.not_timestamp(Event.occurred_at)
+    invalid, invalid_only = session.execute(
+        select(func.count(), _count_if(and_(known, not_(Event.occurred_at > at)))).where(
+            invalid_time
         )
     ).one()
-    defective = unknown + int(future) - int(future_unknown)
-    return total, defective, {"unknown_event_type": unknown, "future_timestamp": int(future)}
+    found.records += total
+    found.defective += unknown + int(future) - int(future_unknown) + int(invalid_only)
+    counts = {
+        ("type", "unknown_event_type"): (unknown, unknown_type),
+        ("occurred_at", "future_timestamp"): (int(future), Event.occurred_at > at),
+        ("occurred_at", "invalid_timestamp"): (int(invalid), invalid_time),
+    }
+    for (column, kind), (n, condition) in counts.items():
+        found.by_kind[kind] += n
+        if n:
+            ids = _sample_ids(session, "events", condition)
+            found.report.append(DefectReport("events", column, kind, n, ids))
+
+
+def _scan_defects(session: Session, at: datetime) -> _Defects:
+    found = _Defects()
+    for table in validation.RULES:
+        if table == "events":
+            _scan_events(session, at, found)
+        else:
+            _scan_table(session, table, at, found)
+    return found
 
 
 # --- observe ------------------------------------------------------------------------------
@@ -552,37 +641,24 @@ def _observe(session: Session, at: datetime) -> KpiSnapshot:
                 UsageMetric.name == MARKETING_METRIC,
                 UsageMetric.user_id.is_(None),
                 _in_window(UsageMetric.recorded_at, at, MONTH_DAYS),
+                not_(_metric_outside(MARKETING_METRIC)),
             )
         ).scalar_one()
     )
     month_ago = at - timedelta(days=MONTH_DAYS)
     list_now, _ = session.execute(_mrr_query(at)).one()
     list_then, _ = session.execute(_mrr_query(month_ago)).one()
-    price_now = _setting_value(session, "price_level", at, warnings)
+    setting_defects: list[DefectReport] = []
+    price_now = _setting_value(session, "price_level", at, warnings, setting_defects)
     price_then = _setting_value(session, "price_level", month_ago, [])
-    gross_margin = _setting_value(session, "gross_margin", at, warnings)
-    base_latency = _setting_value(session, "base_latency_ms", at, warnings)
+    gross_margin = _setting_value(session, "gross_margin", at, warnings, setting_defects)
+    base_latency = _setting_value(session, "base_latency_ms", at, warnings, setting_defects)
 
     # --- records, defects, orphans
-    defects = dict.fromkeys(DEFECT_KINDS, 0)
-    records = defective = 0
-    for table, conditions in (
-        (User, user_defect_conditions(at)),
-        (Workflow, workflow_defect_conditions(at)),
-        (Suggestion, suggestion_defect_conditions(at)),
-        (BillingEvent, billing_defect_conditions(at)),
-    ):
-        rows, bad, by_kind = _table_defects(session, table, conditions)
-        records, defective = records + rows, defective + bad
-        for kind, n in by_kind.items():
-            defects[kind] += n
-    rows, bad, by_kind = _event_defects(session, at)
-    records, defective = records + rows, defective + bad
-    for kind, n in by_kind.items():
-        defects[kind] += n
-    duplicates = int(session.execute(duplicate_users_query()).scalar_one())
-    defects["duplicate_user"] = duplicates
-    defective += duplicates
+    found = _scan_defects(session, at)
+    found.report.extend(setting_defects)
+    found.by_kind["invalid_setting"] += len(setting_defects)
+    records, defective, defects = found.records, found.defective, found.by_kind
     orphan_events = int(session.execute(_orphans_query(Event.user_id, at)).scalar_one())
     orphan_workflows = int(session.execute(_orphans_query(Workflow.user_id, at)).scalar_one())
     orphans = orphan_events + orphan_workflows
@@ -668,14 +744,102 @@ def _observe(session: Session, at: datetime) -> KpiSnapshot:
         **health_inputs,
         "base_latency_ms": base_latency,
     }
-    return KpiSnapshot(at, kpis, counts, defects, tuple(warnings))
+    counts.update(_activity(session, at))
+    counts["accounts"] = float(sum(segments.values()))
+    return KpiSnapshot(
+        at,
+        kpis,
+        counts,
+        defects,
+        tuple(warnings),
+        tuple(found.report),
+        _data_since(session),
+    )
+
+
+# --- evidence for live mode ---------------------------------------------------------------
+
+MIN_ACCOUNTS = 50
+"""Alive accounts a live decision needs: below this a share moves by 2 points per account."""
+MIN_EVENTS_30D = 500
+"""Events in the trailing 30 days a live decision needs (10 per account of the minimum)."""
+MIN_EVENTS_7D = 50
+"""Events in the trailing 7 days: without recent activity the KPIs describe the past."""
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far ``as_of`` may be ahead of the wall clock (clock drift between hosts)."""
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _activity(session: Session, at: datetime) -> dict[str, float]:
+    """Events in the trailing 7 and 30 days (over the time index)."""
+    week, month = session.execute(
+        select(_count_if(Event.occurred_at > at - timedelta(days=WEEK_DAYS)), func.count()).where(
+            _in_window(Event.occurred_at, at, MONTH_DAYS)
+        )
+    ).one()
+    return {"events_7d": float(week), "events_30d": float(month)}
+
+
+def _data_since(session: Session) -> datetime | None:
+    """The earliest event time from 1970 on (an index seek; earlier values are garbage)."""
+    first = session.execute(
+        select(func.min(Event.occurred_at)).where(Event.occurred_at >= _EPOCH)
+    ).scalar_one_or_none()
+    return first if isinstance(first, datetime) else None
+
+
+def evidence_shortfalls(snapshot: KpiSnapshot, now: datetime | None = None) -> tuple[str, ...]:
+    """Why ``snapshot`` is not enough evidence to act on live (empty: it is).
+
+    Live mode needs at least :data:`MIN_ACCOUNTS` alive accounts, :data:`MIN_EVENTS_30D`
+    events in the trailing 30 days and :data:`MIN_EVENTS_7D` in the trailing 7, and an
+    ``as_of`` inside the data's time range (not before the first event) and not in the future
+    (``now``, default the wall clock, plus :data:`CLOCK_SKEW`). Each shortfall is one reason
+    naming the figure and the minimum; the cycle holds every decision with them.
+    """
+    moment = as_utc_naive(now)
+    c = snapshot.counts
+    reasons: list[str] = []
+    if snapshot.as_of > moment + CLOCK_SKEW:
+        reasons.append(f"insufficient data: as-of {snapshot.as_of:%Y-%m-%d %H:%M} is in the future")
+    if snapshot.data_since is None:
+        reasons.append("insufficient data: the database has no events")
+    elif snapshot.as_of < snapshot.data_since:
+        reasons.append(
+            f"insufficient data: as-of {snapshot.as_of:%Y-%m-%d %H:%M} is before the first "
+            f"event ({snapshot.data_since:%Y-%m-%d %H:%M})"
+        )
+    for key, minimum, what in (
+        ("accounts", MIN_ACCOUNTS, "alive accounts"),
+        ("events_30d", MIN_EVENTS_30D, "events in 30 days"),
+        ("events_7d", MIN_EVENTS_7D, "events in 7 days"),
+    ):
+        if c.get(key, 0.0) < minimum:
+            reasons.append(f"insufficient data: {int(c.get(key, 0.0))} {what} (minimum {minimum})")
+    return tuple(reasons)
+
+
+def evidence_weight(snapshot: KpiSnapshot) -> float:
+    """How much data the KPIs rest on, in [0, 1]: the smallest of accounts, 30-day and 7-day
+    events as a share of their minimum (1 once every minimum is met). A cycle may scale a
+    policy's confidence by it."""
+    c = snapshot.counts
+    shares = (
+        c.get("accounts", 0.0) / MIN_ACCOUNTS,
+        c.get("events_30d", 0.0) / MIN_EVENTS_30D,
+        c.get("events_7d", 0.0) / MIN_EVENTS_7D,
+    )
+    return float(min(1.0, *shares))
 
 
 __all__ = [
     "DEFECT_KINDS",
     "SEGMENTS",
+    "DefectReport",
     "KpiSnapshot",
     "days_between",
+    "evidence_shortfalls",
+    "evidence_weight",
     "health_score",
     "observe",
 ]

@@ -1,53 +1,60 @@
 """The dashboard's sign-in session, CSRF protection and security headers.
 
-- **Sign-in**: an operator types an API key once; the server resolves it to a
-  :class:`Principal` (through a :class:`KeyBook`, the API's key store) and answers with a
-  session cookie (:data:`SESSION_COOKIE`): HttpOnly, SameSite=Strict, signed with
-  itsdangerous and expiring after ``dashboard_session_ttl_s``. The key itself is never stored
-  in the cookie, the URL or the browser's storage; the cookie carries the key's id, name, role
-  and the session's CSRF token, and every request checks that the key is still active, so a
-  revoked key ends its sessions at once.
-- **CSRF**: every state-changing request must send the session's token in
-  :data:`CSRF_HEADER` (the page reads it from a ``<meta>`` element); the sign-in form, which
-  has no session yet, must come from the same origin (``Origin`` or ``Sec-Fetch-Site``).
+- **Sign-in**: an operator types an API key once; the server checks it with the API's own
+  :func:`agent.api_keys.authenticate` and answers with a session cookie
+  (:data:`SESSION_COOKIE`): HttpOnly, SameSite=Strict, expiring after
+  ``dashboard_session_ttl_s``. The cookie is the key and the session's CSRF token, encrypted
+  and authenticated with Fernet under the server's session secret: the browser cannot read
+  it (HttpOnly) and nobody without the secret can read or forge it. The key is never in a URL,
+  the page or the browser's storage.
+- **The same endpoints, the same roles**: :class:`DashboardSessionMiddleware` turns a valid
+  session cookie into the ``X-API-Key`` header of that request, so the page's controls call
+  the API's own endpoints and pass its own role checks; a revoked key fails there at once.
+- **CSRF**: a state-changing request that rides on the cookie must carry the session's token
+  in :data:`CSRF_HEADER` (the page reads it from a ``<meta>`` element), else 403; the sign-in
+  form, which has no session yet, must come from the same origin (:func:`same_origin`).
 - **Headers**: :class:`SecurityHeadersMiddleware` sets :data:`CONTENT_SECURITY_POLICY` (only
-  the app's own scripts, styles and connections; no inline script, no framing) and the usual
-  companions on every response.
+  the app's own scripts, styles and connections; no inline script, no eval, no framing) and
+  its usual companions on every response.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import json
 import secrets
 from dataclasses import dataclass
-from typing import Protocol
+from http.cookies import SimpleCookie
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy.orm import Session
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-ROLES: tuple[str, ...] = ("admin", "operator", "client", "viewer")
-"""The API's roles (issue 10), most powerful first."""
+from agent.api_keys import Principal, authenticate
+from api.problems import problem_response
 
 DASHBOARD_ROLES: frozenset[str] = frozenset({"admin", "operator", "viewer"})
 """Who may sign in to the dashboard: a ``client`` key belongs to a service, not a person."""
 
-CONTROL_ROLES: frozenset[str] = frozenset({"admin", "operator"})
-"""Who sees and may use the controls (cycles, approvals, undo, the kill switch); a viewer
-only reads."""
-
 SESSION_COOKIE = "autopilot_session"
 CSRF_HEADER = "X-CSRF-Token"
+API_KEY_HEADER = b"x-api-key"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_KEY_LENGTH = 200
+"""The longest key the sign-in form accepts (the API's own bound on a key)."""
+MIN_TTL_S, MAX_TTL_S = 60, 7 * 24 * 3600
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; "
     "frame-ancestors 'none'"
 )
-"""Only the app's own files run or load; inline script and style attributes are refused (the
-page uses none: uPlot styles through the CSSOM, which CSP allows)."""
+"""Only the app's own files run or load; inline scripts, inline style attributes and eval are
+refused (the page uses none: uPlot styles through the CSSOM, which CSP allows)."""
 
 SECURITY_HEADERS: dict[str, str] = {
     "content-security-policy": CONTENT_SECURITY_POLICY,
@@ -58,39 +65,10 @@ SECURITY_HEADERS: dict[str, str] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a key belongs to: its store id, its (recorded) name and its role."""
-
-    key_id: str
-    name: str
-    role: str
-
-    def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise ValueError(f"unknown role {self.role!r}; allowed: {list(ROLES)}")
-
-    @property
-    def can_control(self) -> bool:
-        return self.role in CONTROL_ROLES
-
-
-class KeyBook(Protocol):
-    """The API's key store as the dashboard needs it."""
-
-    def principal_for(self, raw_key: str) -> Principal | None:
-        """The active key's principal, ``None`` when the key is unknown or revoked."""
-        ...
-
-    def is_active(self, key_id: str) -> bool:
-        """Whether the key with this id may still be used."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
 class DashboardSession:
-    """A signed-in operator: the principal and the session's CSRF token."""
+    """What a session cookie carries: the API key and the session's CSRF token."""
 
-    principal: Principal
+    api_key: str
     csrf_token: str
 
 
@@ -99,48 +77,41 @@ class SignInError(ValueError):
 
 
 class SessionCodec:
-    """Signs and reads session cookies. ``secret``: at least 32 characters; ``ttl_s``: how
-    long a session lasts, in seconds (60 s to 7 days, the settings' bounds)."""
+    """Seals and opens session cookies. ``secret``: at least 32 characters; ``ttl_s``: how long
+    a session lasts, in seconds, within [:data:`MIN_TTL_S`, :data:`MAX_TTL_S`]."""
 
     def __init__(self, secret: str, ttl_s: int) -> None:
         if len(secret) < 32:
             raise ValueError(f"session secret must be at least 32 characters, got {len(secret)}")
-        if not 60 <= ttl_s <= 7 * 24 * 3600:
-            raise ValueError(f"ttl_s must be within [60, 604800] seconds, got {ttl_s}")
+        if not MIN_TTL_S <= ttl_s <= MAX_TTL_S:
+            raise ValueError(f"ttl_s must be within [{MIN_TTL_S}, {MAX_TTL_S}] s, got {ttl_s}")
         self.ttl_s = ttl_s
-        self._serializer = URLSafeTimedSerializer(secret, salt="autopilot-dashboard-session")
+        digest = hashlib.sha256(b"autopilot-dashboard-session:" + secret.encode()).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
 
-    def issue(self, principal: Principal) -> tuple[str, DashboardSession]:
-        """A new session for ``principal``: (cookie value, session)."""
-        session = DashboardSession(principal, secrets.token_urlsafe(32))
-        payload = {
-            "k": principal.key_id,
-            "n": principal.name,
-            "r": principal.role,
-            "c": session.csrf_token,
-        }
-        return self._serializer.dumps(payload), session
+    def seal(self, api_key: str) -> tuple[str, DashboardSession]:
+        """A new session for ``api_key``: (cookie value, session)."""
+        session = DashboardSession(api_key, secrets.token_urlsafe(32))
+        payload = json.dumps({"k": session.api_key, "c": session.csrf_token}).encode()
+        return self._fernet.encrypt(payload).decode("ascii"), session
 
-    def read(self, cookie: str | None) -> DashboardSession | None:
+    def open(self, cookie: str | None) -> DashboardSession | None:
         """The session a cookie carries; ``None`` when absent, forged, expired or malformed."""
         if not cookie:
             return None
         try:
-            payload = self._serializer.loads(cookie, max_age=self.ttl_s)
-            return DashboardSession(
-                Principal(str(payload["k"]), str(payload["n"]), str(payload["r"])),
-                str(payload["c"]),
-            )
-        except (BadSignature, SignatureExpired, KeyError, TypeError, ValueError):
+            payload = json.loads(self._fernet.decrypt(cookie.encode("ascii"), ttl=self.ttl_s))
+            return DashboardSession(str(payload["k"]), str(payload["c"]))
+        except (InvalidToken, UnicodeError, ValueError, KeyError, TypeError):
             return None
 
 
-def sign_in(book: KeyBook, raw_key: str) -> Principal:
+def sign_in(session: Session, raw_key: str) -> Principal:
     """The principal of a key typed into the sign-in form, or :class:`SignInError`."""
     key = raw_key.strip()
-    if not key or len(key) > 200:
-        raise SignInError("enter an API key (1 to 200 characters)")
-    principal = book.principal_for(key)
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise SignInError(f"enter an API key (1 to {MAX_KEY_LENGTH} characters)")
+    principal = authenticate(session, key)
     if principal is None:
         raise SignInError("unknown or revoked API key")
     if principal.role not in DASHBOARD_ROLES:
@@ -151,22 +122,62 @@ def sign_in(book: KeyBook, raw_key: str) -> Principal:
     return principal
 
 
-def csrf_ok(request: Request, session: DashboardSession) -> bool:
-    """Whether a state-changing request carries this session's CSRF token."""
-    sent = request.headers.get(CSRF_HEADER, "")
-    return bool(sent) and hmac.compare_digest(sent, session.csrf_token)
-
-
 def same_origin(request: Request) -> bool:
     """Whether a request without a session (the sign-in form) came from this site: the
-    browser's ``Sec-Fetch-Site`` says ``same-origin``, or ``Origin`` is this host."""
+    browser's ``Sec-Fetch-Site`` says ``same-origin`` (or ``none``: typed by the user), or,
+    from an older browser, ``Origin`` is this host."""
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None:
         return fetch_site in {"same-origin", "none"}
     origin = request.headers.get("origin")
     if origin is None:
-        return True  # not a browser's cross-site form post (they always send one of the two)
+        return True  # no browser posts a cross-site form without one of the two headers
     return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
+
+
+def _cookie(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            jar: SimpleCookie = SimpleCookie()
+            jar.load(value.decode("latin-1"))
+            if SESSION_COOKIE in jar:
+                return jar[SESSION_COOKIE].value
+    return None
+
+
+class DashboardSessionMiddleware:
+    """Requests carrying a valid session cookie (and no ``X-API-Key`` of their own) reach the
+    app with the session's key as ``X-API-Key``; unsafe methods must carry the session's CSRF
+    token or get a 403 problem. Requests without a cookie pass unchanged, as does the sign-in
+    form (``exempt``), which checks its origin itself."""
+
+    def __init__(self, app: ASGIApp, codec: SessionCodec, exempt: frozenset[str]) -> None:
+        self.app = app
+        self.codec = codec
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        headers = list(scope.get("headers", ()))
+        if any(name == API_KEY_HEADER for name, _ in headers):
+            await self.app(scope, receive, send)
+            return
+        session = self.codec.open(_cookie(scope))
+        if session is None:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] not in SAFE_METHODS:
+            sent = dict(headers).get(CSRF_HEADER.lower().encode(), b"").decode("latin-1")
+            if not sent or not hmac.compare_digest(sent, session.csrf_token):
+                refused = problem_response(
+                    403, f"CSRF check failed: send the session's token in the {CSRF_HEADER} header"
+                )
+                await refused(scope, receive, send)
+                return
+        headers.append((API_KEY_HEADER, session.api_key.encode("latin-1")))
+        await self.app({**scope, "headers": headers}, receive, send)
 
 
 class SecurityHeadersMiddleware:

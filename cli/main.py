@@ -7,9 +7,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import agent_commands, db_commands, experiment_commands, sim_commands
+from cli import (
+    agent_commands,
+    db_commands,
+    experiment_commands,
+    schedule_commands,
+    sim_commands,
+)
 
-GROUPS = (sim_commands, db_commands, agent_commands, experiment_commands)
+GROUPS = (sim_commands, db_commands, agent_commands, schedule_commands, experiment_commands)
 """Modules with a ``register(subparsers)`` function, in help order."""
 
 

@@ -35,6 +35,13 @@ from environment.kpis import N_KPIS
 
 Obs = NDArray[np.float32]
 PROPENSITY_TOLERANCE = 1e-6
+"""How far from 1 a decision's propensities may sum (float32 inputs, float64 sums)."""
+DECISION_TOLERANCE = 1e-6
+"""How closely two evaluations of one policy on one observation agree: a batch and the same
+rows one by one, a policy before and after save/load, the served model and the policy in
+process. The action is the same; confidence and propensities agree within this absolute
+tolerance, expected values within it relatively. It is float32 precision: the networks are
+float32 and the BLAS kernel picked for one row and for many may round differently."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +108,8 @@ class Policy(Protocol):
         ...
 
     def decide_batch(self, obs: Obs) -> list[Decision]:
-        """Decide for a batch, shape (n, N_KPIS); equal to ``decide`` row by row."""
+        """Decide for a batch, shape (n, N_KPIS); equal to ``decide`` row by row (the same
+        actions, numbers within :data:`DECISION_TOLERANCE`)."""
         ...
 
     def save(self, path: str | Path) -> Path:

@@ -1,4 +1,5 @@
-// The dashboard's few lines of behaviour: controls post JSON with the session's CSRF token,
+// The dashboard's few lines of behaviour: controls call the API's own endpoints (the session
+// cookie stands for the key) with the session's CSRF token,
 // show their result in place and re-render the sections they affect; charts come from the
 // JSON the scores section embeds. No inline script anywhere (the CSP forbids it).
 "use strict";
@@ -18,19 +19,15 @@
     box.classList.toggle("failed", Boolean(failed));
   }
 
-  async function post(url, body) {
+  async function call(method, url, body) {
     const response = await fetch(url, {
-      method: "POST",
+      method,
       credentials: "same-origin",
-      headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
-      body: JSON.stringify(body || {}),
+      headers: method === "GET" ? {} : {"Content-Type": "application/json", "X-CSRF-Token": csrf},
+      body: method === "GET" ? undefined : JSON.stringify(body || {}),
     });
     const answer = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      const detail = typeof answer.detail === "string" ? answer.detail
-        : JSON.stringify(answer.detail || answer);
-      throw new Error(`${response.status}: ${detail}`);
-    }
+    if (!response.ok) throw new Error(`${response.status}: ${answer.detail || response.statusText}`);
     return answer;
   }
 
@@ -46,13 +43,33 @@
     }));
   }
 
-  async function act(kind, url, body, resultBox) {
-    show(resultBox, "working…");
+  // What each API answer says, in a few lines (the endpoints answer JSON, see /docs).
+  const DESCRIBE = {
+    cycle: (a) => [
+      `cycle ${a.cycle_id} (${a.kind}, ${a.mode}) in ${Number(a.duration_s).toFixed(2)} s; ` +
+        `policy ${a.policy_name} ${a.policy_version}`,
+      `health ${fixed(a.health_before)}, alignment ${fixed(a.alignment_before)}; ` +
+        `${(a.issues_found || []).length} issues`,
+      ...(a.decisions || []).map((d) => `  ${d.source} ${d.action} conf ${fixed(d.confidence, 2)} ` +
+        `-> ${d.verdict} [${d.rule}]` + (d.execution_id ? ` execution ${d.execution_id}` : "") +
+        (d.approval_id ? ` approval ${d.approval_id}` : "") + `: ${(d.reasons || []).join("; ")}`),
+    ],
+    approval: (a) => [`approval ${a.id} ${a.status} by ${a.decided_by}: ${a.action}` +
+      (a.execution_id ? `, execution ${a.execution_id}` : "")],
+    undo: (a) => [`execution ${a.execution_id} (${a.action}) ${a.status}`],
+    kill: (a) => [a.on ? `kill switch on: ${a.reason}` : "kill switch off"],
+  };
+  function fixed(value, digits) {
+    return value === null || value === undefined ? "–" : Number(value).toFixed(digits || 1);
+  }
+
+  async function act(kind, url, body) {
+    show("control-result", "working…");
     try {
-      const answer = await post(url, body);
-      show(resultBox, [answer.message, ...(answer.lines || [])].join("\n"));
+      const answer = await call("POST", url, body);
+      show("control-result", DESCRIBE[kind](answer).join("\n"));
     } catch (error) {
-      show(resultBox, error.message, true);
+      show("control-result", error.message, true);
     }
     await refresh(REFRESH_AFTER[kind]);
   }
@@ -60,34 +77,40 @@
   document.addEventListener("click", async (event) => {
     const button = event.target.closest("button");
     if (!button) return;
+    const url = button.dataset.endpoint;
     if (button.dataset.cycle) {
       const live = document.getElementById("cycle-live").checked;
       if (live && !window.confirm(`Run ${button.textContent} LIVE? Allowed actions execute.`)) return;
-      await act("cycle", "/dashboard/actions/cycle",
-        {kind: button.dataset.cycle, dry_run: !live}, "control-result");
-    } else if (button.dataset.approvalId) {
-      const id = button.dataset.approvalId;
-      await act("approval", `/dashboard/actions/approvals/${id}/${button.dataset.answer}`, {},
-        "control-result");
+      await act("cycle", button.dataset.cycle, {dry_run: !live});
+    } else if (button.dataset.answer) {
+      await act("approval", url, {});
     } else if (button.dataset.undo) {
-      const id = button.dataset.undo;
-      if (!window.confirm(`Undo execution ${id}?`)) return;
-      await act("undo", `/dashboard/actions/executions/${id}/undo`, {}, "control-result");
+      if (!window.confirm(`Undo execution ${button.dataset.undo}?`)) return;
+      await act("undo", url, {});
     } else if (button.id === "kill-toggle") {
       const on = button.dataset.on === "true";
       const reasonBox = document.getElementById("kill-reason");
       const reason = reasonBox ? reasonBox.value.trim() : "";
       if (on && !reason) { show("control-result", "give a reason to pause executions", true); return; }
       if (!window.confirm(on ? `Pause every execution (${reason})?` : "Resume executions?")) return;
-      await act("kill", "/dashboard/actions/kill-switch", {on, reason}, "control-result");
+      await act("kill", url, {on, reason});
     } else if (button.id === "audit-verify") {
-      const response = await fetch("/dashboard/audit/verification", {credentials: "same-origin"});
-      document.getElementById("audit-verification").innerHTML = await response.text();
+      const box = document.getElementById("audit-verification");
+      try {
+        const r = await call("GET", url);
+        box.textContent = r.ok ? `intact: ${r.entries} entries, head ${r.head_hash.slice(0, 16)}`
+          : `BROKEN at entry #${r.first_bad_id}: ${r.reason} (${r.entries} entries verified before it)`;
+        box.className = r.ok ? "ok" : "danger";
+      } catch (error) {
+        box.textContent = error.message;
+        box.className = "danger";
+      }
     } else if ("auditBefore" in button.dataset) {
       const before = button.dataset.auditBefore;
       await refresh(["audit"], before ? `?before=${encodeURIComponent(before)}` : "");
     } else if (button.id === "sign-out") {
-      await post("/dashboard/sign-out", {}).catch(() => null);
+      await fetch("/dashboard/sign-out", {method: "POST", credentials: "same-origin",
+        headers: {"X-CSRF-Token": csrf}}).catch(() => null);
       window.location.assign("/");
     }
   });

@@ -11,7 +11,6 @@ Screenshots go under pytest's tmp path (``artifacts``), kept for inspection.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -38,13 +37,8 @@ CHROMIUM_ARGS = [
 ]
 TREND_CYCLES = 6
 ROOT = Path(__file__).resolve().parents[2]
-KEYS = {
-    "operator": ("op-test-key-0123456789", "olga"),
-    "admin": ("admin-test-key-0123456789", "ada"),
-    "viewer": ("viewer-test-key-0123456789", "vic"),
-    "client": ("client-test-key-0123456789", "svc"),
-}
-"""role: (raw key, name) of the keys the server accepts."""
+KEY_NAMES = {"operator": "olga", "admin": "ada", "viewer": "vic", "client": "svc"}
+"""role: the name of the key the fixture creates for it (the audit trail's actor)."""
 
 
 def free_port() -> int:
@@ -77,7 +71,6 @@ def service_env(workdir: Path, db_url: str) -> dict[str, str]:
         AUTOPILOT_POLICY_URI="rules",
         AUTOPILOT_MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}",
         MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}",
-        DASHBOARD_TEST_KEYS=json.dumps({key: [name, role] for role, (key, name) in KEYS.items()}),
     )
     env.pop("AUTOPILOT_KILL_SWITCH", None)
     return env
@@ -97,12 +90,31 @@ def seed_database(workdir: Path, users: int, days: int) -> tuple[str, dict[str, 
     return db_url, env
 
 
+def create_keys(db_url: str) -> dict[str, str]:
+    """One API key per role in the API's own key store: role -> secret."""
+    from sqlalchemy.orm import Session
+
+    from agent.api_keys import create_key
+    from agent.db import make_engine
+
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        keys = {
+            role: create_key(session, name=name, role=role, by="browser-tests")[1]
+            for role, name in KEY_NAMES.items()
+        }
+        session.commit()
+    engine.dispose()
+    return keys
+
+
 @dataclass
 class Server:
     url: str
     process: subprocess.Popen[bytes]
     env: dict[str, str]
     log: Path
+    keys: dict[str, str] = field(default_factory=dict)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -114,14 +126,15 @@ class Server:
 
 
 def start_server(env: dict[str, str], log: Path) -> Server:
-    """uvicorn serving the app factory on a free loopback port, ready when /healthz answers."""
+    """uvicorn serving the app factory (``api.main:create_app``) on a free loopback port, ready
+    when /healthz answers."""
     port = free_port()
     command = [
         sys.executable,
         "-m",
         "uvicorn",
         "--factory",
-        "tests.browser.standin_app:create_app",
+        "api.main:create_app",
         "--host",
         "127.0.0.1",
         "--port",
@@ -178,8 +191,10 @@ def browser() -> Iterator[Any]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     chromium_or_skip()
     workdir = tmp_path_factory.mktemp("dashboard")
-    _, env = seed_database(workdir, users=2000, days=30)
+    db_url, env = seed_database(workdir, users=2000, days=30)
+    keys = create_keys(db_url)
     running = start_server(env, workdir / "server.log")
+    running.keys = keys
     yield running
     running.stop()
 
@@ -208,7 +223,7 @@ def open_page(browser: Any, server: Server, console: Console, width: int = 1280)
     return page
 
 
-def sign_in(page: Any, role: str) -> None:
-    page.fill("#api-key", KEYS[role][0])
+def sign_in(page: Any, server: Server, role: str) -> None:
+    page.fill("#api-key", server.keys[role])
     page.click("button[type=submit]")
     page.wait_for_selector("#sec-header")

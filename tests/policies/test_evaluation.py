@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 import environment
 from environment.kpis import N_KPIS
@@ -30,15 +31,36 @@ from policies.simple import NoopPolicy, RandomPolicy
         (3, 3.1824),
         (5, 2.5706),
         (9, 2.2622),
-        (29.5, 2.0438),
+        (29.5, 2.0437),
         (30, 2.0423),
         (120, 1.9799),
         (math.inf, 1.95996),
     ],
 )
 def test_t_quantile_matches_tables(df: float, expected: float) -> None:
-    assert t_quantile(0.975, df) == pytest.approx(expected, abs=2e-4)
-    assert t_quantile(0.025, df) == pytest.approx(-expected, abs=2e-4)
+    # the tables print four decimals (five for the normal): half a unit in the last place
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=5e-5)
+    assert t_quantile(0.025, df) == pytest.approx(-expected, abs=5e-5)
+
+
+@pytest.mark.parametrize("df", [1.0, 1.5, 2.0, 7.3, 29.9, 30.0, 500.0])
+@pytest.mark.parametrize("p", [0.001, 0.025, 0.5, 0.9, 0.975])
+def test_t_quantile_is_scipy_stats(df: float, p: float) -> None:
+    assert t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("p", "df", "match"),
+    [
+        (0.0, 3.0, r"p=0\.0 must be in \(0, 1\)"),
+        (1.0, 3.0, r"p=1\.0 must be in \(0, 1\)"),
+        (0.5, 0.999, r"df=0\.999 must be >= 1"),  # df=1.0 itself is in the scipy test
+        (0.5, math.nan, r"df=nan must be >= 1"),
+    ],
+)
+def test_t_quantile_rejects_bad_levels_and_degrees(p: float, df: float, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        t_quantile(p, df)
 
 
 def test_mean_ci_and_stratified_ci() -> None:
