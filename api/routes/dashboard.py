@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -73,21 +73,31 @@ TEMPLATES.env.globals["csrf_header"] = CSRF_HEADER
 TEMPLATES.env.globals["controls"] = CONTROLS
 
 
+def control_access(app: FastAPI) -> dict[str, frozenset[str] | str | None]:
+    """Each control's access as its endpoint declares it (roles, :data:`PUBLIC`, or ``None``
+    when the app has no such endpoint), read from the app's routes once and kept."""
+    cached: dict[str, frozenset[str] | str | None] | None = getattr(
+        app.state, "dashboard_control_access", None
+    )
+    if cached is None:
+        declared = {
+            (method, context.original_route.path): access_of(context.original_route)
+            for context in iter_route_contexts(app.routes)
+            if isinstance(context.original_route, APIRoute)
+            for method in context.original_route.methods or ()
+        }
+        cached = {name: declared.get(key) for name, key in CONTROLS.items()}
+        app.state.dashboard_control_access = cached
+    return cached
+
+
 def permitted_controls(app: FastAPI, principal: Principal) -> frozenset[str]:
     """The controls whose endpoint's own access declaration admits ``principal``'s role."""
-    declared = {
-        (method, route.path): route
-        for route in app.router.routes
-        if isinstance(route, APIRoute)
-        for method in route.methods or ()
-    }
-    allowed = set()
-    for name, key in CONTROLS.items():
-        found = declared.get(key)
-        access = access_of(found) if found is not None else None
-        if access == PUBLIC or (isinstance(access, frozenset) and principal.role in access):
-            allowed.add(name)
-    return frozenset(allowed)
+    return frozenset(
+        name
+        for name, access in control_access(app).items()
+        if access == PUBLIC or (isinstance(access, frozenset) and principal.role in access)
+    )
 
 
 router = APIRouter()
