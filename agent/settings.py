@@ -129,6 +129,20 @@ class Settings(BaseSettings):
     seed did) when true, the default; when false operators may call their POSTs and viewers
     their GETs (``AUTOPILOT_API_SEED_ADMIN_ONLY``)."""
 
+    # --- dashboard (issue 11) ----------------------------------------------------------------
+    dashboard_session_secret: SecretStr | None = None
+    """Key that signs the dashboard's session cookie (``AUTOPILOT_DASHBOARD_SESSION_SECRET``),
+    at least 32 characters. Default none: a random key per process, so sessions end when the
+    server restarts; set it when several workers or replicas serve the dashboard."""
+
+    dashboard_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
+    """How long a dashboard sign-in lasts, in seconds (``AUTOPILOT_DASHBOARD_SESSION_TTL_S``):
+    default 8 hours, from 60 s to 7 days."""
+
+    dashboard_secure_cookie: bool = False
+    """Mark the session cookie ``Secure`` (``AUTOPILOT_DASHBOARD_SECURE_COOKIE``): set it when the
+    dashboard is served over HTTPS; default off, since ``autopilot serve`` speaks plain HTTP."""
+
     # --- scheduling and alerts (issue 12) ----------------------------------------------------
     cycle_schedule: str = "0 */4 * * *"
     """When the full cycle runs (``AUTOPILOT_CYCLE_SCHEDULE``), UTC: a five-field crontab, an
@@ -220,6 +234,15 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError(f"{env_name(info.field_name)} must be a non-empty string")
         return value.strip()
+
+    @field_validator("dashboard_session_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError(
+                f"must be at least 32 characters, got {len(value.get_secret_value())}"
+            )
+        return value
 
     @field_validator("governance_file", "thresholds_file")
     @classmethod

@@ -30,6 +30,7 @@ from api.limits import BodyLimit
 from api.metrics import MetricsMiddleware
 from api.policy import PolicyHolder
 from api.routes import autonomous, decide, health, operator
+from api.routes.dashboard import install_dashboard
 from policies.base import Policy
 
 TITLE = "autopilot"
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         autonomous.build_router(config),
     ):
         app.include_router(router)
+    install_dashboard(app, config)
     check_access_declared(app)
     app.add_middleware(BodyLimit, max_bytes=config.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware)
