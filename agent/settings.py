@@ -239,9 +239,7 @@ class Settings(BaseSettings):
     @classmethod
     def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 32:
-            raise ValueError(
-                f"must be at least 32 characters, got {len(value.get_secret_value())}"
-            )
+            raise ValueError(f"must be at least 32 characters, got {len(value.get_secret_value())}")
         return value
 
     @field_validator("governance_file", "thresholds_file")
