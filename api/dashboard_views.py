@@ -24,8 +24,8 @@ from agent.analytics import SuggestionFeedback, suggestion_feedback
 from agent.approvals import ApprovalView, list_approvals
 from agent.audit import ChainReport, verify_chain
 from agent.detect import Severity
-from agent.models import AuditLog, Cycle, DecisionRecord, Execution
 from agent.healing import HEALABLE_ISSUE_KINDS
+from agent.models import AuditLog, Cycle, DecisionRecord, Execution
 from agent.orchestrator import kill_switch_state, resolve_thresholds
 from environment.kpis import KPI_INDEX, KPI_SPECS, TARGETED, Direction, KpiSpec
 
