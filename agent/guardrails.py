@@ -6,8 +6,8 @@ recent executions, rows a plan would touch) into a :class:`GuardContext`, and
 
 Rules apply in this order; the first that fires decides:
 
-1. ``kill_switch`` — the switch is on (a Setting, or the ``AUTOPILOT_KILL_SWITCH`` environment
-   variable): ``blocked``, with the reason.
+1. ``kill_switch`` — the switch is on (:mod:`agent.kill_switch`: a Setting, or
+   ``AUTOPILOT_KILL_SWITCH``): ``blocked``, with the reason.
 2. ``governance.*`` — from the governance file (:func:`load_governance`):
    ``allowed`` (the action is not allowed: ``blocked``), ``max_per_day`` (executions in the
    trailing 24 h: ``blocked``), ``cooldown`` (too soon after the last execution: ``blocked``),
@@ -46,7 +46,6 @@ A malformed file is rejected with the file, line and what is wrong.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
@@ -58,7 +57,6 @@ import yaml
 
 from environment.actions import ACTION_NAMES, NOOP, check_action
 
-KILL_SWITCH_ENV = "AUTOPILOT_KILL_SWITCH"
 SELF_HEALING_ACTIONS = frozenset({"data_fix", "orphan_cleanup", "payment_retry", "scale_infra"})
 SELF_HEALING_THRESHOLD = 0.75
 AUTO_REMEDIATION_THRESHOLD = 0.80
@@ -176,13 +174,6 @@ class GuardContext:
     executions: Mapping[str, Sequence[datetime]] = field(default_factory=dict)
     rows: int = 0
     population: int = 0
-
-
-def kill_switch_from_env(environ: Mapping[str, str] | None = None) -> tuple[bool, str]:
-    """(on, reason) from ``AUTOPILOT_KILL_SWITCH``: on for 1/true/on/yes (any case)."""
-    value = (os.environ if environ is None else environ).get(KILL_SWITCH_ENV, "")
-    on = value.strip().lower() in {"1", "true", "on", "yes"}
-    return on, (f"environment variable {KILL_SWITCH_ENV}={value}" if on else "")
 
 
 def evaluate_decision(
