@@ -55,7 +55,7 @@ from typing import Any
 
 import yaml
 
-from environment.actions import ACTION_NAMES, NOOP, check_action
+from environment.actions import ACTION_NAMES, NOOP, PACING, check_action
 
 SELF_HEALING_ACTIONS = frozenset({"data_fix", "orphan_cleanup", "payment_retry", "scale_infra"})
 SELF_HEALING_THRESHOLD = 0.75
@@ -103,25 +103,15 @@ class ActionRule:
 
 
 BUILT_IN_LIMITS: dict[str, dict[str, Any]] = {
-    # Messages fatigue the audience (half-life ~4 days): at most one campaign or prompt a week.
-    "retention_campaign": {"max_per_day": 1, "cooldown_hours": 168.0},
-    "upgrade_prompt": {"max_per_day": 1, "cooldown_hours": 168.0},
-    "onboarding_boost": {"max_per_day": 1, "cooldown_hours": 72.0},
-    # Card networks count retries (Visa: <= 15 in 30 days): one round a day.
-    "payment_retry": {"max_per_day": 1, "cooldown_hours": 20.0},
-    "data_fix": {"max_per_day": 2, "cooldown_hours": 12.0},
-    "orphan_cleanup": {"max_per_day": 2, "cooldown_hours": 12.0},
-    "scale_infra": {"max_per_day": 1, "cooldown_hours": 24.0},
-    # Engineering work: the team takes one at a time.
-    "funnel_fix": {"max_per_day": 1, "cooldown_hours": 168.0},
-    "ship_feature": {"max_per_day": 1, "cooldown_hours": 336.0},
-    "shift_marketing": {"max_per_day": 1, "cooldown_hours": 336.0},
-    # Prices always need a human and change at most once a week.
-    "price_increase": {"requires_approval": True, "max_per_day": 1, "cooldown_hours": 168.0},
-    "price_decrease": {"requires_approval": True, "max_per_day": 1, "cooldown_hours": 168.0},
+    name: {
+        "max_per_day": pacing.max_per_day,
+        "cooldown_hours": pacing.cooldown_hours,
+        **({"requires_approval": True} if pacing.requires_approval else {}),
+    }
+    for name, pacing in PACING.items()
 }
 """Per-action limits applied on top of the defaults unless the governance file sets the
-action itself."""
+action itself: the safety floors of :data:`environment.actions.PACING`."""
 
 
 def _default_rules(base: ActionRule | None = None) -> dict[str, ActionRule]:
