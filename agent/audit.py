@@ -23,24 +23,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent.models import AuditLog
+from agent.observe import as_utc_naive
 
 GENESIS = "0" * 64
 """``prev_hash`` of the first entry."""
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    """Times are stored and hashed as naive UTC, as every supported database returns them
-    (SQLite keeps no time zone)."""
-    if moment.tzinfo is not None:
-        return moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
 
 
 def entry_digest(
@@ -59,7 +52,7 @@ def entry_digest(
     content = [
         prev_hash,
         entry_id,
-        _naive_utc(occurred_at).isoformat(timespec="microseconds"),
+        as_utc_naive(occurred_at).isoformat(timespec="microseconds"),
         actor,
         action,
         target,
@@ -85,7 +78,7 @@ def append(
     """Add the next entry of the chain to ``session`` (flushed, not committed: it commits or
     rolls back with the caller's transaction)."""
     prev_id, prev_hash = chain_head(session)
-    occurred_at = _naive_utc(now or datetime.now(UTC))
+    occurred_at = as_utc_naive(now)
     payload = dict(details or {})
     try:
         json.dumps(payload)
