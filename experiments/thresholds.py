@@ -67,6 +67,8 @@ import yaml
 from numpy.typing import NDArray
 
 import environment
+from agent.thresholds_file import SCHEMA_VERSION
+from agent.thresholds_file import read_thresholds as read_thresholds  # its old home
 from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP
 from policies.base import EnvAware, Episodic, Policy
 from policies.validation import check_number, check_seeds
@@ -74,7 +76,6 @@ from policies.validation import check_number, check_seeds
 DEFAULT_THRESHOLDS_PATH = Path("guardrails/thresholds.yaml")
 """Where ``autopilot thresholds`` writes by default (relative to the working directory)."""
 
-SCHEMA_VERSION = 1
 EVALUATION_SEED_START = 1_000
 HOLD_ALL = math.inf
 """The threshold that holds every decision of an action for approval."""
@@ -341,40 +342,6 @@ def write_thresholds(document: ThresholdsFile, path: str | Path = DEFAULT_THRESH
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(file)
     return file
-
-
-def read_thresholds(path: str | Path = DEFAULT_THRESHOLDS_PATH) -> dict[str, float]:
-    """The ``thresholds`` mapping of a file written by :func:`write_thresholds`, validated:
-    known action names (not ``noop``), numbers in [0, 1] or ``.inf``."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"thresholds file {str(file)!r} does not exist")
-    try:
-        document = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ValueError(f"thresholds file {str(file)!r} is not valid YAML: {error}") from None
-    if not isinstance(document, dict) or document.get("version") != SCHEMA_VERSION:
-        raise ValueError(
-            f"thresholds file {str(file)!r} must be a mapping with version: {SCHEMA_VERSION}"
-        )
-    raw = document.get("thresholds") or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"thresholds file {str(file)!r}: 'thresholds' must be a mapping")
-    allowed = [n for n in ACTION_NAMES if n != "noop"]
-    out: dict[str, float] = {}
-    for name, value in raw.items():
-        if name not in allowed:
-            raise ValueError(
-                f"thresholds file {str(file)!r}: unknown action {name!r}; allowed: {allowed}"
-            )
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok or not ((math.isinf(value) and value > 0) or 0.0 <= value <= 1.0):
-            raise ValueError(
-                f"thresholds file {str(file)!r}: {name}={value!r} must be a number in [0, 1] "
-                "or .inf"
-            )
-        out[name] = float(value)
-    return out
 
 
 # --- the command ----------------------------------------------------------------------------
