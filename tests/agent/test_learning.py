@@ -13,7 +13,13 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from agent.db import alembic_config, make_engine
-from agent.decision_log import DEFAULT_REWARD, find_by_event_id, record_decision, report_reward
+from agent.decision_log import (
+    DEFAULT_REWARD,
+    export_jsonl,
+    find_by_event_id,
+    record_decision,
+    report_reward,
+)
 from agent.learning import (
     OBSERVATION_GRACE,
     interim_kpi_window_reward,
@@ -26,6 +32,7 @@ from agent.models import DecisionRecord, LearnerSnapshot
 from environment.actions import ACTION_NAMES, N_ACTIONS
 from environment.kpis import N_KPIS
 from policies.bandits import LinUCBBandit, features
+from policies.logged import bandit_feedback, read_jsonl
 
 T0 = datetime(2026, 3, 1)
 DAY = timedelta(days=1)
@@ -213,3 +220,19 @@ def test_online_updates_over_cycles_equal_one_pass(session: Session) -> None:
     # a step with nothing new writes no version
     again = learn(session, as_of=T0 + 61 * timedelta(hours=12))
     assert again.learners[0].version is None
+
+
+def test_the_database_export_reads_as_the_contract(session: Session, tmp_path: Path) -> None:
+    """Decisions joined by the learning step, exported by the decision log, read back by
+    ``policies.logged`` and usable by the estimators."""
+    decide(session, "d", T0, 100.0, 50.0, action="payment_retry")
+    decide(session, "obs", T0 + DAY + timedelta(hours=1), 110.0, 60.0)
+    join_rewards(session, as_of=T0 + 30 * DAY)
+    path = tmp_path / "export.jsonl"
+    assert export_jsonl(session, path) == 2
+    records = read_jsonl(path)
+    assert [r.event_id for r in records] == ["d", "obs"]
+    assert records[1].reward_source == "default" and records[1].reward == DEFAULT_REWARD
+    feedback, counts = bandit_feedback(records)
+    assert counts.used == 2
+    assert feedback.pscores.tolist() == pytest.approx([1 / N_ACTIONS] * 2)
