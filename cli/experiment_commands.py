@@ -16,11 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cli.common import UsageError, split_list
+
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _tracking(args: argparse.Namespace) -> Any:
@@ -35,9 +33,8 @@ def _clear_errors(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        from mlflow.exceptions import MlflowException
-
-        from cli.main import UsageError
+        # MLflow's error class, as experiments/ (the one layer that imports MLflow) sees it
+        from experiments.models import MlflowException
 
         # MLflow's download progress bars are noise in a command's output.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -88,7 +85,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from experiments.evaluate import evaluate_policies
 
     report = evaluate_policies(
-        _split(args.policies),
+        split_list(args.policies),
         args.scenarios,
         args.seeds,
         warm_start=args.warm_start,
@@ -118,7 +115,7 @@ def promote_command(args: argparse.Namespace) -> int:
     decision = promote(
         scenarios=args.scenarios,
         seeds=args.seeds,
-        baselines=_split(args.baselines),
+        baselines=split_list(args.baselines),
         tracking=_tracking(args),
     )
     print(decision.summary())

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cli.common import split_list
 from environment import MAX_EPISODE_STEPS
 from environment.scenarios import SCENARIO_NAMES
 from policies.evaluation import EvaluationResult, evaluate
@@ -110,15 +111,6 @@ def _nanmean(values: Any) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def _parse_list(text: str, allowed: Sequence[str] | None = None) -> list[str]:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise ValueError(f"expected a comma-separated list, got {text!r}")
-    if allowed is not None and items == ["all"]:
-        return list(allowed)
-    return items
-
-
 def _demo(args: argparse.Namespace) -> int:
     from experiments.demo import DemoConfig, run_demo  # MLflow and torch load only here
 
@@ -131,8 +123,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    names = _parse_list(args.policies)
-    scenarios = _parse_list(args.scenarios, SCENARIO_NAMES)
+    names = split_list(args.policies)
+    scenarios = split_list(args.scenarios, SCENARIO_NAMES)
     if args.log is not None:
         return _simulate_log(args, names, scenarios)
     print(comparison_table(compare_policies(names, scenarios, args.seeds)))
