@@ -8,11 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from alembic import command
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from agent.db import alembic_config, make_engine
 from agent.decision_log import (
     DEFAULT_REWARD,
     export_jsonl,
@@ -40,13 +38,10 @@ UNIFORM = [1.0 / N_ACTIONS] * N_ACTIONS
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    engine: Engine = make_engine(f"sqlite:///{tmp_path / 'learning.db'}")
-    with engine.begin() as connection:  # "heads": main's branch revisions are re-chained at merge
-        command.upgrade(alembic_config(connection), "heads")
-    with Session(engine) as db:
+def session(sqlite_engine: Engine) -> Iterator[Session]:
+    """A session on an empty SQLite file at the head migration."""
+    with Session(sqlite_engine) as db:
         yield db
-    engine.dispose()
 
 
 def decide(
