@@ -1,4 +1,12 @@
-"""The ML feedback loop's run: calibration, adoption and uplift from a decision log, in MLflow.
+"""The ML feedback loop's runs from a decision log, in MLflow: calibration, adoption and
+uplift (:func:`log_feedback`), and confidence thresholds from logged outcomes
+(:func:`thresholds_from_log`, ``autopilot thresholds --evidence log``).
+
+**Thresholds from the log**: the optimizer of :mod:`experiments.thresholds` on samples whose
+value is the logged reward of an executed decision minus the reward model's estimate of
+holding in the same context (:func:`policies.feedback.execution_values`), instead of
+simulator rollouts. The file has the same schema; its ``source`` names the log
+(``scenarios: [log:<path>]``, horizon and stride 0).
 
 Each call of :func:`log_feedback` is one run in experiment ``autopilot-feedback`` with the
 figures of :mod:`policies.feedback` as metrics (``calibration/brier``, ``calibration/ece``,
@@ -12,13 +20,26 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import mlflow
 
+from experiments.thresholds import (
+    DEFAULT_THRESHOLDS_PATH,
+    DecisionSamples,
+    ThresholdsFile,
+    optimal_thresholds,
+    write_thresholds,
+)
 from experiments.tracking import Tracking, configure, log_metrics, log_params, metric_key, start_run
-from policies.feedback import adoption_report, calibration_report, uplift_report
-from policies.logged import LoggedDecision
+from policies.feedback import (
+    adoption_report,
+    calibration_report,
+    execution_values,
+    uplift_report,
+)
+from policies.logged import LoggedDecision, read_jsonl
 
 EXPERIMENT = "autopilot-feedback"
 
@@ -70,3 +91,53 @@ def log_feedback(
         log_metrics(report_metrics(report))
         mlflow.log_text(json.dumps(report, indent=1, default=str), "feedback/report.json")
     return report, run.info.run_id
+
+
+def thresholds_from_log(
+    log: str | Path,
+    *,
+    min_samples: int = 10,
+    output: str | Path = DEFAULT_THRESHOLDS_PATH,
+    tracking: Tracking | None = None,
+    experiment: str = "autopilot-thresholds",
+) -> ThresholdsFile:
+    """Choose per-action thresholds from a decision log (module docstring), log them to
+    MLflow (tag ``evidence=log``; params ``threshold.<action>``; metrics as
+    :func:`experiments.thresholds.run_thresholds`) and write the file at ``output``."""
+    records = read_jsonl(log)
+    actions, confidences, values = execution_values(records)
+    chosen = optimal_thresholds(
+        DecisionSamples(actions, confidences, values), min_samples=min_samples
+    )
+    policies = sorted({r.policy for r in records})
+    store = tracking or configure()
+    tags = {"autopilot.command": "thresholds", "evidence": "log"}
+    with start_run(store, experiment, "thresholds from log", tags=tags) as run:
+        log_params({"log": str(log), "records": len(records), "min_samples": min_samples})
+        log_params(
+            {
+                f"threshold.{name}": "none" if e.threshold is None else str(e.threshold)
+                for name, e in chosen.items()
+            }
+        )
+        metrics: dict[str, float] = {"decisions": float(len(actions))}
+        for name, entry in chosen.items():
+            metrics[f"samples.{name}"] = float(entry.samples)
+            if entry.threshold is not None:
+                metrics[f"expected_value.{name}"] = entry.expected_value
+                metrics[f"execute_all_value.{name}"] = entry.execute_all_value
+                metrics[f"executed_share.{name}"] = entry.executed_share
+        log_metrics(metrics)
+        document = ThresholdsFile(
+            thresholds=chosen,
+            policy_name=",".join(policies),
+            policy_version=",".join(sorted({r.policy_version for r in records})),
+            scenarios=(f"log:{log}",),
+            seeds=(),
+            horizon=0,
+            stride=0,
+            mlflow_run_id=run.info.run_id,
+        )
+        written = write_thresholds(document, output)
+        mlflow.log_artifact(str(written), "thresholds")
+    return document

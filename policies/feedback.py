@@ -146,6 +146,25 @@ def calibration_report(
     }
 
 
+def execution_values(
+    records: Sequence[LoggedDecision],
+) -> tuple[NDArray[np.int64], Array, Array]:
+    """(actions, confidences, values) of the executed non-``noop`` usable decisions, with
+    ``value_i = r_i - q(x_i, noop)``: the estimated value of executing over holding, the
+    evidence :func:`experiments.thresholds.optimal_thresholds` takes. Held decisions show only
+    holding's outcome (they train ``q``), so the values come from executed ones."""
+    usable = [r for r in records if r.ope_usable and r.reward is not None]
+    feedback, _ = bandit_feedback(usable)
+    hold = RidgeRewardModel.fit(feedback).predict(feedback.obs)[:, NOOP]
+    acting = feedback.actions != NOOP
+    confidences = np.array([r.confidence for r in usable], dtype=np.float64)
+    return (
+        feedback.actions[acting].astype(np.int64),
+        confidences[acting],
+        (feedback.rewards - hold)[acting],
+    )
+
+
 def adoption_report(
     suggestions: Iterable[tuple[str, float, str]], n_bins: int = 5
 ) -> dict[str, dict[str, dict[str, float]]]:
