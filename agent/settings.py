@@ -226,6 +226,11 @@ class Settings(BaseSettings):
     (``AUTOPILOT_LEARNING_MIN_ESS``): below it ``autopilot ope`` warns and the gate refuses.
     Default 100; at least 1."""
 
+    learning_publish_every: int = Field(default=6, ge=1)
+    """Publish every N-th version of an online learner to the MLflow registry as the
+    challenger (``AUTOPILOT_LEARNING_PUBLISH_EVERY``; :mod:`experiments.learners`). Default 6
+    (about daily at one learning step per 4-hour cycle); at least 1."""
+
     # --- trust (issue 17) --------------------------------------------------------------------
 
     @field_validator("db_url", "policy_uri", "mlflow_tracking_uri")
