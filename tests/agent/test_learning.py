@@ -24,6 +24,8 @@ from agent.learning import (
     join_rewards,
     latest_snapshot,
     learn,
+    learning_status,
+    load_log,
     restore_learner,
 )
 from agent.models import DecisionRecord, LearnerSnapshot
@@ -231,3 +233,28 @@ def test_the_database_export_reads_as_the_contract(session: Session, tmp_path: P
     feedback, counts = bandit_feedback(records)
     assert counts.used == 2
     assert feedback.pscores.tolist() == pytest.approx([1 / N_ACTIONS] * 2)
+
+
+def test_learning_status_and_the_log_for_the_api(session: Session) -> None:
+    decide(session, "d", T0, 100.0, 50.0)
+    decide(session, "obs", T0 + DAY, 110.0, 60.0)
+    decide(session, "open", T0 + 2 * DAY, 120.0, 60.0)
+    decide(session, "reported", T0 + 2 * DAY, 120.0, 60.0)
+    report_reward(session, "reported", 0.5, now=T0 + 2 * DAY)
+    as_of = T0 + 2 * DAY + timedelta(hours=1)
+    learn(session, as_of=as_of)
+    status = learning_status(session, as_of=as_of)
+    assert status["joined"] == {"computed": 2, "reported": 1, "default": 0}
+    assert (status["open"], status["waiting"], status["dangling"]) == (1, 0, 0)
+    assert status["learners"] == [
+        {
+            "learner": "linucb",
+            "version": 1,
+            "kind": "linucb",
+            "n_updates": 3,
+            "updated_at": "2026-03-03T01:00:00Z",
+        }
+    ]
+    records = load_log(session)
+    assert [r.event_id for r in records] == ["d", "obs", "open", "reported"]
+    assert records[0].reward_source == "computed"
