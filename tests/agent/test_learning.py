@@ -258,3 +258,21 @@ def test_learning_status_and_the_log_for_the_api(session: Session) -> None:
     records = load_log(session)
     assert [r.event_id for r in records] == ["d", "obs", "open", "reported"]
     assert records[0].reward_source == "computed"
+
+
+@pytest.mark.postgres
+def test_the_join_and_an_update_on_postgresql(postgres_engine: Engine) -> None:
+    """On time and never on PostgreSQL, then one learner version (its LargeBinary state)."""
+    with Session(postgres_engine) as db:
+        decide(db, "on-time", T0, 100.0, 50.0)
+        decide(db, "obs", T0 + DAY + timedelta(hours=1), 110.0, 60.0)
+        decide(db, "never", T0 + 10 * DAY, 100.0, 50.0)
+        on_time = join_rewards(db, as_of=T0 + DAY + timedelta(hours=2))
+        assert on_time.computed == ("on-time",)
+        later = join_rewards(db, as_of=T0 + 30 * DAY)
+        assert later.defaulted == ("obs", "never")
+        report = learn(db, as_of=T0 + 30 * DAY)
+        db.commit()
+        assert report.learners[0].version == 1 and report.learners[0].updates == 1
+        snapshot = latest_snapshot(db, "linucb")
+        assert snapshot is not None and restore_learner(snapshot).n_updates == 1
