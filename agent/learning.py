@@ -52,7 +52,6 @@ from sqlalchemy.orm import Session
 from agent.decision_log import (
     CYCLE_STEP,
     DEFAULT_REWARD,
-    REWARD_SOURCES,
     find_by_event_id,
     iter_log_records,
 )
@@ -61,7 +60,7 @@ from agent.observe import as_utc_naive
 from environment.actions import action_index
 from environment.params import BusinessParams
 from policies.bandits import BANDITS, Bandit
-from policies.logged import LoggedDecision
+from policies.logged import REWARD_SOURCES, LoggedDecision
 
 KpiWindowReward = Callable[[Mapping[str, float], Mapping[str, float], timedelta], float]
 """``reward(kpis_at_decision, kpis_at_close, window) -> float``; raises ``KeyError`` or
