@@ -26,7 +26,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "interval and the effective sample size of the importance weights.",
     )
     ope.add_argument("--log", type=Path, required=True, metavar="FILE.jsonl", help="the log")
-    ope.add_argument("--policy", required=True, metavar="SPEC", help="target policy spec")
+    ope.add_argument(
+        "--policy",
+        required=True,
+        metavar="SPEC",
+        help="target policy: a spec (rules, linucb:PATH) or an MLflow model URI (models:/...)",
+    )
     ope.add_argument(
         "--estimators",
         default="dm,ips,snips,dr,sndr",
@@ -95,7 +100,12 @@ def evaluate_log(
         raise ValueError(f"--min-ess must be a finite number >= 0, got {threshold!r}")
     records = read_jsonl(log)
     feedback, counts = bandit_feedback(records)
-    policy = load_policy(policy_spec)
+    if policy_spec.strip().startswith(("models:/", "runs:/")):
+        from experiments.models import load_policy_uri  # MLflow loads only for these
+
+        policy = load_policy_uri(policy_spec)
+    else:
+        policy = load_policy(policy_spec)
     estimates = estimate_all(
         feedback,
         action_distribution(policy, feedback.obs),
