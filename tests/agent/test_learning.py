@@ -276,3 +276,34 @@ def test_the_join_and_an_update_on_postgresql(postgres_engine: Engine) -> None:
         assert report.learners[0].version == 1 and report.learners[0].updates == 1
         snapshot = latest_snapshot(db, "linucb")
         assert snapshot is not None and restore_learner(snapshot).n_updates == 1
+
+
+def test_the_settings_defaults_are_the_gates() -> None:
+    from agent.settings import Settings
+    from policies.gate import DEFAULT_DELTA, DEFAULT_MIN_SAMPLES
+    from policies.ope import DEFAULT_MIN_ESS
+
+    defaults = {name: spec.default for name, spec in Settings.model_fields.items()}
+    assert defaults["learning_delta"] == DEFAULT_DELTA
+    assert defaults["learning_min_samples"] == DEFAULT_MIN_SAMPLES
+    assert defaults["learning_min_ess"] == DEFAULT_MIN_ESS
+
+
+@pytest.mark.parametrize(
+    ("field", "bad", "good"),
+    [
+        ("learning_delta", 0.0, 0.5),
+        ("learning_delta", 0.5000001, 1e-9),
+        ("learning_min_samples", 3, 4),
+        ("learning_min_ess", 0.99, 1.0),
+        ("learning_publish_every", 0, 1),
+    ],
+)
+def test_learning_settings_bounds(field: str, bad: float, good: float) -> None:
+    from pydantic import ValidationError
+
+    from agent.settings import Settings
+
+    assert getattr(Settings(**{field: good}), field) == good
+    with pytest.raises(ValidationError, match=field):
+        Settings(**{field: bad})
