@@ -30,14 +30,13 @@ Nothing here commits: the caller (a route, a cycle, a command) owns the transact
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -46,11 +45,7 @@ from agent.models import DecisionRecord
 from agent.observe import as_utc_naive
 from environment.actions import ACTION_NAMES, ACTIONS, NOOP, action_index
 from environment.params import BusinessParams
-
-SOURCES: tuple[str, ...] = ("policy", "self_healing", "api", "simulator")
-"""Who proposed a decision (the contract's ``source``)."""
-REWARD_SOURCES: tuple[str, ...] = ("computed", "reported", "default")
-"""How a reward was joined: computed from the KPIs, reported through the API, or the default."""
+from policies.logged import SOURCES, LoggedDecision, write_jsonl
 
 CYCLE_STEP = timedelta(days=BusinessParams().dt_days)
 """One environment step: one autonomous cycle (4 hours at the default 6 steps a day)."""
@@ -338,38 +333,36 @@ def reward_summary(session: Session) -> list[ActionRewards]:
 # --- the JSONL export (the shared decision-log contract) -------------------------------------
 
 
-def format_timestamp(moment: datetime) -> str:
-    """ISO-8601 UTC ending in ``Z`` (stored times are naive UTC)."""
-    return as_utc_naive(moment).isoformat() + "Z"
+def to_logged(record: DecisionRecord) -> LoggedDecision:
+    """One row as the contract's record (validated by :class:`~policies.logged.LoggedDecision`;
+    a row that breaks the contract raises its ``LogFormatError`` naming the field)."""
+    return LoggedDecision(
+        event_id=record.event_id or f"decision-{record.id}",
+        timestamp=record.decided_at,
+        cycle_id=record.cycle_id,
+        source=record.source or ("self_healing" if record.policy_name == "detector" else "policy"),
+        policy=record.policy_name,
+        policy_version=record.policy_version,
+        kpis={name: float(value) for name, value in (record.context_kpis or {}).items()},
+        obs=tuple(float(x) for x in record.context_obs),
+        probabilities=tuple(float(p) for p in record.propensities),
+        proposed_action=record.action,
+        action=record.executed_action or executed_action(record.action, record.verdict),
+        propensity=record.propensity,
+        ope_usable=bool(record.ope_usable and record.propensity is not None),
+        confidence=float(record.confidence),
+        verdict=record.verdict,
+        reasons=tuple(str(r) for r in record.verdict_reasons or ()),
+        execution_id=record.execution_id,
+        reward=record.reward,
+        reward_joined_at=record.reward_joined_at,
+        reward_source=record.reward_source,
+    )
 
 
 def to_log_record(record: DecisionRecord) -> dict[str, Any]:
     """One row as the contract's JSON object (keys in contract order)."""
-    return {
-        "event_id": record.event_id or f"decision-{record.id}",
-        "timestamp": format_timestamp(record.decided_at),
-        "cycle_id": record.cycle_id,
-        "source": record.source
-        or ("self_healing" if record.policy_name == "detector" else "policy"),
-        "policy": record.policy_name,
-        "policy_version": record.policy_version,
-        "kpis": {name: float(value) for name, value in (record.context_kpis or {}).items()},
-        "obs": [float(x) for x in record.context_obs],
-        "probabilities": [float(p) for p in record.propensities],
-        "proposed_action": record.action,
-        "action": record.executed_action or executed_action(record.action, record.verdict),
-        "propensity": record.propensity,
-        "ope_usable": bool(record.ope_usable and record.propensity is not None),
-        "confidence": float(record.confidence),
-        "verdict": record.verdict,
-        "reasons": [str(r) for r in record.verdict_reasons or ()],
-        "execution_id": record.execution_id,
-        "reward": record.reward,
-        "reward_joined_at": (
-            format_timestamp(record.reward_joined_at) if record.reward_joined_at else None
-        ),
-        "reward_source": record.reward_source,
-    }
+    return to_logged(record).to_dict()
 
 
 def iter_log_records(
@@ -378,7 +371,7 @@ def iter_log_records(
     since: datetime | None = None,
     until: datetime | None = None,
     batch_size: int = 1_000,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[LoggedDecision]:
     """Every logged decision in id order (optionally ``since <= decided_at < until``), as
     contract records, streamed in batches."""
     last_id = 0
@@ -397,18 +390,9 @@ def iter_log_records(
         if not rows:
             return
         for row in rows:
-            yield to_log_record(row)
+            yield to_logged(row)
         last_id = rows[-1].id
         session.expunge_all()
-
-
-def write_jsonl(records: Iterable[Mapping[str, Any]], stream: IO[str]) -> int:
-    """Write ``records`` one JSON object a line; returns how many. NaN is refused."""
-    count = 0
-    for record in records:
-        stream.write(json.dumps(record, allow_nan=False) + "\n")
-        count += 1
-    return count
 
 
 def export_jsonl(
@@ -418,15 +402,7 @@ def export_jsonl(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> int:
-    """Write the decision log to ``path`` (``.jsonl``) through a temporary file renamed at
-    the end, so a failure leaves no half-written log; returns how many records."""
-    target = Path(path)
-    partial = target.with_name(f".{target.name}.partial")
-    try:
-        with partial.open("w", encoding="utf-8") as stream:
-            count = write_jsonl(iter_log_records(session, since=since, until=until), stream)
-        partial.replace(target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return count
+    """Write the decision log to ``path`` (``.jsonl``, :func:`policies.logged.write_jsonl`:
+    through a temporary file renamed at the end, so a failure leaves no half-written log);
+    returns how many records."""
+    return write_jsonl(path, iter_log_records(session, since=since, until=until))

@@ -9,13 +9,21 @@ from collections.abc import Sequence
 
 from cli import (
     agent_commands,
+    api_commands,
     db_commands,
     experiment_commands,
     schedule_commands,
     sim_commands,
 )
 
-GROUPS = (sim_commands, db_commands, agent_commands, schedule_commands, experiment_commands)
+GROUPS = (
+    sim_commands,
+    db_commands,
+    agent_commands,
+    schedule_commands,
+    experiment_commands,
+    api_commands,
+)
 """Modules with a ``register(subparsers)`` function, in help order."""
 
 
