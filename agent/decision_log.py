@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from agent.models import DecisionRecord
@@ -128,8 +128,22 @@ def _propensity_of(action: str, probabilities: Sequence[float]) -> float | None:
     return value if value > 0.0 else None
 
 
-def record_decision(
-    session: Session,
+def record_decision(session: Session, **fields: Any) -> DecisionRecord:
+    """Add one decision to the log (flushed, not committed) and return its row; ``fields``
+    are :func:`decision_values`' arguments."""
+    record = DecisionRecord(**decision_values(**fields))
+    session.add(record)
+    session.flush()
+    return record
+
+
+def record_decisions(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many rows of :func:`decision_values` in one statement (not committed)."""
+    if rows:
+        session.execute(insert(DecisionRecord), [dict(row) for row in rows])
+
+
+def decision_values(
     *,
     source: str,
     decided_at: datetime,
@@ -149,10 +163,8 @@ def record_decision(
     reward_window: timedelta | None = None,
     request_hash: str | None = None,
     response: dict[str, Any] | None = None,
-    flush: bool = True,
-) -> DecisionRecord:
-    """Add one decision to the log (flushed unless ``flush`` is false, never committed) and
-    return its row.
+) -> dict[str, Any]:
+    """The column values of one decision-log row, validated.
 
     ``executed``: the action that ran; default :func:`executed_action` of the proposal and
     verdict. ``event_id``: default a fresh one. Raises ``ValueError`` for an unknown source or
@@ -172,32 +184,28 @@ def record_decision(
         raise ValueError(f"event_id must have 1 to {EVENT_ID_MAX_LENGTH} characters, got {key!r}")
     at = as_utc_naive(decided_at, "decided_at")
     propensity = _propensity_of(ran, probabilities)
-    record = DecisionRecord(
-        event_id=key,
-        cycle_id=cycle_id,
-        decided_at=at,
-        source=source,
-        policy_name=policy_name,
-        policy_version=policy_version,
-        context_kpis={name: float(value) for name, value in kpis.items()},
-        context_obs=[float(x) for x in obs],
-        propensities=[float(p) for p in probabilities],
-        action=proposed_action,
-        executed_action=ran,
-        propensity=propensity,
-        ope_usable=propensity is not None,
-        confidence=float(confidence),
-        verdict=verdict,
-        verdict_reasons=list(reasons),
-        execution_id=execution_id,
-        reward_deadline=reward_deadline(proposed_action, at, reward_window),
-        request_hash=request_hash,
-        response=response,
-    )
-    session.add(record)
-    if flush:
-        session.flush()
-    return record
+    return {
+        "event_id": key,
+        "cycle_id": cycle_id,
+        "decided_at": at,
+        "source": source,
+        "policy_name": policy_name,
+        "policy_version": policy_version,
+        "context_kpis": {name: float(value) for name, value in kpis.items()},
+        "context_obs": [float(x) for x in obs],
+        "propensities": [float(p) for p in probabilities],
+        "action": proposed_action,
+        "executed_action": ran,
+        "propensity": propensity,
+        "ope_usable": propensity is not None,
+        "confidence": float(confidence),
+        "verdict": verdict,
+        "verdict_reasons": list(reasons),
+        "execution_id": execution_id,
+        "reward_deadline": reward_deadline(proposed_action, at, reward_window),
+        "request_hash": request_hash,
+        "response": response,
+    }
 
 
 def find_by_event_ids(session: Session, event_ids: Iterable[str]) -> dict[str, DecisionRecord]:
