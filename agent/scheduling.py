@@ -234,10 +234,10 @@ def run_scheduled(
     settings: Settings,
     *,
     live: bool,
-    transient: tuple[type[BaseException], ...] = (),
+    transient: Callable[[BaseException], bool] | None = None,
 ) -> RunOutcome:
     """Claim ``tick`` of ``job``, run the pass, record it and raise its alerts (see the module
-    docstring). An exception of a ``transient`` type gives the claim back and propagates, so
+    docstring). An exception that ``transient`` accepts gives the claim back and propagates, so
     the caller may retry the tick; any other failure is recorded and alerted, not raised."""
     from agent.orchestrator import CycleRunning
 
@@ -255,10 +255,10 @@ def run_scheduled(
         ticks.finish_tick(engine, claim, ticks.SKIPPED, detail=str(busy))
         _alert_on_failure(engine, job, "cycle_skipped", f"{job} at {tick}: {busy}", settings)
         return RunOutcome(job, tick, ticks.SKIPPED, None, str(busy))
-    except transient:
-        ticks.release_tick(engine, claim)
-        raise
     except Exception as error:
+        if transient is not None and transient(error):
+            ticks.release_tick(engine, claim)
+            raise
         detail = f"{type(error).__name__}: {error}"
         log.exception("%s at %s failed", job, tick)
         ticks.finish_tick(engine, claim, ticks.FAILED, detail=detail)
