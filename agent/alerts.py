@@ -135,6 +135,32 @@ def raise_alert(
     return alert
 
 
+def kill_switch_alert(
+    session: Session,
+    on: bool,
+    reason: str,
+    by: str,
+    *,
+    now: datetime | None = None,
+    settings: Settings | None = None,
+) -> Alert | None:
+    """The alert of a kill switch change, added to the caller's session and transaction (call
+    it where the switch is set, before the commit): ``critical`` when it goes on, ``info``
+    when it goes off. Each change is its own alert (the key names the state and the time)."""
+    moment = now or utc_now()
+    state = "on" if on else "off"
+    return raise_alert(
+        session,
+        "kill_switch",
+        f"kill_switch:{state}:{moment:%Y%m%dT%H%M%S.%f}",
+        f"kill switch {state} by {by}" + (f": {reason}" if reason else ""),
+        "critical" if on else "info",
+        details={"on": on, "reason": reason, "by": by},
+        now=moment,
+        settings=settings,
+    )
+
+
 # --- payloads and signatures --------------------------------------------------------------
 
 

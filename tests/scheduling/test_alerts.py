@@ -229,3 +229,21 @@ def test_alerts_list_shows_each_alert_and_its_delivery_state(
     assert main(["alerts", "list", "--db", sqlite_url]) == 0
     out = capsys.readouterr().out
     assert "critical_issue" in out and "ops delivered (1 tries)" in out
+
+
+def test_every_kill_switch_change_is_its_own_alert(engine: Engine) -> None:
+    from agent.alerts import kill_switch_alert
+
+    settings = settings_for(alert_cooldown_s=3600)
+    with Session(engine) as session:
+        on = kill_switch_alert(session, True, "incident 42", "alice", now=T0, settings=settings)
+        off = kill_switch_alert(
+            session, False, "", "bob", now=T0 + timedelta(seconds=1), settings=settings
+        )
+        again = kill_switch_alert(
+            session, True, "", "bob", now=T0 + timedelta(seconds=2), settings=settings
+        )
+        session.commit()
+        assert on is not None and off is not None and again is not None
+        assert (on.severity, on.summary) == ("critical", "kill switch on by alice: incident 42")
+        assert (off.severity, off.summary) == ("info", "kill switch off by bob")
