@@ -222,7 +222,6 @@ class DeliveryReport:
 
     delivered: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
-    deferred: list[int] = field(default_factory=list)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -397,9 +396,7 @@ def deliver_pending(
     report = DeliveryReport()
     for delivery_id in _claim_due(engine, now or utc_now()):
         outcome = _deliver_one(engine, delivery_id, hooks, config)
-        {DELIVERED: report.delivered, FAILED: report.failed}.get(outcome, report.deferred).append(
-            delivery_id
-        )
+        (report.delivered if outcome == DELIVERED else report.failed).append(delivery_id)
     return report
 
 

@@ -351,7 +351,8 @@ class EmbeddedScheduler:
         outcome = run_scheduled(job, tick, self.engine, self.settings, live=self.live)
         if self.on_run is not None:
             self.on_run(outcome)
-        self._deliver()
+        if self.settings.alert_webhooks:  # now, on the delivery's own thread: never this one
+            self.scheduler.modify_job("alerts", next_run_time=datetime.now(UTC))
 
     def _deliver(self) -> None:
         if not self.settings.alert_webhooks:
