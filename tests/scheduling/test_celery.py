@@ -20,7 +20,7 @@ from agent.db import make_engine
 from agent.models import Cycle, CycleLock
 from agent.settings import Settings
 from tests.scheduling.conftest import Spawn, child_env
-from tests.scheduling.test_embedded import (
+from tests.scheduling.support import (
     assert_one_run_per_tick,
     audit_log_locked,
     count,

@@ -20,6 +20,7 @@ from agent.settings import Settings
 from agent.ticks import utc_now
 from cli.main import main
 from tests.scheduling.receiver import serve
+from tests.scheduling.support import runs
 
 TICK = datetime(2026, 12, 1, 12, 0)
 
@@ -204,13 +205,8 @@ def test_a_transient_failure_gives_the_tick_back_for_a_retry(engine: Engine) -> 
             live=False,
             transient=lambda error: isinstance(error, OperationalError),
         )
-    assert [r.tick for r in scheduled_runs(engine)] == []  # the retry may claim it again
+    assert runs(engine) == []  # the retry may claim it again
     assert alerts(engine) == []
-
-
-def scheduled_runs(engine: Engine) -> list[ScheduledRun]:
-    with Session(engine) as session:
-        return list(session.scalars(select(ScheduledRun)))
 
 
 def test_a_missing_table_is_not_transient(engine: Engine) -> None:
