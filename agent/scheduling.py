@@ -159,51 +159,38 @@ class RunOutcome:
 
 
 def alerts_for_result(session: Session, job: str, result: CycleResult, settings: Settings) -> int:
-    """Raise the alerts a pass's result calls for; returns how many were raised (not
+    """Raise the alerts a pass's result calls for: each critical issue, each decision held for
+    approval, and a policy that fell back to rules; returns how many were raised (not
     deduplicated)."""
-    raised = []
+    wanted: list[tuple[str, str, str, str, dict[str, Any]]] = []  # kind, key, summary, ...
     for issue in result.issues_found:
         if issue.get("severity") == "critical":
-            key = f"issue:{issue.get('kind')}:{issue.get('detail', '')}"
-            raised.append(
-                raise_alert(
-                    session,
-                    "critical_issue",
-                    key[:200],
-                    str(issue.get("message") or key),
-                    "critical",
-                    details=issue,
-                    source=f"autopilot {job}",
-                    settings=settings,
-                )
+            key = f"issue:{issue.get('kind')}:{issue.get('detail', '')}"[:200]
+            wanted.append(
+                ("critical_issue", key, str(issue.get("message") or key), "critical", issue)
             )
-    for decision in result.decisions:
-        if decision.approval_id is not None:
-            raised.append(
-                raise_alert(
-                    session,
-                    "approval_needed",
-                    f"approval:{decision.approval_id}",
-                    f"{decision.action} is held for approval (approval {decision.approval_id})",
-                    "warning",
-                    details=decision.to_dict(),
-                    source=f"autopilot {job}",
-                    settings=settings,
-                )
+    for d in result.decisions:
+        if d.approval_id is not None:
+            summary = f"{d.action} is held for approval (approval {d.approval_id})"
+            wanted.append(
+                ("approval_needed", f"approval:{d.approval_id}", summary, "warning", d.to_dict())
             )
     if result.policy_note and result.policy_name == "rules":
-        raised.append(
-            raise_alert(
-                session,
-                "policy_fallback",
-                "policy_fallback",
-                result.policy_note,
-                "error",
-                details={"cycle_id": result.cycle_id},
-                source=f"autopilot {job}",
-                settings=settings,
-            )
+        details = {"cycle_id": result.cycle_id}
+        wanted.append(("policy_fallback", "policy_fallback", result.policy_note, "error", details))
+    raised = [
+        raise_alert(
+            session,
+            kind,
+            key,
+            summary,
+            severity,
+            details=details,
+            source=f"autopilot {job}",
+            settings=settings,
         )
+        for kind, key, summary, severity, details in wanted
+    ]
     return sum(alert is not None for alert in raised)
 
 
