@@ -2,7 +2,7 @@
 ``autopilot.monitor`` on Celery beat, Redis as the broker, the database as the store.
 
 Start it with ``autopilot worker`` (any number, on any machines) and ``autopilot beat`` (one;
-a second is harmless), or with Celery's own ``celery -A agent.celery_app worker|beat``. The
+a second is harmless), or with Celery's own ``celery -A cli.celery_entry worker|beat``. The
 configuration comes from :class:`~agent.settings.Settings` (``AUTOPILOT_BROKER_URL``, the
 schedules, the lease, the visibility timeout, the database URL).
 

@@ -138,12 +138,14 @@ def latest_tick(trigger: BaseTrigger, now: datetime) -> datetime:
 
 def run_pass(job: str, engine: Engine, settings: Settings, *, live: bool) -> CycleResult:
     """The one place the scheduler calls the orchestrator: the full cycle or the monitor pass
-    on ``engine``, dry run unless ``live``. Raises what the orchestrator raises."""
+    on ``engine`` (its own transaction, committed at its end) under ``settings``, dry run
+    unless ``live``. Model URIs load with the loader the entry point installed
+    (:func:`agent.cycle_config.use_policy_loader`). Raises what the orchestrator raises."""
     from agent.orchestrator import monitor_and_respond, run_full_cycle
 
     if job == CYCLE:
-        return run_full_cycle(engine, dry_run=not live, policy=settings.policy_uri)
-    return monitor_and_respond(engine, dry_run=not live)
+        return run_full_cycle(engine, settings=settings, dry_run=not live)
+    return monitor_and_respond(engine, settings=settings, dry_run=not live)
 
 
 @dataclass(frozen=True, slots=True)
