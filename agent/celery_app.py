@@ -256,8 +256,10 @@ def monitor_task(self: Any, tick: str | None = None) -> str:
 
 @app.task(name=DELIVER_TASK, acks_late=True)
 def deliver_alerts() -> int:
-    """Send the alerts that are due; returns how many were delivered."""
+    """Send the alerts that are due, one attempt each (a failure waits for its backoff and a
+    later round, :data:`DELIVERY_EVERY`); returns how many were delivered."""
     from agent.alerts import deliver_pending
 
     settings = get_settings()
-    return len(deliver_pending(_engine(settings.db_url), settings).delivered)
+    # one attempt each: a worker never sleeps on a backoff; beat's next round retries
+    return len(deliver_pending(_engine(settings.db_url), settings, attempts_now=1).delivered)
