@@ -346,9 +346,9 @@ class EmbeddedScheduler:
     def _deliver(self) -> None:
         if not self.settings.alert_webhooks:
             return
-        try:
-            deliver_pending(self.engine, self.settings)
-        except Exception as error:  # the outbox keeps them; the next pass tries again
+        try:  # one attempt each: a signal never waits on a backoff; the next round retries
+            deliver_pending(self.engine, self.settings, attempts_now=1)
+        except Exception as error:  # the outbox keeps them; the next round tries again
             log.error("alert delivery failed: %s", error)
 
     def next_runs(self) -> dict[str, datetime | None]:
