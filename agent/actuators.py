@@ -591,7 +591,7 @@ def _apply_setting(session: Session, action: str, at: datetime, execution_id: in
     row = Setting(
         key=key,
         value=new,
-        effective_at=_free_instant(session, key, at),
+        effective_at=free_instant(session, key, at),
         set_by=f"agent:{action}",
         execution_id=execution_id,
         note=f"{action}: {old} -> {new}",
@@ -601,7 +601,7 @@ def _apply_setting(session: Session, action: str, at: datetime, execution_id: in
     return {"setting": key, "old": old, "new": new}, {"kind": "setting", "setting_id": row.id}
 
 
-def _free_instant(session: Session, key: str, at: datetime) -> datetime:
+def free_instant(session: Session, key: str, at: datetime) -> datetime:
     """``at``, or the first microsecond after it not taken by another value of ``key``
     (``settings`` is unique on (key, effective_at))."""
     taken = set(
@@ -633,7 +633,8 @@ _APPLY: dict[str, Callable[[Session, str, datetime, int], Applied]] = {
 def undo(
     session: Session, execution_id: int, *, actor: str = "operator", now: datetime | None = None
 ) -> Execution:
-    """Reverse execution ``execution_id`` exactly, with its audit entry, and commit.
+    """Reverse execution ``execution_id`` exactly, with its audit entry (flushed; the caller
+    commits).
 
     ``ActuatorError`` when there is no such execution, it was already undone, or it left no
     undo record.
@@ -641,41 +642,35 @@ def undo(
     from agent.observe import as_utc_naive
 
     moment = as_utc_naive(now)
-    try:
-        execution = session.get(Execution, execution_id)
-        if execution is None:
-            raise ActuatorError(f"execution {execution_id} does not exist")
-        if execution.undone_at is not None or execution.status == "undone":
-            raise ActuatorError(
-                f"execution {execution_id} was already undone at {execution.undone_at}"
-            )
-        if execution.status != "executed" or not execution.undo:
-            raise ActuatorError(
-                f"execution {execution_id} has status {execution.status!r} and no undo record; "
-                "only executed actions can be undone"
-            )
-        claimed = session.execute(
-            update(Execution)
-            .where(Execution.id == execution_id, Execution.status == "executed")
-            .values(status="undone", undone_at=moment)
+    execution = session.get(Execution, execution_id)
+    if execution is None:
+        raise ActuatorError(f"execution {execution_id} does not exist")
+    if execution.undone_at is not None or execution.status == "undone":
+        raise ActuatorError(f"execution {execution_id} was already undone at {execution.undone_at}")
+    if execution.status != "executed" or not execution.undo:
+        raise ActuatorError(
+            f"execution {execution_id} has status {execution.status!r} and no undo record; "
+            "only executed actions can be undone"
         )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            raise ActuatorError(f"execution {execution_id} was undone concurrently")
-        restored = _reverse(session, execution_id, execution.undo)
-        audit.append(
-            session,
-            actor=actor,
-            action="undo",
-            target=f"{execution.action}:{execution.target}",
-            details={"restored": restored},
-            cycle_id=execution.cycle_id,
-            execution_id=execution_id,
-            now=moment,
-        )
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+    claimed = session.execute(
+        update(Execution)
+        .where(Execution.id == execution_id, Execution.status == "executed")
+        .values(status="undone", undone_at=moment)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise ActuatorError(f"execution {execution_id} was undone concurrently")
+    restored = _reverse(session, execution_id, execution.undo)
+    audit.append(
+        session,
+        actor=actor,
+        action="undo",
+        target=f"{execution.action}:{execution.target}",
+        details={"restored": restored},
+        cycle_id=execution.cycle_id,
+        execution_id=execution_id,
+        now=moment,
+    )
+    session.flush()
     session.refresh(execution)
     return execution
 

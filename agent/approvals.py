@@ -17,9 +17,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from agent import actuators, audit
+from agent.kill_switch import kill_switch_state
 from agent.models import Approval, DecisionRecord
 from agent.observe import as_utc_naive
-from agent.orchestrator import kill_switch_state
 
 STATUSES = ("pending", "approved", "rejected", "expired")
 
@@ -61,37 +61,31 @@ class ApprovalView:
 
 
 def expire(session: Session, now: datetime | None = None) -> int:
-    """Mark pending approvals past their expiry as expired (audited); commits. Returns how
-    many expired."""
+    """Mark pending approvals past their expiry as expired (audited; flushed, the caller
+    commits). Returns how many expired."""
     moment = as_utc_naive(now)
-    try:
-        ids = (
-            session.execute(
-                select(Approval.id).where(
-                    Approval.status == "pending", Approval.expires_at <= moment
-                )
-            )
-            .scalars()
-            .all()
+    ids = (
+        session.execute(
+            select(Approval.id).where(Approval.status == "pending", Approval.expires_at <= moment)
         )
-        for approval_id in ids:
-            session.execute(
-                update(Approval)
-                .where(Approval.id == approval_id, Approval.status == "pending")
-                .values(status="expired", decided_at=moment, decided_by="system")
-            )
-            audit.append(
-                session,
-                actor="system",
-                action="approval_expired",
-                target=str(approval_id),
-                details={"approval_id": approval_id},
-                now=moment,
-            )
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+        .scalars()
+        .all()
+    )
+    for approval_id in ids:
+        session.execute(
+            update(Approval)
+            .where(Approval.id == approval_id, Approval.status == "pending")
+            .values(status="expired", decided_at=moment, decided_by="system")
+        )
+        audit.append(
+            session,
+            actor="system",
+            action="approval_expired",
+            target=str(approval_id),
+            details={"approval_id": approval_id},
+            now=moment,
+        )
+    session.flush()
     return len(ids)
 
 
@@ -168,33 +162,29 @@ def approve(
     note: str | None = None,
     now: datetime | None = None,
 ) -> ApprovalView:
-    """Approve and execute the held decision (live), audited, in one transaction; commits.
+    """Approve and execute the held decision (live), audited; flushed, the caller commits.
 
     Raises :class:`ApprovalError` for an unknown, answered or expired approval, or when the
     kill switch is on (nothing executes while paused).
     """
     moment = as_utc_naive(now)
-    try:
-        on, reason = kill_switch_state(session)
-        if on:
-            raise ApprovalError(f"cannot execute approval {approval_id}: paused ({reason})")
-        decision = _answer(session, approval_id, "approved", by, moment, note)
-        if decision.action in actuators.ACTUATED:
-            outcome = actuators.execute(
-                session,
-                decision.action,
-                moment,
-                cycle_id=decision.cycle_id,
-                actor=by,
-                decision_id=decision.id,
-            )
-            decision.execution_id = outcome.execution.id
-        decision.verdict = "executed"
-        decision.verdict_reasons = [*decision.verdict_reasons, f"approved by {by}"]
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+    on, reason = kill_switch_state(session)
+    if on:
+        raise ApprovalError(f"cannot execute approval {approval_id}: paused ({reason})")
+    decision = _answer(session, approval_id, "approved", by, moment, note)
+    if decision.action in actuators.ACTUATED:
+        outcome = actuators.execute(
+            session,
+            decision.action,
+            moment,
+            cycle_id=decision.cycle_id,
+            actor=by,
+            decision_id=decision.id,
+        )
+        decision.execution_id = outcome.execution.id
+    decision.verdict = "executed"
+    decision.verdict_reasons = [*decision.verdict_reasons, f"approved by {by}"]
+    session.flush()
     return _view_by_id(session, approval_id)
 
 
@@ -206,14 +196,10 @@ def reject(
     note: str | None = None,
     now: datetime | None = None,
 ) -> ApprovalView:
-    """Reject the held decision (nothing executes), audited; commits."""
+    """Reject the held decision (nothing executes), audited; flushed, the caller commits."""
     moment = as_utc_naive(now)
-    try:
-        _answer(session, approval_id, "rejected", by, moment, note)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+    _answer(session, approval_id, "rejected", by, moment, note)
+    session.flush()
     return _view_by_id(session, approval_id)
 
 

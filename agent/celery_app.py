@@ -33,6 +33,7 @@ from typing import Any
 from celery import Celery
 from celery.beat import PersistentScheduler, ScheduleEntry
 from celery.schedules import BaseSchedule, schedstate
+from celery.signals import worker_init
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -162,6 +163,16 @@ def configure(app: Celery, settings: Settings) -> None:
 
 app = Celery("autopilot")
 configure(app, get_settings())
+
+
+@worker_init.connect
+def _load_the_cycle(**_: Any) -> None:
+    """Import the orchestrator and the rules when a worker starts, not in its first cycle
+    (seconds on a busy machine, during which the next tick would find the lock held)."""
+    import importlib
+
+    for module in ("agent.orchestrator", "policies.rules"):
+        importlib.import_module(module)
 
 
 @cache

@@ -349,7 +349,8 @@ def to_log_record(record: DecisionRecord) -> dict[str, Any]:
         "event_id": record.event_id or f"decision-{record.id}",
         "timestamp": format_timestamp(record.decided_at),
         "cycle_id": record.cycle_id,
-        "source": record.source or "policy",
+        "source": record.source
+        or ("self_healing" if record.policy_name == "detector" else "policy"),
         "policy": record.policy_name,
         "policy_version": record.policy_version,
         "kpis": {name: float(value) for name, value in (record.context_kpis or {}).items()},

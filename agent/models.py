@@ -42,6 +42,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -538,6 +539,38 @@ SCHEDULING_TABLES: tuple[str, ...] = ("scheduled_runs", "alerts", "alert_deliver
 
 
 # --- learning tables (issue 13) ------------------------------------------------------------
+
+
+class LearnerSnapshot(Base):
+    """One version of an online learner's state (migration 0006).
+
+    Each learning step that updates a learner writes its next version: the state after the
+    update (the policy's own ``.npz`` file, :meth:`policies.bandits.Bandit.save`), the total
+    update count, and the event ids of the decisions this version learned from (in order), so
+    every version and the data it saw are recoverable from the decision log.
+    """
+
+    __tablename__ = "learner_snapshots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    learner: Mapped[str] = mapped_column(String(100), index=True)
+    """The learner's name (one history per name), e.g. ``linucb``."""
+    version: Mapped[int] = mapped_column(Integer)
+    """1, 2, ... per learner; unique with ``learner``."""
+    kind: Mapped[str] = mapped_column(String(40))
+    """The policy kind that reads ``state`` (a :data:`policies.bandits.BANDITS` name)."""
+    n_updates: Mapped[int] = mapped_column(Integer)
+    """Updates in total up to and including this version."""
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    state_sha256: Mapped[str] = mapped_column(String(64))
+    learned_event_ids: Mapped[list[Any]] = mapped_column(JSON)
+    """The ``decisions.event_id`` of each update since the previous version, in order."""
+    created_at: Mapped[datetime]
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"))
+
+    __table_args__ = (
+        UniqueConstraint("learner", "version", name="uq_learner_snapshots_learner_version"),
+    )
 
 
 # (end of learning tables)

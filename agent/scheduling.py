@@ -15,8 +15,11 @@ skipped pass. Alerts are delivered afterwards, by a separate job, so they never 
 :class:`EmbeddedScheduler` (``autopilot agent run``) runs both jobs on APScheduler 3's
 background scheduler with ``coalesce=True`` (a scheduler that was down runs a missed tick
 once, never a burst), ``max_instances=1`` (a pass never overlaps itself: a tick due while the
-previous pass still runs is skipped) and ``misfire_grace_time`` from the settings (APScheduler's
-own default of one second would silently drop a tick that fires a little late). The first
+previous pass still runs is skipped; the cycle and the monitor pass take turns on one thread,
+since they share the cycle lock) and ``misfire_grace_time`` from the settings (APScheduler's
+own default of one second would silently drop a tick that fires a little late). On start, each
+job's latest tick runs at once when it is within the grace (the tick missed while the process
+was down; the claim skips it when another runner already ran it). The first
 SIGTERM or SIGINT lets the running pass finish (its cycle lock is released as it ends) and
 exits with status 0; a second one exits at once with 128 + the signal number, leaving no
 half-applied effect since every action commits in one transaction with its audit entry.
@@ -45,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from agent import ticks
 from agent.alerts import deliver_pending, raise_alert
+from agent.models import ScheduledRun
 from agent.settings import Settings
 
 if TYPE_CHECKING:
@@ -244,23 +248,23 @@ def run_scheduled(
     except ticks.TickTaken as taken:
         log.info("skipping: %s", taken)
         return RunOutcome(job, tick, None, None, f"skipped: {taken}")
-    with ticks.LeaseKeeper(engine, claim, settings.tick_lease_s):
-        try:
+    try:
+        with ticks.LeaseKeeper(engine, claim, settings.tick_lease_s):  # stopped before finishing
             result = run_pass(job, engine, settings, live=live)
-        except CycleRunning as busy:
-            ticks.finish_tick(engine, claim, ticks.SKIPPED, detail=str(busy))
-            _alert_on_failure(engine, job, "cycle_skipped", f"{job} at {tick}: {busy}", settings)
-            return RunOutcome(job, tick, ticks.SKIPPED, None, str(busy))
-        except transient:
-            ticks.release_tick(engine, claim)
-            raise
-        except Exception as error:
-            detail = f"{type(error).__name__}: {error}"
-            log.exception("%s at %s failed", job, tick)
-            ticks.finish_tick(engine, claim, ticks.FAILED, detail=detail)
-            _alert_on_failure(engine, job, "cycle_failed", f"{job} at {tick}: {detail}", settings)
-            return RunOutcome(job, tick, ticks.FAILED, None, detail)
-        ticks.finish_tick(engine, claim, ticks.SUCCEEDED, cycle_id=result.cycle_id)
+    except CycleRunning as busy:
+        ticks.finish_tick(engine, claim, ticks.SKIPPED, detail=str(busy))
+        _alert_on_failure(engine, job, "cycle_skipped", f"{job} at {tick}: {busy}", settings)
+        return RunOutcome(job, tick, ticks.SKIPPED, None, str(busy))
+    except transient:
+        ticks.release_tick(engine, claim)
+        raise
+    except Exception as error:
+        detail = f"{type(error).__name__}: {error}"
+        log.exception("%s at %s failed", job, tick)
+        ticks.finish_tick(engine, claim, ticks.FAILED, detail=detail)
+        _alert_on_failure(engine, job, "cycle_failed", f"{job} at {tick}: {detail}", settings)
+        return RunOutcome(job, tick, ticks.FAILED, None, detail)
+    ticks.finish_tick(engine, claim, ticks.SUCCEEDED, cycle_id=result.cycle_id)
     try:
         with Session(engine) as session:
             alerts_for_result(session, job, result, settings)
@@ -291,6 +295,7 @@ class EmbeddedScheduler:
     ) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.util import undefined
 
         self.engine = engine
         self.settings = settings
@@ -307,7 +312,9 @@ class EmbeddedScheduler:
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={
-                "default": ThreadPoolExecutor(len(JOBS)),
+                # one thread: the cycle and the monitor pass share the cycle lock, so one
+                # due while the other runs waits for it (within the grace) instead of skipping
+                "default": ThreadPoolExecutor(1),
                 "alerts": ThreadPoolExecutor(1),
             },
             job_defaults={
@@ -316,9 +323,22 @@ class EmbeddedScheduler:
                 "misfire_grace_time": max(1, int(settings.misfire_grace_s)),
             },
         )
+        now = datetime.now(UTC)
         for job, trigger in self.triggers.items():
-            if trigger is not None:
-                self.scheduler.add_job(self._fire, trigger, args=(job, trigger), id=job, name=job)
+            if trigger is None:
+                continue
+            missed = latest_tick(trigger, now)
+            catch_up = (
+                now.replace(tzinfo=None) - missed
+            ).total_seconds() <= settings.misfire_grace_s
+            self.scheduler.add_job(
+                self._fire,
+                trigger,
+                args=(job, trigger),
+                id=job,
+                name=job,
+                next_run_time=now if catch_up else undefined,
+            )
         self.scheduler.add_job(
             self._deliver,
             IntervalTrigger(seconds=DELIVERY_INTERVAL_S, timezone=UTC),
@@ -377,6 +397,32 @@ class EmbeddedScheduler:
         closer.start()
         while closer.is_alive():
             closer.join(0.2)
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """One job for ``autopilot agent status``, the API and the dashboard: its schedule, its
+    next tick (aware UTC; ``None`` when off) and its latest runs, newest first."""
+
+    job: str
+    schedule: str
+    next_run: datetime | None
+    runs: tuple[ScheduledRun, ...]
+
+
+def job_statuses(
+    session: Session, settings: Settings, *, limit: int = 5, now: datetime | None = None
+) -> list[JobStatus]:
+    """The status of every job in :data:`JOBS` under ``settings``' schedules."""
+    moment = now or datetime.now(UTC)
+    expressions = {CYCLE: settings.cycle_schedule, MONITOR: settings.monitor_schedule}
+    out = []
+    for job in JOBS:
+        trigger = parse_schedule(expressions[job])
+        upcoming = trigger.get_next_fire_time(None, moment) if trigger is not None else None
+        runs = tuple(ticks.recent_runs(session, job, limit))
+        out.append(JobStatus(job, expressions[job], upcoming, runs))
+    return out
 
 
 def describe_schedule(expression: str) -> str:

@@ -24,8 +24,9 @@ from agent.analytics import SuggestionFeedback, suggestion_feedback
 from agent.approvals import ApprovalView, list_approvals
 from agent.audit import ChainReport, verify_chain
 from agent.detect import Severity
+from agent.healing import HEALABLE_ISSUE_KINDS
 from agent.models import AuditLog, Cycle, DecisionRecord, Execution
-from agent.orchestrator import SELF_HEALING_KINDS, kill_switch_state, resolve_thresholds
+from agent.orchestrator import kill_switch_state, resolve_thresholds
 from environment.kpis import KPI_INDEX, KPI_SPECS, TARGETED, Direction, KpiSpec
 
 SECTIONS: tuple[str, ...] = (
@@ -226,8 +227,8 @@ def findings(session: Session) -> Findings:
     found = [i for i in (latest.issues or []) if isinstance(i, dict)] if latest else []
     return Findings(
         latest,
-        _by_severity([i for i in found if i.get("kind") in SELF_HEALING_KINDS]),
-        _by_severity([i for i in found if i.get("kind") not in SELF_HEALING_KINDS]),
+        _by_severity([i for i in found if i.get("kind") in HEALABLE_ISSUE_KINDS]),
+        _by_severity([i for i in found if i.get("kind") not in HEALABLE_ISSUE_KINDS]),
     )
 
 

@@ -130,7 +130,7 @@ def decide_one(
         decided_at=now,
         policy_name=loaded.name,
         policy_version=loaded.version,
-        kpis=request.kpis,
+        kpis=request.kpi_values,
         obs=[float(x) for x in observation(request)],
         probabilities=probabilities,
         proposed_action=action,
@@ -148,7 +148,7 @@ def decide_one(
 
 def observation(request: DecideRequest) -> np.ndarray:
     """The environment's observation of the request's KPIs, float32 shape (N_KPIS,)."""
-    return encode_vector(list(request.kpis.values()))
+    return encode_vector(list(request.kpi_values.values()))
 
 
 def decide_many(
