@@ -111,7 +111,7 @@ def _codec(request: Request) -> SessionCodec:
 
 def _section(name: str, session: SessionDep, settings: Settings, **query: Any) -> Any:
     if name == "header":
-        return views.header(session, settings.mlflow_tracking_uri)
+        return views.header(session, settings)
     if name == "scores":
         return views.scores(session)
     if name == "issues":

@@ -75,6 +75,7 @@ def test_every_section_is_filled_and_readable_at_1280_and_390_px(
         assert page.inner_text("#kill-state") == "kill switch off"
         assert "rules" in page.inner_text("#policy")
         assert page.inner_text("#last-cycle").startswith("#")
+        assert page.inner_text("#next-cycle").endswith("(scheduled tick)")
         assert float(page.inner_text("#health-score")) > 0
         assert float(page.inner_text("#alignment-score")) > 0
         assert page.locator("#sec-scores table.kpis tbody tr").count() == len(TARGETED)
