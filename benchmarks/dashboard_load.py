@@ -52,7 +52,7 @@ def measure(users: int, days: int, repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as folder:
         workdir = Path(folder)
         began = time.perf_counter()
-        db_url, env = seed_database(workdir, users=users, days=days)
+        db_url, env = seed_database(workdir, users=users, days=days, timeout_s=3600)
         seeded_s = time.perf_counter() - began
         keys = create_keys(db_url)
         server = start_server(env, workdir / "server.log")
