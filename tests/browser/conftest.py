@@ -84,9 +84,8 @@ def seed_database(
     db_url = f"sqlite:///{workdir / 'autopilot.db'}"
     env = service_env(workdir, db_url)
     autopilot("db", "upgrade", env=env)
-    autopilot(
-        "seed-db", "--users", str(users), "--days", str(days), "--seed", "7", "--quiet", env=env
-    )
+    seed = ("--users", str(users), "--days", str(days), "--seed", "7", "--quiet")
+    autopilot("seed-db", *seed, env=env, timeout_s=timeout_s)
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
     for hours_ago in range(4 * (TREND_CYCLES - 1), 0, -4):  # a trend: dry runs on past clocks
         at = (now - timedelta(hours=hours_ago)).isoformat()
