@@ -49,7 +49,6 @@ defects):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -373,7 +372,7 @@ def _setting_value(
     ).all()
     default = SETTING_DEFAULTS[key]
     for row_id, raw in rows:
-        number = validation.number_or_none(_json_or_none(raw), 0.0)
+        number = validation.number_or_none(validation.json_or_none(raw), 0.0)
         if number is not None:
             return number
         warnings.append(
@@ -383,13 +382,6 @@ def _setting_value(
             report.append(DefectReport("settings", "value", "invalid_setting", 1, (row_id,)))
     warnings.append(f"setting {key!r} has no valid value at {at:%Y-%m-%d %H:%M}; assumed {default}")
     return default
-
-
-def _json_or_none(raw: str | None) -> Any:
-    try:
-        return json.loads(raw) if raw is not None else None
-    except ValueError:
-        return None
 
 
 def _metric_outside(name: str) -> ColumnElement[bool]:

@@ -50,6 +50,7 @@ import gymnasium
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Engine, Table, delete, func, insert, select, text
+from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 import environment
@@ -859,6 +860,9 @@ def seed(
         writer.write(table, converted)
     if bar is not None:
         bar.close()
+    with Session(engine) as session:  # the seeded trail is anchored like the agent's
+        audit.anchor(session)
+        session.commit()
     _finish(engine)
     return SeedResult(
         start=start,

@@ -42,6 +42,7 @@ in aggregates on both backends.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -357,6 +358,14 @@ def duplicate_firsts() -> Any:
         .having(func.count() > 1)
         .subquery("duplicate_firsts")
     )
+
+
+def json_or_none(raw: str | None) -> Any:
+    """The JSON value encoded by ``raw`` (a column read as text), or None when it is not JSON."""
+    try:
+        return json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
 
 
 def number_or_none(value: Any, low: float = -math.inf, high: float = math.inf) -> float | None:
