@@ -47,6 +47,8 @@ GENESIS = "0" * 64
 """``prev_hash`` of the first entry."""
 CHAIN = "audit_log"
 """The name of the chain's head record."""
+ANSWERS = ("approval_approved", "approval_rejected", "approval_expired", "approval_refused")
+"""The audit actions that answer an approval."""
 MAX_LISTED = 10
 """Missing entries named per kind in a report."""
 
@@ -287,11 +289,7 @@ def _missing_entries(session: Session) -> tuple[str, ...]:
     no_undo = [i for i, undone in executions if undone is not None and ("undo", i) not in audited]
     answered = {
         int(details.get("approval_id", -1))
-        for details in session.scalars(
-            select(AuditLog.details).where(
-                AuditLog.action.in_(("approval_approved", "approval_rejected", "approval_expired"))
-            )
-        )
+        for details in session.scalars(select(AuditLog.details).where(AuditLog.action.in_(ANSWERS)))
         if isinstance(details, dict)
     }
     approvals = session.scalars(select(Approval.id).where(Approval.status != "pending")).all()

@@ -77,6 +77,8 @@ def approvals(args: argparse.Namespace) -> int:
                     print("no approvals")
                 for a in rows:
                     by = f" by {a.decided_by}" if a.decided_by else ""
+                    rows = (a.plan or {}).get("rows")
+                    by += f" rows {rows}" if rows is not None else ""
                     print(
                         f"{a.id:>5} {a.status:9}{by} {a.action:18} conf {a.confidence:.2f} "
                         f"requested {a.requested_at:%Y-%m-%d %H:%M} "
@@ -102,10 +104,14 @@ def undo(args: argparse.Namespace) -> int:
 
     try:
         with _session(args.db) as session:
-            execution = undo_execution(session, args.execution_id, actor=args.by)
-    except (ActuatorError, DatabaseError) as error:
+            report = undo_execution(session, args.execution_id, actor=args.by)
+    except (ActuatorError, DatabaseError, ValueError) as error:
         return _fail("undo", error)
+    execution = report.execution
     print(f"execution {execution.id} ({execution.action}) undone at {execution.undone_at}")
+    print("restored: " + (", ".join(f"{k} {v}" for k, v in report.restored.items()) or "nothing"))
+    for conflict in report.conflicts:
+        print(f"not restored: {conflict}")
     return 0
 
 
