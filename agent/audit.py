@@ -36,9 +36,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.orm import Session
 
 from agent.models import Approval, AuditHead, AuditLog, Execution
@@ -188,6 +189,47 @@ def anchor(session: Session) -> None:
     head.entries, head.last_id, head.last_hash = int(entries), last_id, last_hash
     head.updated_at = last_at or datetime.now(UTC).replace(tzinfo=None)
     session.flush()
+
+
+HISTORY_TABLES: tuple[str, ...] = (
+    "cycles", "decisions", "executions", "approvals", "approval_plans", "audit_log",
+    "audit_head", "outbox", "archive", "settings",
+)  # fmt: skip
+"""What the agent wrote and an operator may need later: the trail and what it describes."""
+DECISION_TABLES: tuple[str, ...] = ("cycles", "decisions", "executions", "approvals")
+"""Tables whose rows only the agent writes: any row means the agent has history here."""
+
+
+def agent_history(connection: Connection) -> dict[str, int]:
+    """Rows per table of :data:`DECISION_TABLES` (empty dict: no agent history)."""
+    counts = {
+        name: int(connection.execute(select(func.count()).select_from(table(name))).scalar_one())
+        for name in DECISION_TABLES
+    }
+    return {name: n for name, n in counts.items() if n}
+
+
+def export_history(connection: Connection, path: Path) -> dict[str, int]:
+    """Write every row of :data:`HISTORY_TABLES` to ``path`` as JSON lines (``{"table": ...,
+    "row": {...}}``, times in ISO format) and return the rows per table. The file is written
+    whole before anything else happens; an existing file is refused with ``ValueError`` (never
+    overwritten)."""
+    if path.exists():
+        raise ValueError(f"history archive {str(path)!r} already exists; choose a new path")
+    counts: dict[str, int] = {}
+    with path.open("x", encoding="utf-8") as out:
+        for name in HISTORY_TABLES:
+            counts[name] = 0
+            for row in connection.execute(select(table(name))).mappings():
+                out.write(json.dumps({"table": name, "row": dict(row)}, default=str) + "\n")
+                counts[name] += 1
+    return counts
+
+
+def table(name: str) -> Table:
+    from agent.models import Base
+
+    return Base.metadata.tables[name]
 
 
 def check_human_step(session: Session, actor: str, moment: datetime) -> None:

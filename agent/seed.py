@@ -44,6 +44,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import gymnasium
@@ -817,10 +818,19 @@ def _tolist(values: Any) -> list[Any]:
 
 
 def seed(
-    engine: Engine, config: SeedConfig, *, progress: bool = False, replace: bool = False
+    engine: Engine,
+    config: SeedConfig,
+    *,
+    progress: bool = False,
+    replace: bool = False,
+    archive_history: Path | None = None,
 ) -> SeedResult:
     """Materialize the business of ``config`` into ``engine``'s database (at the head
-    migration, with no users unless ``replace``, which first empties every table)."""
+    migration, with no users unless ``replace``, which first empties every table).
+
+    ``replace`` on a database where the agent has history (cycles, decisions, executions,
+    approvals) refuses unless ``archive_history`` names a new file to save that history and
+    its audit trail to first (:func:`agent.audit.export_history`)."""
     began = time.perf_counter()
     check_schema(engine)
     with engine.connect() as connection:
@@ -832,6 +842,16 @@ def seed(
         )
     if replace:
         with engine.begin() as connection:
+            history = audit.agent_history(connection)
+            if history and archive_history is None:
+                listed = ", ".join(f"{n} {name}" for name, n in history.items())
+                raise ValueError(
+                    f"database {engine.url.render_as_string(hide_password=True)} has agent "
+                    f"history ({listed}); --replace would erase it and its audit trail: pass "
+                    "--archive-history PATH to save it to a new file first"
+                )
+            if history and archive_history is not None:
+                audit.export_history(connection, archive_history)
             for table in reversed(Base.metadata.sorted_tables):
                 connection.execute(delete(table))
     params, scale = scaled_params(config.users)

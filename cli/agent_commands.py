@@ -77,8 +77,8 @@ def approvals(args: argparse.Namespace) -> int:
                     print("no approvals")
                 for a in rows:
                     by = f" by {a.decided_by}" if a.decided_by else ""
-                    rows = (a.plan or {}).get("rows")
-                    by += f" rows {rows}" if rows is not None else ""
+                    shown = (a.plan or {}).get("rows")
+                    by += f" rows {shown}" if shown is not None else ""
                     print(
                         f"{a.id:>5} {a.status:9}{by} {a.action:18} conf {a.confidence:.2f} "
                         f"requested {a.requested_at:%Y-%m-%d %H:%M} "

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from agent.db import (
@@ -74,7 +75,13 @@ def seed_db(args: argparse.Namespace) -> int:
     )
     try:
         engine = connect(args.db)
-        result = seed(engine, config, progress=not args.quiet, replace=args.replace)
+        result = seed(
+            engine,
+            config,
+            progress=not args.quiet,
+            replace=args.replace,
+            archive_history=args.archive_history,
+        )
     except DatabaseError as error:
         return _fail("seed-db", error)
     rows = ", ".join(f"{table} {n:,}" for table, n in result.rows.items() if n)
@@ -146,6 +153,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--end", type=_timestamp, help="when the history ends (default: this hour, UTC)"
     )
     sd.add_argument("--replace", action="store_true", help="empty every table first")
+    sd.add_argument(
+        "--archive-history",
+        type=Path,
+        metavar="PATH",
+        help="with --replace: save the agent's history and audit trail to this new JSONL file "
+        "first (required when the database has any)",
+    )
     sd.add_argument("--no-defects", action="store_true", help="write no defects or orphans")
     sd.add_argument("--quiet", action="store_true", help="no progress bars")
     sd.add_argument("--db", help=_DB_HELP)
