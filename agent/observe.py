@@ -530,7 +530,7 @@ def _is_duplicate() -> ColumnElement[bool]:
 
 def _scan_events(session: Session, at: datetime, found: _Defects) -> None:
     """Events by type over the type index, future-dated ones over the time index, and values
-    that are not timestamps (SQLite only) in one pass over the time index."""
+    that are not timestamps or user ids (SQLite only) in one more pass."""
     by_type = dict(session.execute(select(Event.type, func.count()).group_by(Event.type)).all())
     total = sum(by_type.values())
     unknown = sum(n for kind, n in by_type.items() if kind not in EVENT_TYPES)
@@ -540,10 +540,14 @@ def _scan_events(session: Session, at: datetime, found: _Defects) -> None:
         select(func.count(), _count_if(unknown_type)).where(Event.occurred_at > at)
     ).one()
     invalid_time = validation.not_timestamp(Event.occurred_at)
-    invalid, invalid_only = session.execute(
-        select(func.count(), _count_if(and_(known, not_(Event.occurred_at > at)))).where(
-            invalid_time
-        )
+    invalid_ref = validation.not_integer(Event.user_id)
+    # one pass (over the (user_id, occurred_at) index on SQLite; nothing to find on PostgreSQL)
+    invalid, invalid_refs, invalid_only = session.execute(
+        select(
+            _count_if(invalid_time),
+            _count_if(invalid_ref),
+            _count_if(and_(known, not_(Event.occurred_at > at))),
+        ).where(or_(invalid_time, invalid_ref))
     ).one()
     found.records += total
     found.defective += unknown + int(future) - int(future_unknown) + int(invalid_only)
@@ -551,6 +555,7 @@ def _scan_events(session: Session, at: datetime, found: _Defects) -> None:
         ("type", "unknown_event_type"): (unknown, unknown_type),
         ("occurred_at", "future_timestamp"): (int(future), Event.occurred_at > at),
         ("occurred_at", "invalid_timestamp"): (int(invalid), invalid_time),
+        ("user_id", "invalid_reference"): (int(invalid_refs), invalid_ref),
     }
     for (column, kind), (n, condition) in counts.items():
         found.by_kind[kind] += n

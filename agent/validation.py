@@ -28,6 +28,7 @@ kind                        a row has it when
 ``unknown_billing_value``   a billing kind or status outside the known values
 ``invalid_price``           a subscription ``list_price`` that is not a number > 0 and at most
                             :data:`MAX_LIST_PRICE`
+``invalid_reference``       a ``user_id`` or ``subscription_id`` that is not an integer (SQLite)
 ``out_of_range``            a metric sample outside its physical range
                             (:data:`METRIC_RANGES`) or not a number
 ``invalid_setting``         a ``settings`` value the observation reads that is not JSON or not
@@ -122,6 +123,28 @@ def _not_number_default(element: _not_number, compiler: Any, **kw: Any) -> str:
     return "(1 = 0)"
 
 
+class _not_integer(FunctionElement[bool]):
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(_not_integer, "sqlite")
+def _not_integer_sqlite(element: _not_integer, compiler: Any, **kw: Any) -> str:
+    (column,) = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({column} IS NOT NULL AND typeof({column}) != 'integer')"
+
+
+@compiles(_not_integer)
+def _not_integer_default(element: _not_integer, compiler: Any, **kw: Any) -> str:
+    return "(1 = 0)"
+
+
+def not_integer(column: Any) -> ColumnElement[bool]:
+    """True where a non-NULL value of ``column`` is not an integer (a reference that points
+    nowhere: ``1e308`` or ``'abc'`` in a ``user_id``)."""
+    return _not_integer(column)
+
+
 def not_timestamp(column: Any) -> ColumnElement[bool]:
     """True where a non-NULL value of ``column`` is not a timestamp."""
     return _not_timestamp(column)
@@ -196,6 +219,20 @@ def _timestamps(table: str, model: Any, columns: tuple[str, ...]) -> tuple[Rule,
     )
 
 
+def _not_integer_rule(column: Any) -> Callable[[datetime], ColumnElement[bool]]:
+    def condition(at: datetime) -> ColumnElement[bool]:
+        return not_integer(column)
+
+    return condition
+
+
+def _references(table: str, model: Any, columns: tuple[str, ...]) -> tuple[Rule, ...]:
+    return tuple(
+        Rule(table, name, "invalid_reference", _not_integer_rule(getattr(model, name)))
+        for name in columns
+    )
+
+
 def _future(table: str, column: Any) -> Rule:
     return Rule(table, column.key, "future_timestamp", lambda at: column > at)
 
@@ -232,6 +269,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
         ),
         _future("workflows", Workflow.created_at),
         *_timestamps("workflows", Workflow, ("created_at", "last_run_at")),
+        *_references("workflows", Workflow, ("user_id",)),
     ),
     "events": (
         Rule(
@@ -242,6 +280,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
         ),
         _future("events", Event.occurred_at),
         *_timestamps("events", Event, ("occurred_at",)),
+        *_references("events", Event, ("user_id",)),
     ),
     "suggestions": (
         Rule(
@@ -252,6 +291,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
         ),
         _future("suggestions", Suggestion.shown_at),
         *_timestamps("suggestions", Suggestion, ("shown_at", "responded_at")),
+        *_references("suggestions", Suggestion, ("user_id",)),
     ),
     "billing_events": (
         Rule(
@@ -283,6 +323,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
         ),
         _future("billing_events", BillingEvent.occurred_at),
         *_timestamps("billing_events", BillingEvent, ("occurred_at", "resolved_at")),
+        *_references("billing_events", BillingEvent, ("user_id", "subscription_id")),
     ),
     "subscriptions": (
         Rule(
@@ -295,10 +336,12 @@ RULES: dict[str, tuple[Rule, ...]] = {
             ),
         ),
         *_timestamps("subscriptions", Subscription, ("started_at", "ended_at")),
+        *_references("subscriptions", Subscription, ("user_id",)),
     ),
     "usage_metrics": (
         Rule("usage_metrics", "value", "out_of_range", lambda at: _metric_out_of_range()),
         *_timestamps("usage_metrics", UsageMetric, ("recorded_at",)),
+        *_references("usage_metrics", UsageMetric, ("user_id",)),
     ),
 }
 """Every rule, per product table (``table`` is the key)."""
