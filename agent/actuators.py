@@ -592,17 +592,20 @@ def _apply_orphan_cleanup(
     session: Session, action: str, at: datetime, execution_id: int, scope: Scope | None
 ) -> Applied:
     moved: dict[str, int] = {}
+    unreadable: dict[str, list[int]] = {}
     for name, table in _ARCHIVABLE.items():
         owners, ownerless, _ = _orphan_owners(session, table, at)
         rows: list[Any] = []
         for start in range(0, max(len(owners), 1), 5000):
             chunk = owners[start : start + 5000]
             condition = _owned_by(table, chunk, ownerless and start == 0)
-            rows += session.execute(
-                select(table).where(
-                    condition, validation.valid(name, at), *_scoped(table.c.id, scope, name)
-                )
-            ).all()
+            loaded, bad = load_rows(
+                session,
+                table,
+                and_(condition, validation.valid(name, at), *_scoped(table.c.id, scope, name)),
+            )
+            rows += loaded
+            unreadable[name] = unreadable.get(name, []) + bad
         rows.sort(key=lambda row: row.id)
         if rows:
             session.execute(
@@ -623,7 +626,26 @@ def _apply_orphan_cleanup(
             for start in range(0, len(ids), 5000):
                 session.execute(delete(table).where(table.c.id.in_(ids[start : start + 5000])))
         moved[name] = len(rows)
-    return {"archived": moved}, {"kind": "archive"}
+    flagged = {name: ids[:MAX_FLAGGED_IDS] for name, ids in unreadable.items() if ids}
+    return {"archived": moved, "flagged_unreadable": flagged}, {"kind": "archive"}
+
+
+def load_rows(session: Session, table: Table, condition: Any) -> tuple[list[Any], list[int]]:
+    """(the rows of ``table`` matching ``condition``, whole; the ids of those the driver cannot
+    read). A value that passed the SQL checks but not the driver's parsing (a date that sorts
+    like one but is none, ``'2025-13-45'``) costs one retry row by row, never the execution."""
+    try:
+        return list(session.execute(select(table).where(condition)).all()), []
+    except ValueError:
+        ids = session.execute(select(table.c.id).where(condition)).scalars().all()
+    rows: list[Any] = []
+    bad: list[int] = []
+    for row_id in ids:
+        try:
+            rows.append(session.execute(select(table).where(table.c.id == row_id)).one())
+        except ValueError:
+            bad.append(int(row_id))
+    return rows, bad
 
 
 def _apply_data_fix(

@@ -91,6 +91,10 @@ MAX_SAMPLE_IDS = 5
 # --- portable type checks (SQLite stores any value in any column) -------------------------
 
 
+_TIME_FLOOR = "0001-01-01"
+_TIME_CEILING = "9999-12-31 23:59:59.999999"
+
+
 class _not_timestamp(FunctionElement[bool]):
     type = Boolean()
     inherit_cache = True
@@ -98,8 +102,10 @@ class _not_timestamp(FunctionElement[bool]):
 
 @compiles(_not_timestamp, "sqlite")
 def _not_timestamp_sqlite(element: _not_timestamp, compiler: Any, **kw: Any) -> str:
+    # by sort order: numbers sort before every text and blobs after it, words after digits;
+    # no per-row parsing (julianday would triple a scan); NULL is not a defect (IS 1)
     (column,) = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"({column} IS NOT NULL AND (typeof({column}) != 'text' OR julianday({column}) IS NULL))"
+    return f"(({column} < '{_TIME_FLOOR}' OR {column} > '{_TIME_CEILING}') IS 1)"
 
 
 @compiles(_not_timestamp)
@@ -130,8 +136,11 @@ class _not_integer(FunctionElement[bool]):
 
 @compiles(_not_integer, "sqlite")
 def _not_integer_sqlite(element: _not_integer, compiler: Any, **kw: Any) -> str:
+    # by sort order too: text and blobs sort after every number, and a number beyond 64 bits
+    # is a REAL (a fraction inside that range still converts to an id, harmlessly)
     (column,) = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"({column} IS NOT NULL AND typeof({column}) != 'integer')"
+    bounds = f"{column} > 9223372036854775807 OR {column} < -9223372036854775808"
+    return f"(({column} >= '' OR {bounds}) IS 1)"
 
 
 @compiles(_not_integer)
@@ -146,7 +155,10 @@ def not_integer(column: Any) -> ColumnElement[bool]:
 
 
 def not_timestamp(column: Any) -> ColumnElement[bool]:
-    """True where a non-NULL value of ``column`` is not a timestamp."""
+    """True where a non-NULL value of ``column`` does not sort as a timestamp between years
+    1 and 9999 (a number, a word, a blob). A string of digits that sorts like a date but is
+    none (``'2025-13-45'``) passes here; an actuator that loads such a row skips and flags it
+    (see :func:`agent.actuators.load_rows`)."""
     return _not_timestamp(column)
 
 
@@ -164,15 +176,34 @@ def outside(column: Any, low: float, high: float) -> ColumnElement[bool]:
 # --- emails: one rule in SQL and in Python ------------------------------------------------
 
 
+class _has_forbidden_char(FunctionElement[bool]):
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(_has_forbidden_char, "sqlite")
+def _has_forbidden_char_sqlite(element: _has_forbidden_char, compiler: Any, **kw: Any) -> str:
+    # one GLOB character class instead of a LIKE per character (``]`` first, nothing escapes)
+    (column,) = (compiler.process(clause, **kw) for clause in element.clauses)
+    chars = "]" + "".join(c for c in FORBIDDEN_EMAIL_CHARS if c != "]").replace("'", "''")
+    return f"({column} GLOB '*[{chars}]*')"
+
+
+@compiles(_has_forbidden_char)
+def _has_forbidden_char_default(element: _has_forbidden_char, compiler: Any, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return str(
+        compiler.process(
+            or_(*(column.contains(char, autoescape=True) for char in FORBIDDEN_EMAIL_CHARS)), **kw
+        )
+    )
+
+
 def malformed_email(column: Any) -> ColumnElement[bool]:
     """A non-NULL email that :func:`email_is_valid` rejects, in SQL."""
     return and_(
         column.is_not(None),
-        or_(
-            column.not_like(EMAIL_PATTERN),
-            column.like("%@%@%"),
-            *(column.contains(char, autoescape=True) for char in FORBIDDEN_EMAIL_CHARS),
-        ),
+        or_(column.not_like(EMAIL_PATTERN), column.like("%@%@%"), _has_forbidden_char(column)),
     )
 
 
