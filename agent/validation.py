@@ -181,14 +181,6 @@ class _has_forbidden_char(FunctionElement[bool]):
     inherit_cache = True
 
 
-@compiles(_has_forbidden_char, "sqlite")
-def _has_forbidden_char_sqlite(element: _has_forbidden_char, compiler: Any, **kw: Any) -> str:
-    # one GLOB character class instead of a LIKE per character (``]`` first, nothing escapes)
-    (column,) = (compiler.process(clause, **kw) for clause in element.clauses)
-    chars = "]" + "".join(c for c in FORBIDDEN_EMAIL_CHARS if c != "]").replace("'", "''")
-    return f"({column} GLOB '*[{chars}]*')"
-
-
 @compiles(_has_forbidden_char)
 def _has_forbidden_char_default(element: _has_forbidden_char, compiler: Any, **kw: Any) -> str:
     (column,) = list(element.clauses)
