@@ -702,7 +702,7 @@ def _apply_setting(
     row = Setting(
         key=key,
         value=new,
-        effective_at=_free_instant(session, key, at),
+        effective_at=free_instant(session, key, at),
         set_by=f"agent:{action}",
         execution_id=execution_id,
         note=f"{action}: {old} -> {new}",
@@ -712,7 +712,7 @@ def _apply_setting(
     return {"setting": key, "old": old, "new": new}, {"kind": "setting", "setting_id": row.id}
 
 
-def _free_instant(session: Session, key: str, at: datetime) -> datetime:
+def free_instant(session: Session, key: str, at: datetime) -> datetime:
     """``at``, or the first microsecond after it not taken by another value of ``key``
     (``settings`` is unique on (key, effective_at))."""
     taken = set(
@@ -792,7 +792,7 @@ def undo(
     session: Session, execution_id: int, *, actor: str = "operator", now: datetime | None = None
 ) -> UndoReport:
     """Reverse execution ``execution_id`` where that destroys nothing newer, with its audit
-    entry, and commit.
+    entry (flushed; the caller commits).
 
     Each row is compared with what the execution wrote: a row changed since (an email the user
     edited, an archived id taken by a new row, a message already sent) is left alone and
@@ -802,42 +802,36 @@ def undo(
     than the audit trail's last entry.
     """
     moment = as_utc_naive(now)
-    try:
-        execution = session.get(Execution, execution_id)
-        if execution is None:
-            raise ActuatorError(f"execution {execution_id} does not exist")
-        if execution.undone_at is not None or execution.status == "undone":
-            raise ActuatorError(
-                f"execution {execution_id} was already undone at {execution.undone_at}"
-            )
-        if execution.status != "executed" or not execution.undo:
-            raise ActuatorError(
-                f"execution {execution_id} has status {execution.status!r} and no undo record; "
-                "only executed actions can be undone"
-            )
-        audit.check_human_step(session, actor, moment)
-        claimed = session.execute(
-            update(Execution)
-            .where(Execution.id == execution_id, Execution.status == "executed")
-            .values(status="undone", undone_at=moment)
+    execution = session.get(Execution, execution_id)
+    if execution is None:
+        raise ActuatorError(f"execution {execution_id} does not exist")
+    if execution.undone_at is not None or execution.status == "undone":
+        raise ActuatorError(f"execution {execution_id} was already undone at {execution.undone_at}")
+    if execution.status != "executed" or not execution.undo:
+        raise ActuatorError(
+            f"execution {execution_id} has status {execution.status!r} and no undo record; "
+            "only executed actions can be undone"
         )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            raise ActuatorError(f"execution {execution_id} was undone concurrently")
-        restored, conflicts = _reverse(session, execution_id, execution.undo)
-        audit.append(
-            session,
-            actor=actor,
-            action="undo",
-            target=f"{execution.action}:{execution.target}",
-            details={"restored": restored, "conflicts": [c.to_dict() for c in conflicts]},
-            cycle_id=execution.cycle_id,
-            execution_id=execution_id,
-            now=moment,
-        )
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+    audit.check_human_step(session, actor, moment)
+    claimed = session.execute(
+        update(Execution)
+        .where(Execution.id == execution_id, Execution.status == "executed")
+        .values(status="undone", undone_at=moment)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise ActuatorError(f"execution {execution_id} was undone concurrently")
+    restored, conflicts = _reverse(session, execution_id, execution.undo)
+    audit.append(
+        session,
+        actor=actor,
+        action="undo",
+        target=f"{execution.action}:{execution.target}",
+        details={"restored": restored, "conflicts": [c.to_dict() for c in conflicts]},
+        cycle_id=execution.cycle_id,
+        execution_id=execution_id,
+        now=moment,
+    )
+    session.flush()
     session.refresh(execution)
     return UndoReport(execution, restored, tuple(conflicts))
 

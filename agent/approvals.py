@@ -15,8 +15,8 @@ A human step must not bypass the rules. :func:`approve`:
 4. re-checks governance at approval time (``allowed``, ``max_per_day``, cooldowns, blast
    radius on the rows it would now touch).
 
-If 3 or 4 fails, the approval is marked ``refused`` with the reason (audited, committed) and
-:class:`ApprovalError` says why; the next cycle may request it again. The execution happens in
+If 3 or 4 fails, nothing executes: the approval is marked ``refused`` with the reason in its
+``note`` (audited), and the next cycle may request it again. The execution happens in
 the same transaction as the approval's answer and its audit entries; :func:`reject` records the
 answer. Each can happen once: the answer is a conditional ``UPDATE ... WHERE status =
 'pending'``, so two approvers racing cannot both succeed. The approver is recorded.
@@ -32,10 +32,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from agent import actuators, audit
+from agent.cycle_config import resolve_governance
 from agent.guardrails import Governance, GuardContext, Verdict, evaluate_decision
+from agent.kill_switch import kill_switch_state
 from agent.models import Approval, ApprovalPlan, AuditLog, DecisionRecord
 from agent.observe import as_utc_naive
-from agent.orchestrator import executions_by_action, kill_switch_state, resolve_governance
+from agent.orchestrator import executions_by_action
 from environment.actions import action_index
 
 STATUSES = ("pending", "approved", "rejected", "expired", "refused")
@@ -63,6 +65,8 @@ class ApprovalView:
     execution_id: int | None
     plan: dict[str, Any] | None = None
     """The plan shown at request time (action, target, rows, population...)."""
+    note: str | None = None
+    """The answer's note; for a ``refused`` approval, why it could not execute."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +82,7 @@ class ApprovalView:
             "reasons": list(self.reasons),
             "execution_id": self.execution_id,
             "plan": self.plan,
+            "note": self.note,
         }
 
 
@@ -134,37 +139,31 @@ def shown_plan(
 
 
 def expire(session: Session, now: datetime | None = None) -> int:
-    """Mark pending approvals past their expiry as expired (audited); commits. Returns how
-    many expired."""
+    """Mark pending approvals past their expiry as expired (audited; flushed, the caller
+    commits). Returns how many expired."""
     moment = as_utc_naive(now)
-    try:
-        ids = (
-            session.execute(
-                select(Approval.id).where(
-                    Approval.status == "pending", Approval.expires_at <= moment
-                )
-            )
-            .scalars()
-            .all()
+    ids = (
+        session.execute(
+            select(Approval.id).where(Approval.status == "pending", Approval.expires_at <= moment)
         )
-        for approval_id in ids:
-            session.execute(
-                update(Approval)
-                .where(Approval.id == approval_id, Approval.status == "pending")
-                .values(status="expired", decided_at=moment, decided_by="system")
-            )
-            audit.append(
-                session,
-                actor="system",
-                action="approval_expired",
-                target=str(approval_id),
-                details={"approval_id": approval_id},
-                now=moment,
-            )
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+        .scalars()
+        .all()
+    )
+    for approval_id in ids:
+        session.execute(
+            update(Approval)
+            .where(Approval.id == approval_id, Approval.status == "pending")
+            .values(status="expired", decided_at=moment, decided_by="system")
+        )
+        audit.append(
+            session,
+            actor="system",
+            action="approval_expired",
+            target=str(approval_id),
+            details={"approval_id": approval_id},
+            now=moment,
+        )
+    session.flush()
     return len(ids)
 
 
@@ -261,7 +260,7 @@ def approve(
     now: datetime | None = None,
     governance: Governance | None = None,
 ) -> ApprovalView:
-    """Approve and execute the held decision (live), audited, in one transaction; commits.
+    """Approve and execute the held decision (live), audited; flushed, the caller commits.
 
     Raises :class:`ApprovalError` for an unknown, answered or expired approval, an empty
     approver, a clock that runs backwards, or when the kill switch is on (nothing executes
@@ -270,42 +269,35 @@ def approve(
     ``governance`` defaults to the one the cycle uses (:func:`resolve_governance`).
     """
     moment = as_utc_naive(now)
-    try:
-        on, reason = kill_switch_state(session)
-        if on:
-            raise ApprovalError(f"cannot execute approval {approval_id}: paused ({reason})")
-        approval = _pending(session, approval_id, by, moment)
-        decision = session.get(DecisionRecord, approval.decision_id)
-        assert decision is not None  # foreign key
-        shown, shown_ids = shown_plan(session, approval)
-        scope, refusal = _recheck(
-            session, decision, shown, shown_ids, moment, resolve_governance(governance)
+    on, reason = kill_switch_state(session)
+    if on:
+        raise ApprovalError(f"cannot execute approval {approval_id}: paused ({reason})")
+    approval = _pending(session, approval_id, by, moment)
+    decision = session.get(DecisionRecord, approval.decision_id)
+    assert decision is not None  # foreign key
+    shown, shown_ids = shown_plan(session, approval)
+    scope, refusal = _recheck(
+        session, decision, shown, shown_ids, moment, resolve_governance(governance)
+    )
+    if refusal:
+        _refuse(session, approval_id, decision, by, moment, refusal)
+        session.flush()
+        return _view_by_id(session, approval_id)
+    decision = _answer(session, approval_id, "approved", by, moment, note)
+    if decision.action in actuators.ACTUATED:
+        outcome = actuators.execute(
+            session,
+            decision.action,
+            moment,
+            cycle_id=decision.cycle_id,
+            actor=by,
+            decision_id=decision.id,
+            scope=scope,
         )
-        if refusal:
-            _refuse(session, approval_id, decision, by, moment, refusal)
-            session.commit()
-            raise ApprovalError(
-                f"approval {approval_id} refused: {refusal}; nothing was executed. The next "
-                "cycle may request it again with the current plan"
-            )
-        decision = _answer(session, approval_id, "approved", by, moment, note)
-        if decision.action in actuators.ACTUATED:
-            outcome = actuators.execute(
-                session,
-                decision.action,
-                moment,
-                cycle_id=decision.cycle_id,
-                actor=by,
-                decision_id=decision.id,
-                scope=scope,
-            )
-            decision.execution_id = outcome.execution.id
-        decision.verdict = "executed"
-        decision.verdict_reasons = [*decision.verdict_reasons, f"approved by {by}"]
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+        decision.execution_id = outcome.execution.id
+    decision.verdict = "executed"
+    decision.verdict_reasons = [*decision.verdict_reasons, f"approved by {by}"]
+    session.flush()
     return _view_by_id(session, approval_id)
 
 
@@ -366,7 +358,12 @@ def _refuse(
     session.execute(
         update(Approval)
         .where(Approval.id == approval_id, Approval.status == "pending")
-        .values(status="refused", decided_by=by, decided_at=moment, note=reason)
+        .values(
+            status="refused",
+            decided_by=by,
+            decided_at=moment,
+            note=f"{reason}; nothing was executed, the next cycle may request it again",
+        )
     )
     audit.append(
         session,
@@ -387,14 +384,10 @@ def reject(
     note: str | None = None,
     now: datetime | None = None,
 ) -> ApprovalView:
-    """Reject the held decision (nothing executes), audited; commits."""
+    """Reject the held decision (nothing executes), audited; flushed, the caller commits."""
     moment = as_utc_naive(now)
-    try:
-        _answer(session, approval_id, "rejected", by, moment, note)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+    _answer(session, approval_id, "rejected", by, moment, note)
+    session.flush()
     return _view_by_id(session, approval_id)
 
 
@@ -423,4 +416,5 @@ def _view(
         reasons=tuple(str(r) for r in decision.verdict_reasons or ()),
         execution_id=decision.execution_id,
         plan=plan,
+        note=approval.note,
     )

@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from agent.models import DecisionRecord
@@ -154,8 +154,10 @@ def record_decision(
     reward_window: timedelta | None = None,
     request_hash: str | None = None,
     response: dict[str, Any] | None = None,
+    flush: bool = True,
 ) -> DecisionRecord:
-    """Add one decision to the log (flushed, not committed) and return its row.
+    """Add one decision to the log (flushed unless ``flush`` is false, never committed) and
+    return its row.
 
     ``executed``: the action that ran; default :func:`executed_action` of the proposal and
     verdict. ``event_id``: default a fresh one. Raises ``ValueError`` for an unknown source or
@@ -198,8 +200,18 @@ def record_decision(
         response=response,
     )
     session.add(record)
-    session.flush()
+    if flush:
+        session.flush()
     return record
+
+
+def find_by_event_ids(session: Session, event_ids: Iterable[str]) -> dict[str, DecisionRecord]:
+    """The logged decisions with these ``event_id`` values, by event id."""
+    keys = list(set(event_ids))
+    if not keys:
+        return {}
+    rows = session.scalars(select(DecisionRecord).where(DecisionRecord.event_id.in_(keys)))
+    return {row.event_id: row for row in rows if row.event_id is not None}
 
 
 def find_by_event_id(session: Session, event_id: str) -> DecisionRecord | None:
@@ -284,6 +296,45 @@ def apply_default_rewards(session: Session, now: datetime | None = None) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True, slots=True)
+class ActionRewards:
+    """Decisions of one executed action: how many, how many with a reward by source, and the
+    mean of the joined rewards (``None`` when none is joined)."""
+
+    action: str
+    decisions: int
+    rewarded: dict[str, int]
+    mean_reward: float | None
+
+
+def reward_summary(session: Session) -> list[ActionRewards]:
+    """Per executed action (catalogue order): decisions, rewards by source, mean reward."""
+    executed = func.coalesce(DecisionRecord.executed_action, DecisionRecord.action)
+    rows = session.execute(
+        select(
+            executed, DecisionRecord.reward_source, func.count(), func.avg(DecisionRecord.reward)
+        ).group_by(executed, DecisionRecord.reward_source)
+    ).all()
+    totals: dict[str, list[Any]] = {}
+    for action, source, count, mean in rows:
+        entry = totals.setdefault(action, [0, {}, 0.0, 0])
+        entry[0] += int(count)
+        if source is not None:
+            entry[1][source] = int(count)
+            entry[2] += float(mean) * int(count)
+            entry[3] += int(count)
+    return [
+        ActionRewards(
+            action=name,
+            decisions=totals[name][0],
+            rewarded=totals[name][1],
+            mean_reward=totals[name][2] / totals[name][3] if totals[name][3] else None,
+        )
+        for name in ACTION_NAMES
+        if name in totals
+    ]
+
+
 # --- the JSONL export (the shared decision-log contract) -------------------------------------
 
 
@@ -298,7 +349,8 @@ def to_log_record(record: DecisionRecord) -> dict[str, Any]:
         "event_id": record.event_id or f"decision-{record.id}",
         "timestamp": format_timestamp(record.decided_at),
         "cycle_id": record.cycle_id,
-        "source": record.source or "policy",
+        "source": record.source
+        or ("self_healing" if record.policy_name == "detector" else "policy"),
         "policy": record.policy_name,
         "policy_version": record.policy_version,
         "kpis": {name: float(value) for name, value in (record.context_kpis or {}).items()},

@@ -59,7 +59,7 @@ import yaml
 from environment.actions import ACTION_NAMES, NOOP, check_action
 
 KILL_SWITCH_ENV = "AUTOPILOT_KILL_SWITCH"
-SELF_HEALING = frozenset({"data_fix", "orphan_cleanup", "payment_retry", "scale_infra"})
+SELF_HEALING_ACTIONS = frozenset({"data_fix", "orphan_cleanup", "payment_retry", "scale_infra"})
 SELF_HEALING_THRESHOLD = 0.75
 AUTO_REMEDIATION_THRESHOLD = 0.80
 
@@ -152,7 +152,7 @@ class Governance:
 
 def default_threshold(action: str) -> float:
     """The seed's confidence threshold: 0.75 for self-healing actions, 0.80 otherwise."""
-    return SELF_HEALING_THRESHOLD if action in SELF_HEALING else AUTO_REMEDIATION_THRESHOLD
+    return SELF_HEALING_THRESHOLD if action in SELF_HEALING_ACTIONS else AUTO_REMEDIATION_THRESHOLD
 
 
 def default_thresholds() -> dict[str, float]:

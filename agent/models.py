@@ -42,6 +42,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -431,16 +432,145 @@ AGENT_TABLES: tuple[str, ...] = (
 # --- API tables (issue 10) -----------------------------------------------------------------
 
 
+class ApiKey(Base):
+    """A key of the HTTP API: only the SHA-256 of the secret is stored (:mod:`agent.api_keys`).
+
+    ``name`` is unique and is what the audit trail records for every mutation made with the
+    key; ``prefix`` (the first characters of the secret) lets an operator tell keys apart.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
 # (end of API tables)
 
 
 # --- scheduling and alert tables (issue 12) ------------------------------------------------
 
 
+class ScheduledRun(Base):
+    """One tick of a scheduled job and its run: the claim and the record (migration 0005).
+
+    The unique (``job``, ``tick``) pair makes whoever inserts the row first the only runner of
+    that tick; ``runner`` (``host:pid``) holds it until ``lease_expires_at``, renewed while the
+    pass runs, after which a successor may take it over (``attempts`` counts the takers).
+    ``outcome``: ``running``, ``succeeded``, ``failed`` or ``skipped`` (another cycle held
+    the cycle lock); ``cycle_id`` is the cycle the run started."""
+
+    __tablename__ = "scheduled_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(40))
+    tick: Mapped[datetime]
+    runner: Mapped[str] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[datetime]
+    lease_expires_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(20))
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("job", "tick", name="uq_scheduled_runs_job_tick"),
+        Index("ix_scheduled_runs_job_started_at", "job", "started_at"),
+    )
+
+
+class Alert(Base):
+    """An alert (migration 0005): ``kind`` (what happened), ``key`` (what deduplicates it:
+    another alert with the key within the cooldown only increments ``repeats``), a
+    PagerDuty severity (``critical``, ``error``, ``warning``, ``info``) and a summary."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(200))
+    severity: Mapped[str] = mapped_column(String(20))
+    summary: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(200))
+    details: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    repeats: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_alerts_key_created_at", "key", "created_at"),)
+
+
+class AlertDelivery(Base):
+    """The outbox: one row per alert and webhook (migration 0005). ``status``: ``pending``
+    (due at ``next_attempt_at``), ``delivered`` or ``failed`` (attempts exhausted);
+    ``message_id`` is the ``webhook-id`` every attempt carries, so a receiver can drop
+    repeats; ``claimed_until``: a deliverer is sending it until then."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
+    webhook: Mapped[str] = mapped_column(String(100))
+    message_id: Mapped[str] = mapped_column(String(100), unique=True)
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_until: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("alert_id", "webhook", name="uq_alert_deliveries_alert_id"),
+        Index("ix_alert_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+
+SCHEDULING_TABLES: tuple[str, ...] = ("scheduled_runs", "alerts", "alert_deliveries")
+
+
 # (end of scheduling tables)
 
 
 # --- learning tables (issue 13) ------------------------------------------------------------
+
+
+class LearnerSnapshot(Base):
+    """One version of an online learner's state (migration 0006).
+
+    Each learning step that updates a learner writes its next version: the state after the
+    update (the policy's own ``.npz`` file, :meth:`policies.bandits.Bandit.save`), the total
+    update count, and the event ids of the decisions this version learned from (in order), so
+    every version and the data it saw are recoverable from the decision log.
+    """
+
+    __tablename__ = "learner_snapshots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    learner: Mapped[str] = mapped_column(String(100), index=True)
+    """The learner's name (one history per name), e.g. ``linucb``."""
+    version: Mapped[int] = mapped_column(Integer)
+    """1, 2, ... per learner; unique with ``learner``."""
+    kind: Mapped[str] = mapped_column(String(40))
+    """The policy kind that reads ``state`` (a :data:`policies.bandits.BANDITS` name)."""
+    n_updates: Mapped[int] = mapped_column(Integer)
+    """Updates in total up to and including this version."""
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    state_sha256: Mapped[str] = mapped_column(String(64))
+    learned_event_ids: Mapped[list[Any]] = mapped_column(JSON)
+    """The ``decisions.event_id`` of each update since the previous version, in order."""
+    created_at: Mapped[datetime]
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"))
+
+    __table_args__ = (
+        UniqueConstraint("learner", "version", name="uq_learner_snapshots_learner_version"),
+    )
 
 
 # (end of learning tables)

@@ -31,6 +31,7 @@ from experiments.config import expand_scenarios
 from experiments.tracking import Tracking, configure, log_metrics, log_params, metric_key, start_run
 from policies.base import OnlineLearner, Policy
 from policies.evaluation import Comparison, EvaluationResult, compare, evaluate, fit_online
+from policies.validation import check_seeds
 
 DEFAULT_SEEDS = tuple(range(10))
 """Evaluation and promotion seeds (training evaluates on 1,000+ and learns on others)."""
@@ -73,20 +74,6 @@ def comparison_metrics(comparison: Comparison, prefix: str = "") -> dict[str, fl
             f"{prefix}{scenario}/mean_diff_high": estimate.high,
         }
     return metrics
-
-
-def check_seeds(seeds: int | Sequence[int]) -> tuple[int, ...]:
-    """A seed count ``n`` (seeds ``0 .. n-1``) or explicit seeds; ``ValueError`` naming it."""
-    if isinstance(seeds, bool):
-        raise ValueError(f"seeds={seeds!r} is invalid: must be a count >= 1 or a list of seeds")
-    if isinstance(seeds, int):
-        if seeds < 1:
-            raise ValueError(f"seeds={seeds!r} is invalid: must be a count >= 1")
-        return tuple(range(seeds))
-    values = tuple(seeds)
-    if not values or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in values):
-        raise ValueError(f"seeds={list(values)!r} is invalid: must be integers >= 0")
-    return values
 
 
 @dataclass(frozen=True)

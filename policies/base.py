@@ -33,8 +33,19 @@ from numpy.typing import NDArray
 from environment.actions import ACTION_NAMES, N_ACTIONS
 from environment.kpis import N_KPIS
 
+# Re-exported: rules and the oracle import the config validators from here.
+from policies.validation import check_range as check_range
+from policies.validation import config_error as config_error
+
 Obs = NDArray[np.float32]
 PROPENSITY_TOLERANCE = 1e-6
+"""How far from 1 a decision's propensities may sum (float32 inputs, float64 sums)."""
+DECISION_TOLERANCE = 1e-6
+"""How closely two evaluations of one policy on one observation agree: a batch and the same
+rows one by one, a policy before and after save/load, the served model and the policy in
+process. The action is the same; confidence and propensities agree within this absolute
+tolerance, expected values within it relatively. It is float32 precision: the networks are
+float32 and the BLAS kernel picked for one row and for many may round differently."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +112,8 @@ class Policy(Protocol):
         ...
 
     def decide_batch(self, obs: Obs) -> list[Decision]:
-        """Decide for a batch, shape (n, N_KPIS); equal to ``decide`` row by row."""
+        """Decide for a batch, shape (n, N_KPIS); equal to ``decide`` row by row (the same
+        actions, numbers within :data:`DECISION_TOLERANCE`)."""
         ...
 
     def save(self, path: str | Path) -> Path:
@@ -178,28 +190,6 @@ def check_action_index(action: object) -> int:
     if not 0 <= int(action) < N_ACTIONS:
         raise ValueError(f"action {action!r} outside [0, {N_ACTIONS - 1}]")
     return int(action)
-
-
-def config_error(owner: object, name: str, value: object, allowed: str) -> ValueError:
-    """The error a frozen config raises for a bad field: names the class, field and value."""
-    return ValueError(f"{type(owner).__name__}.{name}={value!r} is invalid: must be {allowed}")
-
-
-def check_range(
-    owner: object, name: str, low: float, high: float = math.inf, *, open_low: bool = False
-) -> None:
-    """Raise :func:`config_error` unless ``owner.name`` is a finite number in the range."""
-    value = getattr(owner, name)
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and (value > low if open_low else value >= low)
-        and value <= high
-    )
-    if not ok:
-        bracket = "(" if open_low else "["
-        raise config_error(owner, name, value, f"a number in {bracket}{low}, {high}]")
 
 
 # --- shared maths -------------------------------------------------------------------------

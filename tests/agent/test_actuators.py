@@ -55,6 +55,7 @@ def test_execute_then_undo_restores_every_table_exactly(
     assert changed != before
     with session_factory(engine)() as session:
         undone = undo(session, execution_id, actor="tester", now=result.as_of)
+        session.commit()
         assert undone.execution.status == "undone"
         assert undone.complete, undone.conflicts
     assert table_checksums(engine) == before

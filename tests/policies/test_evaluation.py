@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 import environment
 from environment.kpis import N_KPIS
@@ -30,15 +31,36 @@ from policies.simple import NoopPolicy, RandomPolicy
         (3, 3.1824),
         (5, 2.5706),
         (9, 2.2622),
-        (29.5, 2.0438),
+        (29.5, 2.0437),
         (30, 2.0423),
         (120, 1.9799),
         (math.inf, 1.95996),
     ],
 )
 def test_t_quantile_matches_tables(df: float, expected: float) -> None:
-    assert t_quantile(0.975, df) == pytest.approx(expected, abs=2e-4)
-    assert t_quantile(0.025, df) == pytest.approx(-expected, abs=2e-4)
+    # the tables print four decimals (five for the normal): half a unit in the last place
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=5e-5)
+    assert t_quantile(0.025, df) == pytest.approx(-expected, abs=5e-5)
+
+
+@pytest.mark.parametrize("df", [1.0, 1.5, 2.0, 7.3, 29.9, 30.0, 500.0])
+@pytest.mark.parametrize("p", [0.001, 0.025, 0.5, 0.9, 0.975])
+def test_t_quantile_is_scipy_stats(df: float, p: float) -> None:
+    assert t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("p", "df", "match"),
+    [
+        (0.0, 3.0, r"p=0\.0 must be in \(0, 1\)"),
+        (1.0, 3.0, r"p=1\.0 must be in \(0, 1\)"),
+        (0.5, 0.999, r"df=0\.999 must be >= 1"),  # df=1.0 itself is in the scipy test
+        (0.5, math.nan, r"df=nan must be >= 1"),
+    ],
+)
+def test_t_quantile_rejects_bad_levels_and_degrees(p: float, df: float, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        t_quantile(p, df)
 
 
 def test_mean_ci_and_stratified_ci() -> None:
@@ -130,10 +152,11 @@ def test_fit_online_trains_in_place() -> None:
     ("kwargs", "error", "match"),
     [
         ({"scenarios": ["atlantis"]}, ValueError, r"unknown scenarios \['atlantis'\]"),
-        ({"scenarios": []}, ValueError, "at least one of"),
+        ({"scenarios": []}, ValueError, r"scenarios=\[\] is invalid: must be one or more of"),
         ({"scenarios": ["steady", "steady"]}, ValueError, "scenarios must be distinct"),
-        ({"seeds": []}, ValueError, "at least one seed"),
-        ({"seeds": [-1]}, ValueError, r"seeds must be integers >= 0, got \[-1\]"),
+        ({"seeds": []}, ValueError, r"seeds=\[\] is invalid: must be a count >= 1 or a list"),
+        ({"seeds": [0, -1]}, ValueError, r"seeds\[1\]=-1 is invalid: must be an integer >= 0"),
+        ({"seeds": [0.5]}, ValueError, r"seeds\[0\]=0.5 is invalid: must be an integer >= 0"),
         ({"seeds": [1, 1]}, ValueError, "seeds must be distinct"),
         ({"learn": True}, TypeError, "learn=True needs an OnlineLearner; 'noop'"),
         ({"policy": "rules"}, TypeError, "expected a Policy"),
@@ -152,7 +175,8 @@ def test_bad_evaluation_arguments(
     ("kwargs", "error", "match"),
     [
         ({"policy": NoopPolicy()}, TypeError, "fit_online needs an OnlineLearner"),
-        ({"episodes": 0}, ValueError, "episodes=0 must be an integer >= 1"),
+        ({"episodes": 0}, ValueError, "episodes=0 is invalid: must be an integer >= 1"),
+        ({"seed": -1}, ValueError, "seed=-1 is invalid: must be an integer >= 0"),
     ],
 )
 def test_bad_fit_online_arguments(

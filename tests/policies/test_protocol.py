@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from environment.actions import ACTION_NAMES, N_ACTIONS
-from policies.base import Decision, Episodic, OnlineLearner, Policy
+from policies.base import (
+    DECISION_TOLERANCE,
+    PROPENSITY_TOLERANCE,
+    Decision,
+    Episodic,
+    OnlineLearner,
+    Policy,
+)
 from policies.oracle import LookaheadOracle
 from policies.registry import load_policy
 from tests.policies.conftest import POLICY_NAMES, random_obs
@@ -33,14 +40,18 @@ def reload(policy: Policy, tmp_path: Path) -> Policy:
 
 
 def assert_same(a: Decision, b: Decision) -> None:
+    """The contract of :data:`policies.base.DECISION_TOLERANCE`: the same action, the numbers
+    equal to float32 precision."""
     assert a.action == b.action
-    assert a.confidence == pytest.approx(b.confidence, abs=1e-12)
-    np.testing.assert_allclose(a.propensities, b.propensities, atol=1e-12)
+    assert a.confidence == pytest.approx(b.confidence, abs=DECISION_TOLERANCE)
+    np.testing.assert_allclose(a.propensities, b.propensities, rtol=0, atol=DECISION_TOLERANCE)
     if a.expected_values is None:
         assert b.expected_values is None
     else:
         assert b.expected_values is not None
-        np.testing.assert_allclose(a.expected_values, b.expected_values, atol=1e-9)
+        np.testing.assert_allclose(
+            a.expected_values, b.expected_values, rtol=DECISION_TOLERANCE, atol=0
+        )
 
 
 @pytest.mark.parametrize("name", POLICY_NAMES)
@@ -53,7 +64,7 @@ def test_decisions_are_valid(name: str, make_policy: MakePolicy) -> None:
         assert decision.action_name == ACTION_NAMES[decision.action]
         assert 0.0 <= decision.confidence <= 1.0
         assert decision.propensities.shape == (N_ACTIONS,)
-        assert decision.propensities.sum() == pytest.approx(1.0, abs=1e-9)
+        assert decision.propensities.sum() == pytest.approx(1.0, abs=PROPENSITY_TOLERANCE)
         assert (decision.propensities >= 0).all()
         assert decision.propensity > 0
         assert decision.policy_name == policy.name

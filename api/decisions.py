@@ -1,0 +1,186 @@
+"""The decision API's work: context -> observation -> policy -> guardrails -> decision log.
+
+- The KPIs are encoded by the environment's encoding (:func:`environment.kpis.encode_vector`),
+  so an HTTP context reaches the policy exactly as a simulated or SQL-observed one does.
+- ``excluded_actions``: the policy's probabilities restricted to the other actions and
+  renormalized (uniform over them when the policy gave them no mass); the decision is the
+  policy's own when allowed, else the most probable allowed action. The logged probabilities
+  are the restricted ones: what the decision was actually drawn from.
+- The guardrails are evaluated as if live (``mode: advise``: the caller acts, so ``executed``
+  means the guardrails let the action through), with the kill switch and the executions of the
+  last week; the log records ``noop`` as what ran unless the verdict is ``executed``.
+- Idempotency: the body (without ``event_id``) is hashed; a repeated ``event_id`` with the same
+  hash gets the stored answer, with another hash a 422. Nothing is decided twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from agent import decision_log
+from agent.guardrails import Governance, GuardContext, evaluate_decision
+from agent.models import DecisionRecord
+from agent.orchestrator import executions_by_action, kill_switch_state
+from api import metrics
+from api.policy import LoadedPolicy
+from api.problems import Problem
+from api.schemas import DecideRequest, DecideResponse, VerdictOut
+from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP, action_index
+from environment.kpis import encode_vector
+from policies.base import Decision
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """What the guardrails need, read once per request (or batch)."""
+
+    governance: Governance
+    thresholds: Mapping[str, float]
+    context: GuardContext
+
+
+def guard_for(
+    session: Session, governance: Governance, thresholds: Mapping[str, float], now: datetime
+) -> Guard:
+    """The guardrails' inputs at ``now``: kill switch and last week's executions."""
+    on, reason = kill_switch_state(session)
+    context = GuardContext(
+        now=now,
+        dry_run=False,
+        kill_switch=on,
+        kill_reason=reason,
+        executions=executions_by_action(session, now),
+    )
+    return Guard(governance, thresholds, context)
+
+
+def request_hash(request: DecideRequest) -> str:
+    """SHA-256 of the request body without its ``event_id`` (canonical JSON)."""
+    body = request.model_dump(mode="json", exclude={"event_id"})
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def restrict(decision: Decision, excluded: Sequence[str]) -> tuple[int, list[float], float]:
+    """(action, probabilities, confidence) after ``excluded`` (see the module docstring)."""
+    probabilities = np.asarray(decision.propensities, dtype=np.float64)
+    if not excluded:
+        return decision.action, probabilities.tolist(), float(decision.confidence)
+    allowed = np.ones(N_ACTIONS, dtype=bool)
+    allowed[[action_index(name) for name in excluded]] = False
+    masked = np.where(allowed, probabilities, 0.0)
+    mass = float(masked.sum())
+    masked = masked / mass if mass > 0.0 else allowed / allowed.sum()
+    if allowed[decision.action]:
+        return decision.action, masked.tolist(), float(decision.confidence)
+    chosen = NOOP if mass == 0.0 and allowed[NOOP] else int(np.argmax(masked))
+    return chosen, masked.tolist(), float(masked[chosen])
+
+
+def stored_answer(record: DecisionRecord, body_hash: str) -> dict[str, Any]:
+    """The stored answer of a repeated ``event_id``; 422 when the body differs."""
+    if record.request_hash != body_hash or record.response is None:
+        raise Problem(
+            422,
+            f"event_id {record.event_id!r} was already used with a different request; "
+            "a repeated event_id must repeat its body exactly",
+        )
+    return record.response
+
+
+def decide_one(
+    session: Session,
+    request: DecideRequest,
+    decision: Decision,
+    loaded: LoadedPolicy,
+    guard: Guard,
+    now: datetime,
+    body_hash: str,
+) -> DecisionRecord:
+    """Guard one policy decision and add it to the log (not flushed, not committed)."""
+    index, probabilities, confidence = restrict(decision, request.excluded_actions)
+    verdict = evaluate_decision(
+        index, confidence, guard.governance, guard.thresholds, guard.context
+    )
+    action = ACTION_NAMES[index]
+    event_id = request.event_id or decision_log.new_event_id()
+    deadline = decision_log.reward_deadline(action, now)
+    reasons = list(verdict.reasons)
+    answer = DecideResponse(
+        event_id=event_id,
+        action=action,
+        confidence=confidence,
+        probabilities=dict(zip(ACTION_NAMES, probabilities, strict=True)),
+        policy=loaded.name,
+        policy_version=loaded.version,
+        verdict=VerdictOut(verdict=verdict.verdict.value, rule=verdict.rule, reasons=reasons),
+        reward_deadline=deadline,
+    )
+    record = decision_log.record_decision(
+        session,
+        source="api",
+        decided_at=now,
+        policy_name=loaded.name,
+        policy_version=loaded.version,
+        kpis=request.kpi_values,
+        obs=[float(x) for x in observation(request)],
+        probabilities=probabilities,
+        proposed_action=action,
+        confidence=confidence,
+        verdict=verdict.verdict.value,
+        reasons=[verdict.rule, *reasons],
+        event_id=event_id,
+        request_hash=body_hash,
+        response=answer.model_dump(mode="json"),
+        flush=False,
+    )
+    metrics.DECISIONS.labels("api", action, verdict.verdict.value).inc()
+    return record
+
+
+def observation(request: DecideRequest) -> np.ndarray:
+    """The environment's observation of the request's KPIs, float32 shape (N_KPIS,)."""
+    return encode_vector(list(request.kpi_values.values()))
+
+
+def decide_many(
+    session: Session,
+    requests: Sequence[DecideRequest],
+    loaded: LoadedPolicy,
+    guard: Guard,
+    now: datetime,
+) -> list[dict[str, Any] | Problem]:
+    """Answer every request independently (stored answers for repeated event ids, a
+    :class:`Problem` for a conflicting one); new decisions are added to ``session``,
+    flushed, not committed."""
+    hashes = [request_hash(r) for r in requests]
+    known = decision_log.find_by_event_ids(session, [r.event_id for r in requests if r.event_id])
+    fresh = [i for i, r in enumerate(requests) if r.event_id is None or r.event_id not in known]
+    decisions: list[Decision] = []
+    if fresh:
+        obs = np.stack([observation(requests[i]) for i in fresh])
+        decisions = loaded.policy.decide_batch(obs)
+    out: list[dict[str, Any] | Problem] = [Problem(500, "unanswered")] * len(requests)
+    by_index = dict(zip(fresh, decisions, strict=True))
+    for i, request in enumerate(requests):
+        try:
+            if request.event_id in known:
+                out[i] = stored_answer(known[request.event_id], hashes[i])
+                continue
+            record = decide_one(session, request, by_index[i], loaded, guard, now, hashes[i])
+            if request.event_id is not None:
+                known[request.event_id] = record  # a repeat later in the batch is idempotent
+            assert record.response is not None
+            out[i] = record.response
+        except Problem as problem:
+            out[i] = problem
+    session.flush()
+    return out

@@ -1,0 +1,144 @@
+"""Dependencies of the routes: settings, the database session, the caller and its role.
+
+- :data:`SettingsDep`: the :class:`~agent.settings.Settings` from :func:`get_settings` (the app
+  factory overrides it with the settings it was given, as tests do);
+- :data:`SessionDep`: a session on the app's engine, one per request; the route owns its
+  transaction and commits it;
+- access (deny by default): every route declares who may call it with :func:`allow` (the key's
+  roles; ``admin`` may always) or :func:`public`. :func:`access_of` reads the declaration back,
+  and the app factory refuses to build an app with a route that has none, so an undeclared
+  route can never be served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from agent.api_keys import ROLES, Principal, authenticate
+from agent.settings import Settings, get_settings
+from api.policy import PolicyHolder
+from api.problems import Problem
+
+API_KEY_HEADER = "X-API-Key"
+API_KEY_SCHEME = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="A key from `autopilot api-key create`; its role decides what it may call.",
+)
+PUBLIC = "public"
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_engine(request: Request) -> Engine:
+    """The app's database engine."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+    """One session per request, closed (and rolled back if uncommitted) afterwards."""
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def get_policy_holder(request: Request) -> PolicyHolder:
+    """The app's policy holder."""
+    holder: PolicyHolder = request.app.state.policy
+    return holder
+
+
+PolicyDep = Annotated[PolicyHolder, Depends(get_policy_holder)]
+
+
+class Allow:
+    """Access for keys of ``roles`` (and ``admin``): 401 without a valid key, 403 for another
+    role; returns the caller."""
+
+    def __init__(self, *roles: str) -> None:
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}; allowed: {list(ROLES)}")
+        self.roles = frozenset({"admin", *roles})
+
+    def __call__(
+        self,
+        request: Request,
+        session: SessionDep,
+        x_api_key: Annotated[str | None, Depends(API_KEY_SCHEME)] = None,
+    ) -> Principal:
+        principal = authenticate(session, x_api_key)
+        if principal is None:
+            raise Problem(
+                401,
+                f"a valid API key is required in the {API_KEY_HEADER} header",
+                headers={"WWW-Authenticate": API_KEY_HEADER},
+            )
+        if principal.role not in self.roles:
+            raise Problem(
+                403,
+                f"role {principal.role!r} may not call this endpoint; allowed roles: "
+                f"{sorted(self.roles)}",
+            )
+        request.state.principal = principal
+        return principal
+
+
+def current_caller(request: Request) -> Principal:
+    """The caller that the route's :func:`allow` declaration authenticated."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        raise Problem(401, f"a valid API key is required in the {API_KEY_HEADER} header")
+    return principal
+
+
+CallerDep = Annotated[Principal, Depends(current_caller)]
+
+
+class Public:
+    """Access for anyone (health, readiness, metrics)."""
+
+    def __call__(self) -> None:
+        return None
+
+
+def allow(*roles: str) -> Any:
+    """The dependency declaring that keys of ``roles`` (and admin) may call a route."""
+    return Depends(Allow(*roles))
+
+
+def public() -> Any:
+    """The dependency declaring a route open to anyone."""
+    return Depends(Public())
+
+
+def _declarations(dependant: Dependant) -> Iterator[Allow | Public]:
+    for sub in dependant.dependencies:
+        if isinstance(sub.call, Allow | Public):
+            yield sub.call
+        yield from _declarations(sub)
+
+
+def access_of(route: APIRoute) -> frozenset[str] | str | None:
+    """The roles that may call ``route``, :data:`PUBLIC`, or ``None`` when undeclared (or
+    declared twice, which is as bad)."""
+    found = list(_declarations(route.dependant))
+    if len(found) != 1:
+        return None
+    return PUBLIC if isinstance(found[0], Public) else found[0].roles
+
+
+class UndeclaredAccess(RuntimeError):
+    """A route declares no access (or more than one); the app refuses to serve it."""

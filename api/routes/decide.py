@@ -1,0 +1,128 @@
+"""The decision API for services: decide, decide in batches, report a reward (role ``client``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from sqlalchemy.exc import IntegrityError
+
+from agent import decision_log
+from agent.observe import as_utc_naive
+from api.decisions import decide_many, guard_for, request_hash, stored_answer
+from api.deps import PolicyDep, SessionDep, SettingsDep, allow
+from api.problems import COMMON_ERRORS, Problem, problem_response, problem_responses
+from api.schemas import (
+    EVENT_ID_PATTERN,
+    BatchItem,
+    BatchRequest,
+    BatchResponse,
+    DecideRequest,
+    DecideResponse,
+    RewardRequest,
+    RewardResponse,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["decisions"])
+EventId = Annotated[
+    str, Path(min_length=1, max_length=decision_log.EVENT_ID_MAX_LENGTH, pattern=EVENT_ID_PATTERN)
+]
+
+
+def _guard(request: Request, session: SessionDep) -> Any:
+    now = as_utc_naive(None)
+    state = request.app.state
+    return guard_for(session, state.governance, state.thresholds, now), now
+
+
+@router.post(
+    "/decide",
+    response_model=DecideResponse,
+    dependencies=[allow("client")],
+    responses=problem_responses(*COMMON_ERRORS),
+)
+def decide(body: DecideRequest, request: Request, session: SessionDep, policy: PolicyDep) -> Any:
+    """Decide for one context; the decision is logged so its reward can be joined."""
+    guard, now = _guard(request, session)
+    try:
+        (answer,) = decide_many(session, [body], policy.current, guard, now)
+        if isinstance(answer, Problem):
+            raise answer
+        session.commit()
+    except IntegrityError:  # the same event_id decided concurrently: answer as a repeat
+        session.rollback()
+        record = decision_log.find_by_event_id(session, body.event_id or "")
+        if record is None:
+            raise
+        answer = stored_answer(record, request_hash(body))
+    return answer
+
+
+@router.post(
+    "/decide/batch",
+    response_model=BatchResponse,
+    dependencies=[allow("client")],
+    responses=problem_responses(*COMMON_ERRORS),
+)
+def decide_batch(
+    body: BatchRequest,
+    request: Request,
+    session: SessionDep,
+    policy: PolicyDep,
+    settings: SettingsDep,
+) -> Any:
+    """Decide for up to ``AUTOPILOT_API_MAX_BATCH`` contexts, each answered independently."""
+    if len(body.items) > settings.api_max_batch:
+        raise Problem(
+            413, f"batch of {len(body.items)} items exceeds the limit of {settings.api_max_batch}"
+        )
+    guard, now = _guard(request, session)
+    answers = decide_many(session, body.items, policy.current, guard, now)
+    session.commit()
+    items = []
+    for answer in answers:
+        if isinstance(answer, Problem):
+            problem = problem_response(answer.status, answer.detail)
+            items.append(BatchItem(status=answer.status, problem=_body(problem)))
+        else:
+            items.append(BatchItem(status=200, decision=DecideResponse.model_validate(answer)))
+    return BatchResponse(items=items)
+
+
+def _body(response: Any) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads(bytes(response.body)))
+
+
+@router.post(
+    "/events/{event_id}/reward",
+    response_model=RewardResponse,
+    dependencies=[allow("client")],
+    responses=problem_responses(*COMMON_ERRORS, 404, 409, 410),
+)
+def report_reward(event_id: EventId, body: RewardRequest, session: SessionDep) -> Any:
+    """Report the reward of a decision: 404 unknown, 409 already rewarded (the first stands),
+    410 after the deadline (the default reward is applied)."""
+    try:
+        result = decision_log.report_reward(session, event_id, body.value)
+    except LookupError as error:
+        raise Problem(404, str(error).strip("'\"")) from None
+    except decision_log.RewardConflict as error:
+        raise Problem(409, str(error)) from None
+    session.commit()
+    if result.expired:
+        raise Problem(
+            410,
+            f"the reward window of {event_id!r} has closed; the default reward "
+            f"{result.reward} stands",
+            reward=result.reward,
+            reward_source=result.reward_source,
+        )
+    return RewardResponse(
+        event_id=result.event_id,
+        reward=result.reward,
+        reward_source=result.reward_source,  # type: ignore[arg-type]
+        reward_joined_at=result.reward_joined_at,
+        expired=False,
+    )
