@@ -394,7 +394,7 @@ def update_learner(
 def load_log(session: Session, *, since: datetime | None = None) -> list[LoggedDecision]:
     """The decision log (optionally ``decided_at >= since``) as contract records, the input
     of :mod:`policies.feedback` and :mod:`policies.ope`."""
-    return [LoggedDecision.from_dict(data) for data in iter_log_records(session, since=since)]
+    return list(iter_log_records(session, since=since))
 
 
 def learning_status(session: Session, *, as_of: datetime) -> dict[str, Any]:
