@@ -160,13 +160,15 @@ def _latest_cycle(session: Session) -> Cycle | None:
 
 
 def mlflow_link(tracking_uri: str, policy_version: str | None) -> str | None:
-    """The MLflow UI page of a registered model version (``models:/NAME/VERSION``) when the
-    tracking URI is a server (http or https); ``None`` otherwise."""
+    """The MLflow UI page of a registered model version (``models:/NAME/VERSION``; the model's
+    page for ``models:/NAME@ALIAS``) when the tracking URI is a server (http or https);
+    ``None`` otherwise."""
     if not policy_version or not tracking_uri.startswith(("http://", "https://")):
         return None
     if not policy_version.startswith("models:/"):
         return None
     name, _, version = policy_version.removeprefix("models:/").partition("/")
+    name = name.partition("@")[0]  # models:/NAME@ALIAS names the model, not a version
     base = tracking_uri.rstrip("/")
     if version.isdigit():
         return f"{base}/#/models/{quote(name)}/versions/{version}"
