@@ -87,7 +87,7 @@ def test_every_section_is_filled_and_readable_at_1280_and_390_px(
         assert page.locator("#cycles tbody tr").count() >= TREND_CYCLES
         assert page.locator("#decisions tbody tr").count() > 0
         assert page.locator("#audit tbody tr").count() == 20
-        assert "adoption" in page.inner_text("#adoption")
+        expect(page.locator("#adoption")).to_contain_text("adoption", timeout=WAIT_MS)
         assert page.locator("#thresholds tbody tr").count() > 0
         assert "Not available yet" in page.inner_text("#ope")
         for selector in SECTIONS:
