@@ -79,6 +79,7 @@ from agent.observe import (
     as_utc_naive,
 )
 from environment.actions import ACTION_NAMES
+from environment.params import BusinessParams
 
 RETENTION_COOLDOWN_DAYS = 14
 """An account gets at most one win-back message in this many days."""
@@ -90,12 +91,15 @@ REVIEW_TOPIC = "data_review"
 FIXABLE_DEFECTS = frozenset({"malformed_email"})
 """Defect kinds of :mod:`agent.observe` that ``data_fix`` repairs (others are only detected)."""
 
+PRICE_STEP = BusinessParams().price_step
+"""A price change moves the price level by this share, as in the simulator (10%)."""
+
 SETTING_ACTIONS: dict[str, tuple[str, Callable[[float], float]]] = {
     "onboarding_boost": ("onboarding_boost", lambda old: 1.0),
     "funnel_fix": ("funnel_fix", lambda old: 1.0),
     "upgrade_prompt": ("upgrade_prompt", lambda old: 1.0),
-    "price_increase": ("price_level", lambda old: round(old * 1.10, 6)),
-    "price_decrease": ("price_level", lambda old: round(old / 1.10, 6)),
+    "price_increase": ("price_level", lambda old: round(old * (1.0 + PRICE_STEP), 6)),
+    "price_decrease": ("price_level", lambda old: round(old * (1.0 - PRICE_STEP), 6)),
     "scale_infra": ("infra_capacity", lambda old: old + 1.0),
     "shift_marketing": ("marketing_shifts", lambda old: old + 1.0),
     "ship_feature": ("features_shipped", lambda old: old + 1.0),

@@ -43,6 +43,7 @@ from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.orm import Session
 
 from agent.models import Approval, AuditHead, AuditLog, Execution
+from agent.observe import as_utc_naive
 
 GENESIS = "0" * 64
 """``prev_hash`` of the first entry."""
@@ -57,14 +58,6 @@ MAX_LISTED = 10
 class AuditError(ValueError):
     """An entry that cannot be appended (empty actor, clock before the trail, head record out
     of step with the chain); the message says why and what to do."""
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    """Times are stored and hashed as naive UTC, as every supported database returns them
-    (SQLite keeps no time zone)."""
-    if moment.tzinfo is not None:
-        return moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
 
 
 def entry_digest(
@@ -83,7 +76,7 @@ def entry_digest(
     content = [
         prev_hash,
         entry_id,
-        _naive_utc(occurred_at).isoformat(timespec="microseconds"),
+        as_utc_naive(occurred_at).isoformat(timespec="microseconds"),
         actor,
         action,
         target,
@@ -114,7 +107,7 @@ def append(
     if not isinstance(actor, str) or not actor.strip():
         raise AuditError(f"every audit entry names who acted; got actor={actor!r}")
     prev_id, prev_hash, prev_at = _last_entry(session)
-    requested = _naive_utc(now or datetime.now(UTC))
+    requested = as_utc_naive(now or datetime.now(UTC))
     occurred_at = max(requested, prev_at) if prev_at is not None else requested
     payload = dict(details or {})
     if occurred_at != requested:
@@ -238,7 +231,7 @@ def check_human_step(session: Session, actor: str, moment: datetime) -> None:
     if not isinstance(actor, str) or not actor.strip():
         raise AuditError(f"a human step must name who takes it (--by); got {actor!r}")
     _, _, last_at = _last_entry(session)
-    if last_at is not None and _naive_utc(moment) < last_at:
+    if last_at is not None and as_utc_naive(moment) < last_at:
         raise AuditError(
             f"clock {moment:%Y-%m-%d %H:%M:%S} is before the audit trail's last entry "
             f"({last_at:%Y-%m-%d %H:%M:%S}); time cannot run backwards: use --now at or after it"

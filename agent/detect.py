@@ -55,7 +55,7 @@ from agent.observe import (
     KpiSnapshot,
 )
 from environment.actions import ACTION_NAMES
-from environment.kpis import SPEC_BY_NAME
+from environment.kpis import PAYMENT_BANDS, SPEC_BY_NAME
 
 MAX_SAMPLE = 1000
 SAMPLE_ORDER = (
@@ -77,7 +77,7 @@ KPI_ACTIONS: dict[str, str] = {
     "mrr_growth": "upgrade_prompt",
 }
 """Optimization opportunities: KPI -> the action that addresses a shortfall."""
-OUTAGE_FAILURE_RATE = 0.3
+OUTAGE_FAILURE_RATE = PAYMENT_BANDS.outage_failure_rate
 """A billing failure rate this high means a processor outage, not a backlog to retry."""
 
 
@@ -312,7 +312,11 @@ def _failed_payments(session: Session, snapshot: KpiSnapshot, k: int) -> list[Is
     backlog = snapshot.kpis["failed_payment_backlog"]
     failure_rate = snapshot.kpis["billing_failure_rate"]
     severity = (
-        Severity.HIGH if backlog >= 0.03 else Severity.MEDIUM if backlog >= 0.01 else Severity.LOW
+        Severity.HIGH
+        if backlog >= PAYMENT_BANDS.backlog_high
+        else Severity.MEDIUM
+        if backlog >= PAYMENT_BANDS.backlog_medium
+        else Severity.LOW
     )
     message = f"{count} past-due subscriptions await a retry ({backlog:.2%} of paying accounts)"
     if failure_rate >= OUTAGE_FAILURE_RATE:

@@ -96,13 +96,12 @@ from agent.models import (
 from environment.dynamics import health_score
 from environment.kpis import KPI_NAMES, alignment_score, check_kpis, encode
 from environment.params import BusinessParams
+from environment.state import MONTH_DAYS, WEEK_DAYS
 
 TRIAL_DAYS = 7
 SILENT_DAYS = 14
 COHORT_WINDOW = (8, 15)
 """Matured cohorts: ``signup_at`` in ``(A - 15 d, A - 8 d]``, ages 8 to 14 whole days."""
-MONTH_DAYS = 30
-WEEK_DAYS = 7
 CHURN_REASONS = ("canceled", "payment_failed")
 HEALTH_METRICS = ("error_rate", "p95_latency_ms", "failed_job_rate")
 MARKETING_METRIC = "marketing_spend_usd"

@@ -320,6 +320,14 @@ class _Ledger:
         return len(self.bill_sub) - 1
 
 
+def stochastic_round(rng: np.random.Generator, expected: float) -> int:
+    """An integer whose expectation is ``max(expected, 0)`` (its floor, plus one with the
+    probability of the fractional part)."""
+    expected = max(float(expected), 0.0)
+    whole = math.floor(expected)
+    return whole + int(rng.random() < expected - whole)
+
+
 class _Materializer:
     """Runs the simulator day by day and keeps the population in step with it."""
 
@@ -339,10 +347,8 @@ class _Materializer:
     # --- helpers ------------------------------------------------------------------------
 
     def count(self, expected: float) -> int:
-        """Stochastic rounding: an integer whose expectation is ``max(expected, 0)``."""
-        expected = max(expected, 0.0)
-        whole = math.floor(expected)
-        return whole + int(self.rng.random() < expected - whole)
+        """:func:`stochastic_round` with this builder's generator."""
+        return stochastic_round(self.rng, expected)
 
     def pick(self, candidates: Ints, k: int) -> Ints:
         k = min(k, len(candidates))

@@ -27,6 +27,8 @@ from agent.detect import Severity
 from agent.healing import HEALABLE_ISSUE_KINDS
 from agent.models import AuditLog, Cycle, DecisionRecord, Execution
 from agent.orchestrator import kill_switch_state, resolve_thresholds
+from agent.scheduling import CYCLE, job_statuses
+from agent.settings import Settings
 from environment.kpis import KPI_INDEX, KPI_SPECS, TARGETED, Direction, KpiSpec
 
 SECTIONS: tuple[str, ...] = (
@@ -63,7 +65,8 @@ class Header:
     policy_link: str | None
     last_cycle: Cycle | None
     next_cycle: datetime | None
-    """When the scheduler runs next; ``None`` until scheduling (issue 12) reports it."""
+    """The cycle job's next tick under the configured schedule (``None`` when it is off);
+    whether a scheduler is running to fire it, this page cannot tell."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +173,15 @@ def mlflow_link(tracking_uri: str, policy_version: str | None) -> str | None:
     return f"{base}/#/models/{quote(name)}"
 
 
-def header(session: Session, tracking_uri: str) -> Header:
+def next_cycle_tick(session: Session, settings: Settings) -> datetime | None:
+    """The cycle job's next tick under the settings' schedule (``None`` when it is off)."""
+    for status in job_statuses(session, settings, limit=1):
+        if status.job == CYCLE:
+            return status.next_run
+    return None
+
+
+def header(session: Session, settings: Settings) -> Header:
     on, reason = kill_switch_state(session)
     last = session.scalars(select(Cycle).order_by(Cycle.id.desc()).limit(1)).first()
     decided = session.execute(
@@ -180,7 +191,8 @@ def header(session: Session, tracking_uri: str) -> Header:
         .limit(1)
     ).first()
     name, version = (decided[0], decided[1]) if decided else (None, None)
-    return Header(on, reason, name, version, mlflow_link(tracking_uri, version), last, None)
+    link = mlflow_link(settings.mlflow_tracking_uri, version)
+    return Header(on, reason, name, version, link, last, next_cycle_tick(session, settings))
 
 
 def _number(value: Any) -> float | None:

@@ -1,10 +1,11 @@
 """The operator's dashboard: the page at ``/``, its sections and its sign-in.
 
-Routes (HTML; none in the OpenAPI document, all declaring their access like every route):
+Routes (HTML, in the OpenAPI document under the ``dashboard`` tag; each declares its access
+like every route):
 
 - ``GET /`` (public): the whole page when the session cookie is valid, else the sign-in form.
 - ``POST /dashboard/sign-in`` (public; form ``api_key``): exchange an API key for the session
-  cookie (:mod:`api.dashboard_security`); 303 to ``/``, or 401 with the form and the reason.
+  cookie (:mod:`api.dashboard_security`); 303 to ``/``, or 400 with the form and the reason.
   ``POST /dashboard/sign-out`` ends the session.
 - ``GET /dashboard/sections/{name}`` (viewer, operator): one section re-rendered, the page's
   partial refresh; ``audit`` takes ``before`` (the cursor) and ``size``.
@@ -43,7 +44,7 @@ from api.dashboard_security import (
     sign_in,
 )
 from api.deps import PUBLIC, CallerDep, SessionDep, SettingsDep, access_of, allow, public
-from api.problems import Problem
+from api.problems import COMMON_ERRORS, Problem, problem_responses
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 TEMPLATES = Jinja2Templates(directory=PACKAGE_DIR / "templates")
@@ -110,7 +111,7 @@ def _codec(request: Request) -> SessionCodec:
 
 def _section(name: str, session: SessionDep, settings: Settings, **query: Any) -> Any:
     if name == "header":
-        return views.header(session, settings.mlflow_tracking_uri)
+        return views.header(session, settings)
     if name == "scores":
         return views.scores(session)
     if name == "issues":
@@ -126,7 +127,7 @@ def _section(name: str, session: SessionDep, settings: Settings, **query: Any) -
     return views.learning(session)
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False, dependencies=[public()])
+@router.get("/", response_class=HTMLResponse, tags=["dashboard"], dependencies=[public()])
 def page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The dashboard, or the sign-in form when there is no valid session."""
     found = _codec(request).open(request.cookies.get(SESSION_COOKIE))
@@ -146,8 +147,9 @@ def page(request: Request, session: SessionDep, settings: SettingsDep) -> Respon
 @router.get(
     "/dashboard/sections/{name}",
     response_class=HTMLResponse,
-    include_in_schema=False,
+    tags=["dashboard"],
     dependencies=[allow(*READERS)],
+    responses=problem_responses(*COMMON_ERRORS, 404),
 )
 def section(
     request: Request,
@@ -170,7 +172,14 @@ def section(
     return TEMPLATES.TemplateResponse(request, f"partials/{name}.html", context)
 
 
-@router.post(SIGN_IN_PATH, include_in_schema=False, dependencies=[public()])
+@router.post(
+    SIGN_IN_PATH,
+    status_code=303,
+    response_class=RedirectResponse,
+    tags=["dashboard"],
+    dependencies=[public()],
+    responses={400: {"description": "the key cannot be used: the form again, with why"}},
+)
 def sign_in_form(
     request: Request,
     session: SessionDep,
@@ -184,7 +193,7 @@ def sign_in_form(
         sign_in(session, api_key)
     except SignInError as error:
         return TEMPLATES.TemplateResponse(
-            request, "signin.html", {"error": str(error)}, status_code=401
+            request, "signin.html", {"error": str(error)}, status_code=400
         )
     codec = _codec(request)
     cookie, _ = codec.seal(api_key.strip())
@@ -201,7 +210,7 @@ def sign_in_form(
     return response
 
 
-@router.post("/dashboard/sign-out", include_in_schema=False, dependencies=[public()])
+@router.post("/dashboard/sign-out", status_code=204, tags=["dashboard"], dependencies=[public()])
 def sign_out() -> Response:
     """End the session (the cookie is dropped; a POST, so the CSRF check applies)."""
     response = Response(status_code=204)

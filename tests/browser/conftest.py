@@ -47,14 +47,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def autopilot(*args: str, env: dict[str, str]) -> str:
+def autopilot(*args: str, env: dict[str, str], timeout_s: float = 300) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "cli.main", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout_s,
         check=False,
     )
     assert done.returncode == 0, f"autopilot {' '.join(args)}: {done.stderr[-2000:]}"
@@ -76,17 +76,21 @@ def service_env(workdir: Path, db_url: str) -> dict[str, str]:
     return env
 
 
-def seed_database(workdir: Path, users: int, days: int) -> tuple[str, dict[str, str]]:
+def seed_database(
+    workdir: Path, users: int, days: int, timeout_s: float = 300
+) -> tuple[str, dict[str, str]]:
+    """A seeded SQLite file in ``workdir`` and the environment that points at it; each command
+    may take ``timeout_s`` (100k users take minutes on a busy machine)."""
     db_url = f"sqlite:///{workdir / 'autopilot.db'}"
     env = service_env(workdir, db_url)
     autopilot("db", "upgrade", env=env)
-    autopilot(
-        "seed-db", "--users", str(users), "--days", str(days), "--seed", "7", "--quiet", env=env
-    )
+    seed = ("--users", str(users), "--days", str(days), "--seed", "7", "--quiet")
+    autopilot("seed-db", *seed, env=env, timeout_s=timeout_s)
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
     for hours_ago in range(4 * (TREND_CYCLES - 1), 0, -4):  # a trend: dry runs on past clocks
-        autopilot("cycle", "--as-of", (now - timedelta(hours=hours_ago)).isoformat(), env=env)
-    autopilot("cycle", "--live", env=env)
+        at = (now - timedelta(hours=hours_ago)).isoformat()
+        autopilot("cycle", "--as-of", at, env=env, timeout_s=timeout_s)
+    autopilot("cycle", "--live", env=env, timeout_s=timeout_s)
     return db_url, env
 
 

@@ -46,8 +46,8 @@ def test_sign_in_sets_a_strict_httponly_cookie_and_never_puts_the_key_in_the_url
     page.click("button[type=submit]")
     assert "unknown or revoked API key" in page.inner_text(".error")
     assert not page.context.cookies()
-    # the refused form answers 401, which the browser logs; nothing else may be logged
-    assert [e for e in console.errors if "401" not in e] == []
+    # the refused form answers 400, which the browser logs; nothing else may be logged
+    assert [e for e in console.errors if "400" not in e] == []
     console.errors.clear()
 
     sign_in(page, server, "operator")
@@ -75,6 +75,7 @@ def test_every_section_is_filled_and_readable_at_1280_and_390_px(
         assert page.inner_text("#kill-state") == "kill switch off"
         assert "rules" in page.inner_text("#policy")
         assert page.inner_text("#last-cycle").startswith("#")
+        assert page.inner_text("#next-cycle").endswith("(scheduled tick)")
         assert float(page.inner_text("#health-score")) > 0
         assert float(page.inner_text("#alignment-score")) > 0
         assert page.locator("#sec-scores table.kpis tbody tr").count() == len(TARGETED)
@@ -218,7 +219,7 @@ def test_a_client_key_cannot_sign_in_and_cross_site_posts_are_refused(
     page.fill("#api-key", server.keys["client"])
     page.click("button[type=submit]")
     assert "a client key cannot use the dashboard" in page.inner_text(".error")
-    assert all("401" in e for e in console.errors)
+    assert all("400" in e for e in console.errors)
     refused = httpx.post(
         f"{server.url}/dashboard/sign-in",
         data={"api_key": server.keys["operator"]},
