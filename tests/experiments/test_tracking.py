@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 from stable_baselines3.common.logger import Logger
 
+from agent.settings import get_settings
 from experiments.tracking import (
     DEFAULT_TRACKING_URI,
     MlflowOutputFormat,
@@ -16,11 +19,25 @@ from experiments.tracking import (
 )
 
 
-def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def fresh_settings() -> Iterator[None]:
+    """Settings are read once per process (``get_settings`` is cached): re-read them for
+    this test's environment, and forget them afterwards."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch, fresh_settings: None) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("AUTOPILOT_MLFLOW_TRACKING_URI", raising=False)
     assert resolve_tracking_uri() == DEFAULT_TRACKING_URI == "sqlite:///mlflow.db"
+    get_settings.cache_clear()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql+psycopg://u@db/mlflow")
     assert resolve_tracking_uri() == "postgresql+psycopg://u@db/mlflow"
+    get_settings.cache_clear()
+    monkeypatch.setenv("AUTOPILOT_MLFLOW_TRACKING_URI", "sqlite:///autopilot-mlflow.db")
+    assert resolve_tracking_uri() == "sqlite:///autopilot-mlflow.db"
     assert resolve_tracking_uri("http://mlflow:5000") == "http://mlflow:5000"
 
 
