@@ -46,15 +46,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from agent.decision_log import CYCLE_STEP, DEFAULT_REWARD, find_by_event_id
+from agent.decision_log import (
+    CYCLE_STEP,
+    DEFAULT_REWARD,
+    find_by_event_id,
+    iter_logged,
+)
 from agent.models import DecisionRecord, LearnerSnapshot
 from agent.observe import as_utc_naive
 from environment.actions import action_index
 from environment.params import BusinessParams
 from policies.bandits import BANDITS, Bandit
+from policies.logged import REWARD_SOURCES, LoggedDecision
 
 KpiWindowReward = Callable[[Mapping[str, float], Mapping[str, float], timedelta], float]
 """``reward(kpis_at_decision, kpis_at_close, window) -> float``; raises ``KeyError`` or
@@ -380,6 +386,66 @@ def update_learner(
     )
     session.flush()
     return LearnerUpdate(learner, version, len(rows), policy.n_updates)
+
+
+# --- views for the API -------------------------------------------------------------------------
+
+
+def load_log(session: Session, *, since: datetime | None = None) -> list[LoggedDecision]:
+    """The decision log (optionally ``decided_at >= since``) as contract records, the input
+    of :mod:`policies.feedback` and :mod:`policies.ope`."""
+    return list(iter_logged(session, since=since))
+
+
+def learning_status(session: Session, *, as_of: datetime) -> dict[str, Any]:
+    """What ``/api/autonomous/learning`` shows: decisions by reward state (joined by source,
+    open, closed but waiting, dangling) and each learner's latest version."""
+    at = as_utc_naive(as_of)
+    by_source = dict(
+        session.execute(
+            select(DecisionRecord.reward_source, func.count())
+            .where(DecisionRecord.reward_source.is_not(None))
+            .group_by(DecisionRecord.reward_source)
+        ).all()
+    )
+    unjoined = DecisionRecord.reward.is_(None)
+
+    def count(*conditions: Any) -> int:
+        return int(
+            session.scalar(select(func.count()).select_from(DecisionRecord).where(*conditions)) or 0
+        )
+
+    latest = (
+        select(LearnerSnapshot.learner, func.max(LearnerSnapshot.version))
+        .group_by(LearnerSnapshot.learner)
+        .subquery()
+    )
+    learners = session.execute(
+        select(LearnerSnapshot).join(
+            latest,
+            and_(
+                LearnerSnapshot.learner == latest.c.learner,
+                LearnerSnapshot.version == latest.c[1],
+            ),
+        )
+    ).scalars()
+    return {
+        "as_of": at.isoformat() + "Z",
+        "joined": {source: int(by_source.get(source, 0)) for source in REWARD_SOURCES},
+        "open": count(unjoined, DecisionRecord.reward_deadline > at),
+        "waiting": count(unjoined, DecisionRecord.reward_deadline <= at),
+        "dangling": count(unjoined, DecisionRecord.reward_deadline.is_(None)),
+        "learners": [
+            {
+                "learner": snapshot.learner,
+                "version": snapshot.version,
+                "kind": snapshot.kind,
+                "n_updates": snapshot.n_updates,
+                "updated_at": snapshot.created_at.isoformat() + "Z",
+            }
+            for snapshot in learners
+        ],
+    }
 
 
 # --- the step ---------------------------------------------------------------------------------

@@ -574,3 +574,37 @@ class LearnerSnapshot(Base):
 
 
 # (end of learning tables)
+
+
+# --- trust tables (issue 17) -----------------------------------------------------------------
+
+
+class AuditHead(Base):
+    """The audit trail's head record (CloudTrail's digest, kept beside the log): how many
+    entries the chain has and the last one's id and hash. :func:`agent.audit.append` moves it
+    in the same transaction as the entry, so deleting or rewriting entries of ``audit_log``
+    alone no longer verifies; ``audit verify`` compares the two."""
+
+    __tablename__ = "audit_head"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    entries: Mapped[int] = mapped_column(BigInteger)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+
+
+class ApprovalPlan(Base):
+    """The plan an approval request showed: the counts of :func:`agent.actuators.plan` and,
+    up to :data:`agent.actuators.MAX_SCOPED_ROWS` rows, the ids it would touch. Approving
+    executes exactly these rows (those that still qualify), never a recount."""
+
+    __tablename__ = "approval_plans"
+
+    approval_id: Mapped[int] = mapped_column(ForeignKey("approvals.id"), primary_key=True)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    target_ids: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Per table, the ids shown; NULL when the plan was too large to list."""
+
+
+# (end of trust tables)

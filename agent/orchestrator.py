@@ -285,21 +285,45 @@ def _record_failure(
 ) -> None:
     """A ``failed`` cycle row and its ``cycle_failed`` audit entry (flushed)."""
     message = f"{type(error).__name__}: {error}"
-    mode = "dry_run" if dry_run else "live"
-    cycle = Cycle(
-        started_at=at, as_of=at, mode=mode, status="failed", error=message, finished_at=at
+    cycle = Cycle(status="failed", error=message, finished_at=at)
+    _record_cycle(
+        session,
+        cycle,
+        kind,
+        at=at,
+        dry_run=dry_run,
+        actor=actor,
+        action="cycle_failed",
+        details={"error": message},
     )
+
+
+def _record_cycle(
+    session: Session,
+    cycle: Cycle,
+    kind: str,
+    *,
+    at: datetime,
+    dry_run: bool,
+    actor: str,
+    action: str,
+    details: dict[str, Any],
+) -> Cycle:
+    """Stamp ``cycle`` (its clock and mode), add it with its audit entry ``action``; flushed."""
+    cycle.started_at = cycle.as_of = at
+    cycle.mode = "dry_run" if dry_run else "live"
     session.add(cycle)
     session.flush()
     audit.append(
         session,
         actor=actor,
-        action="cycle_failed",
+        action=action,
         target=kind,
-        details={"error": message},
+        details=details,
         cycle_id=cycle.id,
         now=at,
     )
+    return cycle
 
 
 def _run_in_session(
@@ -353,25 +377,23 @@ def _start(
 ) -> Cycle:
     """The ``running`` cycle row and its ``cycle_started`` audit entry (flushed)."""
     policy = config.policy
-    cycle = Cycle(started_at=at, as_of=at, mode="dry_run" if dry_run else "live", status="running")
-    session.add(cycle)
-    session.flush()
-    audit.append(
+    details = {
+        "mode": "dry_run" if dry_run else "live",
+        "policy": f"{policy.name} {policy.version}" if policy else None,
+        "policy_note": config.policy_note,
+        "governance": config.governance.source,
+        "thresholds": config.thresholds_source,
+    }
+    return _record_cycle(
         session,
+        Cycle(status="running"),
+        kind,
+        at=at,
+        dry_run=dry_run,
         actor=actor,
         action="cycle_started",
-        target=kind,
-        details={
-            "mode": cycle.mode,
-            "policy": f"{policy.name} {policy.version}" if policy else None,
-            "policy_note": config.policy_note,
-            "governance": config.governance.source,
-            "thresholds": config.thresholds_source,
-        },
-        cycle_id=cycle.id,
-        now=at,
+        details=details,
     )
-    return cycle
 
 
 # --- deciding -----------------------------------------------------------------------------

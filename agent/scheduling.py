@@ -138,12 +138,14 @@ def latest_tick(trigger: BaseTrigger, now: datetime) -> datetime:
 
 def run_pass(job: str, engine: Engine, settings: Settings, *, live: bool) -> CycleResult:
     """The one place the scheduler calls the orchestrator: the full cycle or the monitor pass
-    on ``engine``, dry run unless ``live``. Raises what the orchestrator raises."""
+    on ``engine`` (its own transaction, committed at its end) under ``settings``, dry run
+    unless ``live``. Model URIs load with the loader the entry point installed
+    (:func:`agent.cycle_config.use_policy_loader`). Raises what the orchestrator raises."""
     from agent.orchestrator import monitor_and_respond, run_full_cycle
 
     if job == CYCLE:
-        return run_full_cycle(engine, dry_run=not live, policy=settings.policy_uri)
-    return monitor_and_respond(engine, dry_run=not live)
+        return run_full_cycle(engine, settings=settings, dry_run=not live)
+    return monitor_and_respond(engine, settings=settings, dry_run=not live)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,51 +161,38 @@ class RunOutcome:
 
 
 def alerts_for_result(session: Session, job: str, result: CycleResult, settings: Settings) -> int:
-    """Raise the alerts a pass's result calls for; returns how many were raised (not
+    """Raise the alerts a pass's result calls for: each critical issue, each decision held for
+    approval, and a policy that fell back to rules; returns how many were raised (not
     deduplicated)."""
-    raised = []
+    wanted: list[tuple[str, str, str, str, dict[str, Any]]] = []  # kind, key, summary, ...
     for issue in result.issues_found:
         if issue.get("severity") == "critical":
-            key = f"issue:{issue.get('kind')}:{issue.get('detail', '')}"
-            raised.append(
-                raise_alert(
-                    session,
-                    "critical_issue",
-                    key[:200],
-                    str(issue.get("message") or key),
-                    "critical",
-                    details=issue,
-                    source=f"autopilot {job}",
-                    settings=settings,
-                )
+            key = f"issue:{issue.get('kind')}:{issue.get('detail', '')}"[:200]
+            wanted.append(
+                ("critical_issue", key, str(issue.get("message") or key), "critical", issue)
             )
-    for decision in result.decisions:
-        if decision.approval_id is not None:
-            raised.append(
-                raise_alert(
-                    session,
-                    "approval_needed",
-                    f"approval:{decision.approval_id}",
-                    f"{decision.action} is held for approval (approval {decision.approval_id})",
-                    "warning",
-                    details=decision.to_dict(),
-                    source=f"autopilot {job}",
-                    settings=settings,
-                )
+    for d in result.decisions:
+        if d.approval_id is not None:
+            summary = f"{d.action} is held for approval (approval {d.approval_id})"
+            wanted.append(
+                ("approval_needed", f"approval:{d.approval_id}", summary, "warning", d.to_dict())
             )
     if result.policy_note and result.policy_name == "rules":
-        raised.append(
-            raise_alert(
-                session,
-                "policy_fallback",
-                "policy_fallback",
-                result.policy_note,
-                "error",
-                details={"cycle_id": result.cycle_id},
-                source=f"autopilot {job}",
-                settings=settings,
-            )
+        details = {"cycle_id": result.cycle_id}
+        wanted.append(("policy_fallback", "policy_fallback", result.policy_note, "error", details))
+    raised = [
+        raise_alert(
+            session,
+            kind,
+            key,
+            summary,
+            severity,
+            details=details,
+            source=f"autopilot {job}",
+            settings=settings,
         )
+        for kind, key, summary, severity, details in wanted
+    ]
     return sum(alert is not None for alert in raised)
 
 
@@ -234,10 +223,10 @@ def run_scheduled(
     settings: Settings,
     *,
     live: bool,
-    transient: tuple[type[BaseException], ...] = (),
+    transient: Callable[[BaseException], bool] | None = None,
 ) -> RunOutcome:
     """Claim ``tick`` of ``job``, run the pass, record it and raise its alerts (see the module
-    docstring). An exception of a ``transient`` type gives the claim back and propagates, so
+    docstring). An exception that ``transient`` accepts gives the claim back and propagates, so
     the caller may retry the tick; any other failure is recorded and alerted, not raised."""
     from agent.orchestrator import CycleRunning
 
@@ -255,10 +244,10 @@ def run_scheduled(
         ticks.finish_tick(engine, claim, ticks.SKIPPED, detail=str(busy))
         _alert_on_failure(engine, job, "cycle_skipped", f"{job} at {tick}: {busy}", settings)
         return RunOutcome(job, tick, ticks.SKIPPED, None, str(busy))
-    except transient:
-        ticks.release_tick(engine, claim)
-        raise
     except Exception as error:
+        if transient is not None and transient(error):
+            ticks.release_tick(engine, claim)
+            raise
         detail = f"{type(error).__name__}: {error}"
         log.exception("%s at %s failed", job, tick)
         ticks.finish_tick(engine, claim, ticks.FAILED, detail=detail)
@@ -351,14 +340,15 @@ class EmbeddedScheduler:
         outcome = run_scheduled(job, tick, self.engine, self.settings, live=self.live)
         if self.on_run is not None:
             self.on_run(outcome)
-        self._deliver()
+        if self.settings.alert_webhooks:  # now, on the delivery's own thread: never this one
+            self.scheduler.modify_job("alerts", next_run_time=datetime.now(UTC))
 
     def _deliver(self) -> None:
         if not self.settings.alert_webhooks:
             return
-        try:
-            deliver_pending(self.engine, self.settings)
-        except Exception as error:  # the outbox keeps them; the next pass tries again
+        try:  # one attempt each: a signal never waits on a backoff; the next round retries
+            deliver_pending(self.engine, self.settings, attempts_now=1)
+        except Exception as error:  # the outbox keeps them; the next round tries again
             log.error("alert delivery failed: %s", error)
 
     def next_runs(self) -> dict[str, datetime | None]:

@@ -38,9 +38,6 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from policies.gate import DEFAULT_DELTA, DEFAULT_MIN_SAMPLES
-from policies.ope import DEFAULT_MIN_ESS
-
 ENV_PREFIX = "AUTOPILOT_"
 DEFAULT_DB_URL = "sqlite:///autopilot.db"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -213,18 +210,26 @@ class Settings(BaseSettings):
         return value
 
     # --- learning (issue 13) -----------------------------------------------------------------
-    learning_delta: float = Field(default=DEFAULT_DELTA, gt=0.0, le=0.5)
+    # The three gate defaults equal policies.gate.DEFAULT_DELTA / DEFAULT_MIN_SAMPLES and
+    # policies.ope.DEFAULT_MIN_ESS (tested equal); written here so that loading the settings
+    # does not import numpy and the estimators (``autopilot --help`` stays fast).
+    learning_delta: float = Field(default=0.05, gt=0.0, le=0.5)
     """Error rate of the promotion gate on logged evidence (``AUTOPILOT_LEARNING_DELTA``): a
     worse challenger is promoted at most this often. Default 0.05; in (0, 0.5]."""
 
-    learning_min_samples: int = Field(default=DEFAULT_MIN_SAMPLES, ge=4)
+    learning_min_samples: int = Field(default=200, ge=4)
     """Fewest usable logged decisions the gate looks at (``AUTOPILOT_LEARNING_MIN_SAMPLES``);
     fewer and the champion stays. Default 200; at least 4 (two per split)."""
 
-    learning_min_ess: float = Field(default=DEFAULT_MIN_ESS, ge=1.0)
+    learning_min_ess: float = Field(default=100.0, ge=1.0)
     """Smallest effective sample size of an off-policy estimate to trust
     (``AUTOPILOT_LEARNING_MIN_ESS``): below it ``autopilot ope`` warns and the gate refuses.
     Default 100; at least 1."""
+
+    learning_publish_every: int = Field(default=6, ge=1)
+    """Publish every N-th version of an online learner to the MLflow registry as the
+    challenger (``AUTOPILOT_LEARNING_PUBLISH_EVERY``; :mod:`experiments.learners`). Default 6
+    (about daily at one learning step per 4-hour cycle); at least 1."""
 
     # --- trust (issue 17) --------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ under ``/api/autonomous`` and ``/api/ml``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -25,13 +25,13 @@ from agent.cycle_config import resolve_governance, resolve_thresholds, use_polic
 from agent.db import make_engine
 from agent.settings import Settings, get_settings
 from api import problems
+from api.cycles import model_loader
 from api.deps import UndeclaredAccess, access_of
 from api.limits import BodyLimit
 from api.metrics import MetricsMiddleware
 from api.policy import PolicyHolder
 from api.routes import autonomous, decide, health, operator
 from api.routes.dashboard import install_dashboard
-from policies.base import Policy
 
 TITLE = "autopilot"
 
@@ -59,21 +59,10 @@ def check_access_declared(app: FastAPI) -> None:
         )
 
 
-def _model_loader(tracking_uri: str) -> Callable[[str], Policy]:
-    """Model URIs loaded from ``tracking_uri`` (MLflow imported on first use)."""
-
-    def load(uri: str) -> Policy:
-        from experiments.models import load_policy_uri
-        from experiments.tracking import Tracking
-
-        return load_policy_uri(uri, tracking=Tracking(tracking_uri))
-
-    return load
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API on ``settings`` (default :func:`get_settings`)."""
     config = settings or get_settings()
+    use_policy_loader(model_loader(config))  # cycles started by this process load alike
     holder = PolicyHolder(
         config.policy_uri, config.mlflow_tracking_uri, config.api_policy_check_seconds
     )
@@ -93,7 +82,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = config
     app.state.engine = make_engine(config.db_url)
     app.state.policy = holder
-    use_policy_loader(_model_loader(config.mlflow_tracking_uri))  # for the cycles it starts
     app.state.governance = resolve_governance(config.governance_file)
     app.state.thresholds = resolve_thresholds(config.thresholds_file)
     app.dependency_overrides[get_settings] = lambda: config

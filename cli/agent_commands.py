@@ -17,6 +17,7 @@ inside the handlers.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from cli.common import DB_HELP, database_session, fail, settings_for, timestamp
@@ -66,6 +67,8 @@ def approvals(args: argparse.Namespace) -> int:
                     print("no approvals")
                 for a in rows:
                     by = f" by {a.decided_by}" if a.decided_by else ""
+                    shown = (a.plan or {}).get("rows")
+                    by += f" rows {shown}" if shown is not None else ""
                     print(
                         f"{a.id:>5} {a.status:9}{by} {a.action:18} conf {a.confidence:.2f} "
                         f"requested {a.requested_at:%Y-%m-%d %H:%M} "
@@ -80,6 +83,9 @@ def approvals(args: argparse.Namespace) -> int:
         return fail(f"approvals {args.approvals_command}", error)
     extra = f", execution {view.execution_id}" if view.execution_id else ""
     print(f"approval {view.id} {view.status} by {view.decided_by}: {view.action}{extra}")
+    if view.status == "refused":
+        print(f"not executed: {view.note}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -91,10 +97,14 @@ def undo(args: argparse.Namespace) -> int:
 
     try:
         with database_session(args) as session:
-            execution = undo_execution(session, args.execution_id, actor=args.by)
+            report = undo_execution(session, args.execution_id, actor=args.by)
     except (ActuatorError, DatabaseError) as error:
         return fail("undo", error)
+    execution = report.execution
     print(f"execution {execution.id} ({execution.action}) undone at {execution.undone_at}")
+    print("restored: " + (", ".join(f"{k} {v}" for k, v in report.restored.items()) or "nothing"))
+    for conflict in report.conflicts:
+        print(f"not restored: {conflict}")
     return 0
 
 
@@ -111,6 +121,11 @@ def audit_verify(args: argparse.Namespace) -> int:
     if report.ok:
         print(f"audit trail intact: {report.entries} entries, head {report.head_hash[:16]}")
         return 0
+    if report.missing:
+        print(f"audit trail INCOMPLETE: {report.entries} entries verified, but")
+        for line in report.missing:
+            print(f"  {line}")
+        return 1
     print(
         f"audit trail BROKEN at entry {report.first_bad_id}: {report.reason} "
         f"({report.entries} entries verified before it)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from agent.db import DatabaseError, connect, engine_url, make_engine, upgrade
@@ -49,7 +50,13 @@ def seed_db(args: argparse.Namespace) -> int:
     )
     try:
         engine = connect(settings_for(args).db_url)
-        result = seed(engine, config, progress=not args.quiet, replace=args.replace)
+        result = seed(
+            engine,
+            config,
+            progress=not args.quiet,
+            replace=args.replace,
+            archive_history=args.archive_history,
+        )
     except DatabaseError as error:
         return fail("seed-db", error)
     rows = ", ".join(f"{table} {n:,}" for table, n in result.rows.items() if n)
@@ -118,6 +125,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     sd.add_argument("--seed", type=int, default=0, help="random seed (same seed, same rows)")
     sd.add_argument("--end", type=timestamp, help="when the history ends (default: this hour, UTC)")
     sd.add_argument("--replace", action="store_true", help="empty every table first")
+    sd.add_argument(
+        "--archive-history",
+        type=Path,
+        metavar="PATH",
+        help="with --replace: save the agent's history and audit trail to this new JSONL file "
+        "first (required when the database has any)",
+    )
     sd.add_argument("--no-defects", action="store_true", help="write no defects or orphans")
     sd.add_argument("--quiet", action="store_true", help="no progress bars")
     sd.add_argument("--db", help=DB_HELP)

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cli.common import UsageError, split_list
+from cli.common import UsageError
+from policies.validation import split_list
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -125,18 +126,28 @@ def promote_command(args: argparse.Namespace) -> int:
 @_clear_errors
 def thresholds_command(args: argparse.Namespace) -> int:
     """``autopilot thresholds``."""
-    from experiments.thresholds import run_thresholds
+    from experiments.thresholds import ThresholdsFile, run_thresholds
 
-    document = run_thresholds(
-        args.policy,
-        scenarios=args.scenarios,
-        seeds=args.seeds,
-        horizon=args.horizon,
-        stride=args.stride,
-        min_samples=args.min_samples,
-        output=args.output,
-        tracking=_tracking(args),
-    )
+    document: ThresholdsFile
+    if args.evidence == "log":
+        from experiments.feedback import thresholds_from_log
+
+        if args.log is None:
+            raise ValueError("--evidence log needs --log FILE.jsonl (a decision log)")
+        document = thresholds_from_log(
+            args.log, min_samples=args.min_samples, output=args.output, tracking=_tracking(args)
+        )
+    else:
+        document = run_thresholds(
+            args.policy,
+            scenarios=args.scenarios,
+            seeds=args.seeds,
+            horizon=args.horizon,
+            stride=args.stride,
+            min_samples=args.min_samples,
+            output=args.output,
+            tracking=_tracking(args),
+        )
     for name, entry in document.thresholds.items():
         shown = "default (too few samples)" if entry.threshold is None else f"{entry.threshold:g}"
         print(f"  {name:<20}{shown:>26}   samples {entry.samples}")
@@ -285,6 +296,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     thresholds.add_argument("--min-samples", type=_positive_int, default=10)
     thresholds.add_argument("--output", default="guardrails/thresholds.yaml")
+    thresholds.add_argument(
+        "--evidence",
+        choices=("sim", "log"),
+        default="sim",
+        help="sim: counterfactual simulator rollouts (default); log: logged outcomes (--log)",
+    )
+    thresholds.add_argument("--log", type=Path, metavar="FILE.jsonl", help="with --evidence log")
     _common(thresholds)
     thresholds.set_defaults(handler=thresholds_command)
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from cli import (
     agent_commands,
+    api_commands,
     db_commands,
     experiment_commands,
     learning_commands,
@@ -26,6 +27,7 @@ GROUPS = (
     schedule_commands,
     experiment_commands,
     learning_commands,
+    api_commands,
 )
 """Modules with a ``register(subparsers)`` function, in help order."""
 

@@ -72,9 +72,12 @@ def agent_run(args: argparse.Namespace) -> int:
     print(
         f"autopilot agent run on {engine.url.render_as_string(hide_password=True)} ({mode}): "
         f"cycle {describe_schedule(cycle_expr)}, monitor {describe_schedule(monitor_expr)}; "
-        f"{len(settings.alert_webhooks)} webhooks",
+        f"webhooks: {len(settings.alert_webhooks)}",
         flush=True,
     )
+    for job, upcoming in scheduler.next_runs().items():
+        shown = f"{upcoming:%Y-%m-%d %H:%M:%S} UTC" if upcoming else "never (off)"
+        print(f"  next {job}: {shown}", flush=True)
     code = scheduler.serve()
     print("autopilot agent run: stopped", flush=True)
     return code

@@ -28,6 +28,7 @@ import mlflow
 from environment.scenarios import SCENARIO_NAMES
 from experiments import plots
 from experiments.config import expand_scenarios
+from experiments.models import load_policy_uri
 from experiments.tracking import Tracking, configure, log_metrics, log_params, metric_key, start_run
 from policies.base import OnlineLearner, Policy
 from policies.evaluation import Comparison, EvaluationResult, compare, evaluate, fit_online
@@ -98,8 +99,6 @@ class EvaluationReport:
 
 def load_for_evaluation(spec: str, warm_start: int, tracking: Tracking) -> Policy:
     """The policy ``spec`` names, warm-started if it is a fresh online learner."""
-    from experiments.models import load_policy_uri
-
     policy = load_policy_uri(spec, tracking=tracking)
     fresh = ":" not in spec and "/" not in spec
     if fresh and warm_start > 0 and isinstance(policy, OnlineLearner):

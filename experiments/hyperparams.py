@@ -43,73 +43,64 @@ class ParamsBase:
 
 
 @dataclass(frozen=True, config=STRICT)
-class PPOParams(ParamsBase):
-    """PPO (``stable_baselines3.PPO``) hyperparameters."""
+class _SB3Params(ParamsBase):
+    """What every stable-baselines3 algorithm here takes."""
 
     learning_rate: StepSize
-    """Adam step size."""
-    n_steps: Annotated[int, Field(ge=2)]
-    """Steps collected per environment before each update (rollout length)."""
-    batch_size: Annotated[int, Field(ge=2)]
-    """Minibatch size for the gradient steps; ``n_steps * n_envs`` should be a multiple of it."""
-    n_epochs: Count
-    """Passes over each rollout."""
+    """Optimizer step size (PPO and DQN: Adam; A2C: RMSprop)."""
     gamma: Fraction
     """Discount factor per step (a step is 4 hours; 0.995 halves in ~23 days)."""
+    net_arch: LayerWidths
+    """Hidden layer widths of the networks."""
+    reward_scale: Positive
+    """Training rewards are multiplied by this (keeps value targets near 1); evaluation and
+    serving see the true rewards."""
+
+
+@dataclass(frozen=True, config=STRICT)
+class _ActorCriticParams(_SB3Params):
+    """What PPO and A2C share."""
+
+    n_steps: Count
+    """Steps collected per environment before each update (rollout length)."""
     gae_lambda: Fraction
-    """Generalized advantage estimation's bias/variance trade-off."""
-    clip_range: StepSize
-    """PPO's probability-ratio clip."""
+    """Generalized advantage estimation's bias/variance trade-off (1.0: n-step returns)."""
     ent_coef: Fraction
     """Entropy bonus weight (exploration)."""
     vf_coef: Weight
     """Value-loss weight."""
     max_grad_norm: Positive
     """Gradient clipping norm."""
-    net_arch: LayerWidths
-    """Hidden layer widths of the policy and value networks."""
     activation: Activation
     """Hidden layer activation."""
-    reward_scale: Positive
-    """Training rewards are multiplied by this (keeps value targets near 1); evaluation and
-    serving see the true rewards."""
 
 
 @dataclass(frozen=True, config=STRICT)
-class A2CParams(ParamsBase):
+class PPOParams(_ActorCriticParams):
+    """PPO (``stable_baselines3.PPO``) hyperparameters."""
+
+    n_steps: Annotated[int, Field(ge=2)]
+    """Steps collected per environment before each update (PPO needs two or more)."""
+    batch_size: Annotated[int, Field(ge=2)]
+    """Minibatch size for the gradient steps; ``n_steps * n_envs`` should be a multiple of it."""
+    n_epochs: Count
+    """Passes over each rollout."""
+    clip_range: StepSize
+    """PPO's probability-ratio clip."""
+
+
+@dataclass(frozen=True, config=STRICT)
+class A2CParams(_ActorCriticParams):
     """A2C (``stable_baselines3.A2C``) hyperparameters."""
 
-    learning_rate: StepSize
-    """RMSprop step size."""
-    n_steps: Count
-    """Steps collected per environment before each update."""
-    gamma: Fraction
-    """Discount factor per step."""
-    gae_lambda: Fraction
-    """Generalized advantage estimation's trade-off (1.0: plain n-step returns)."""
-    ent_coef: Fraction
-    """Entropy bonus weight."""
-    vf_coef: Weight
-    """Value-loss weight."""
-    max_grad_norm: Positive
-    """Gradient clipping norm."""
     normalize_advantage: bool
     """Normalize advantages per update."""
-    net_arch: LayerWidths
-    """Hidden layer widths of the policy and value networks."""
-    activation: Activation
-    """Hidden layer activation."""
-    reward_scale: Positive
-    """Training rewards are multiplied by this (keeps value targets near 1); evaluation and
-    serving see the true rewards."""
 
 
 @dataclass(frozen=True, config=STRICT)
-class DQNParams(ParamsBase):
+class DQNParams(_SB3Params):
     """DQN (``stable_baselines3.DQN``) hyperparameters."""
 
-    learning_rate: StepSize
-    """Adam step size."""
     buffer_size: Count
     """Replay buffer capacity (transitions)."""
     learning_starts: Annotated[int, Field(ge=0)]
@@ -118,8 +109,6 @@ class DQNParams(ParamsBase):
     """Minibatch size."""
     tau: StepSize
     """Target network soft-update coefficient (1.0: hard copy)."""
-    gamma: Fraction
-    """Discount factor per step."""
     train_freq: Count
     """Environment steps between gradient updates."""
     gradient_steps: Count
@@ -132,11 +121,6 @@ class DQNParams(ParamsBase):
     """Epsilon at the start."""
     exploration_final_eps: Fraction
     """Epsilon after the decay."""
-    net_arch: LayerWidths
-    """Hidden layer widths of the Q-network."""
-    reward_scale: Positive
-    """Training rewards are multiplied by this (keeps value targets near 1); evaluation and
-    serving see the true rewards."""
 
 
 @dataclass(frozen=True, config=STRICT)

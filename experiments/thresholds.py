@@ -62,14 +62,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import yaml
 from numpy.typing import NDArray
 
 import environment
 from agent.thresholds_file import SCHEMA_VERSION
-from agent.thresholds_file import read_thresholds as read_thresholds  # its old home
 from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP
+from experiments.config import expand_scenarios
+from experiments.models import load_policy_uri
+from experiments.tracking import configure, log_metrics, log_params, start_run
 from policies.base import EnvAware, Episodic, Policy
 from policies.validation import check_number, check_seeds
 
@@ -368,12 +371,6 @@ def run_thresholds(
     Evaluation seeds ``1000 ..`` are used (``seeds`` is a count or a list), kept apart from the
     promotion seeds.
     """
-    import mlflow
-
-    from experiments.config import expand_scenarios
-    from experiments.models import load_policy_uri
-    from experiments.tracking import configure, log_metrics, log_params, start_run
-
     names = expand_scenarios(
         "all"
         if scenarios is None or (isinstance(scenarios, str) and scenarios == "all")

@@ -63,24 +63,10 @@ def check_number(
     return value  # type: ignore[return-value]
 
 
-def check_range(
-    owner: object,
-    name: str,
-    low: float,
-    high: float = math.inf,
-    *,
-    open_low: bool = False,
-    integer: bool = False,
-) -> None:
-    """:func:`check_number` on the field ``owner.name``, labelled ``<Class>.<name>``."""
-    check_number(
-        f"{type(owner).__name__}.{name}",
-        getattr(owner, name),
-        low,
-        high,
-        open_low=open_low,
-        integer=integer,
-    )
+def check_range(owner: object, name: str, *bounds: float, **options: bool) -> None:
+    """:func:`check_number` (same bounds and options) on the field ``owner.name``, labelled
+    ``<Class>.<name>``."""
+    check_number(f"{type(owner).__name__}.{name}", getattr(owner, name), *bounds, **options)
 
 
 def split_list(text: str) -> list[str]:

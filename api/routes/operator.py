@@ -35,7 +35,7 @@ from api.state import policy_out
 router = APIRouter(prefix="/api/v1", tags=["operator"])
 READERS = ("viewer", "operator")
 Operator = Annotated[Principal, allow("operator")]
-ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]
+ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "refused"]
 assert set(get_args(ApprovalStatus)) == set(approvals.STATUSES)
 Status = Annotated[ApprovalStatus | None, Query(description="only approvals in this status")]
 
@@ -115,7 +115,7 @@ def _note(body: NoteRequest | None) -> str | None:
 def undo(execution_id: RowId, session: SessionDep, caller: Operator) -> Any:
     """Reverse an execution exactly (audited)."""
     try:
-        execution = actuators.undo(session, execution_id, actor=caller.name)
+        execution = actuators.undo(session, execution_id, actor=caller.name).execution
     except actuators.ActuatorError as error:
         message = str(error)
         raise Problem(404 if "does not exist" in message else 409, message) from None

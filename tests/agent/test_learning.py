@@ -8,24 +8,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from alembic import command
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from agent.db import alembic_config, make_engine
-from agent.decision_log import DEFAULT_REWARD, find_by_event_id, record_decision, report_reward
+from agent.decision_log import (
+    DEFAULT_REWARD,
+    export_jsonl,
+    find_by_event_id,
+    record_decision,
+    report_reward,
+)
 from agent.learning import (
     OBSERVATION_GRACE,
     interim_kpi_window_reward,
     join_rewards,
     latest_snapshot,
     learn,
+    learning_status,
+    load_log,
     restore_learner,
 )
 from agent.models import DecisionRecord, LearnerSnapshot
 from environment.actions import ACTION_NAMES, N_ACTIONS
 from environment.kpis import N_KPIS
 from policies.bandits import LinUCBBandit, features
+from policies.logged import bandit_feedback, read_jsonl
 
 T0 = datetime(2026, 3, 1)
 DAY = timedelta(days=1)
@@ -33,13 +40,10 @@ UNIFORM = [1.0 / N_ACTIONS] * N_ACTIONS
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    engine: Engine = make_engine(f"sqlite:///{tmp_path / 'learning.db'}")
-    with engine.begin() as connection:  # "heads": main's branch revisions are re-chained at merge
-        command.upgrade(alembic_config(connection), "heads")
-    with Session(engine) as db:
+def session(sqlite_engine: Engine) -> Iterator[Session]:
+    """A session on an empty SQLite file at the head migration."""
+    with Session(sqlite_engine) as db:
         yield db
-    engine.dispose()
 
 
 def decide(
@@ -213,3 +217,93 @@ def test_online_updates_over_cycles_equal_one_pass(session: Session) -> None:
     # a step with nothing new writes no version
     again = learn(session, as_of=T0 + 61 * timedelta(hours=12))
     assert again.learners[0].version is None
+
+
+def test_the_database_export_reads_as_the_contract(session: Session, tmp_path: Path) -> None:
+    """Decisions joined by the learning step, exported by the decision log, read back by
+    ``policies.logged`` and usable by the estimators."""
+    decide(session, "d", T0, 100.0, 50.0, action="payment_retry")
+    decide(session, "obs", T0 + DAY + timedelta(hours=1), 110.0, 60.0)
+    join_rewards(session, as_of=T0 + 30 * DAY)
+    path = tmp_path / "export.jsonl"
+    assert export_jsonl(session, path) == 2
+    records = read_jsonl(path)
+    assert [r.event_id for r in records] == ["d", "obs"]
+    assert records[1].reward_source == "default" and records[1].reward == DEFAULT_REWARD
+    feedback, counts = bandit_feedback(records)
+    assert counts.used == 2
+    assert feedback.pscores.tolist() == pytest.approx([1 / N_ACTIONS] * 2)
+
+
+def test_learning_status_and_the_log_for_the_api(session: Session) -> None:
+    decide(session, "d", T0, 100.0, 50.0)
+    decide(session, "obs", T0 + DAY, 110.0, 60.0)
+    decide(session, "open", T0 + 2 * DAY, 120.0, 60.0)
+    decide(session, "reported", T0 + 2 * DAY, 120.0, 60.0)
+    report_reward(session, "reported", 0.5, now=T0 + 2 * DAY)
+    as_of = T0 + 2 * DAY + timedelta(hours=1)
+    learn(session, as_of=as_of)
+    status = learning_status(session, as_of=as_of)
+    assert status["joined"] == {"computed": 2, "reported": 1, "default": 0}
+    assert (status["open"], status["waiting"], status["dangling"]) == (1, 0, 0)
+    assert status["learners"] == [
+        {
+            "learner": "linucb",
+            "version": 1,
+            "kind": "linucb",
+            "n_updates": 3,
+            "updated_at": "2026-03-03T01:00:00Z",
+        }
+    ]
+    records = load_log(session)
+    assert [r.event_id for r in records] == ["d", "obs", "open", "reported"]
+    assert records[0].reward_source == "computed"
+
+
+@pytest.mark.postgres
+def test_the_join_and_an_update_on_postgresql(postgres_engine: Engine) -> None:
+    """On time and never on PostgreSQL, then one learner version (its LargeBinary state)."""
+    with Session(postgres_engine) as db:
+        decide(db, "on-time", T0, 100.0, 50.0)
+        decide(db, "obs", T0 + DAY + timedelta(hours=1), 110.0, 60.0)
+        decide(db, "never", T0 + 10 * DAY, 100.0, 50.0)
+        on_time = join_rewards(db, as_of=T0 + DAY + timedelta(hours=2))
+        assert on_time.computed == ("on-time",)
+        later = join_rewards(db, as_of=T0 + 30 * DAY)
+        assert later.defaulted == ("obs", "never")
+        report = learn(db, as_of=T0 + 30 * DAY)
+        db.commit()
+        assert report.learners[0].version == 1 and report.learners[0].updates == 1
+        snapshot = latest_snapshot(db, "linucb")
+        assert snapshot is not None and restore_learner(snapshot).n_updates == 1
+
+
+def test_the_settings_defaults_are_the_gates() -> None:
+    from agent.settings import Settings
+    from policies.gate import DEFAULT_DELTA, DEFAULT_MIN_SAMPLES
+    from policies.ope import DEFAULT_MIN_ESS
+
+    defaults = {name: spec.default for name, spec in Settings.model_fields.items()}
+    assert defaults["learning_delta"] == DEFAULT_DELTA
+    assert defaults["learning_min_samples"] == DEFAULT_MIN_SAMPLES
+    assert defaults["learning_min_ess"] == DEFAULT_MIN_ESS
+
+
+@pytest.mark.parametrize(
+    ("field", "bad", "good"),
+    [
+        ("learning_delta", 0.0, 0.5),
+        ("learning_delta", 0.5000001, 1e-9),
+        ("learning_min_samples", 3, 4),
+        ("learning_min_ess", 0.99, 1.0),
+        ("learning_publish_every", 0, 1),
+    ],
+)
+def test_learning_settings_bounds(field: str, bad: float, good: float) -> None:
+    from pydantic import ValidationError
+
+    from agent.settings import Settings
+
+    assert getattr(Settings(**{field: good}), field) == good
+    with pytest.raises(ValidationError, match=field):
+        Settings(**{field: bad})

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from agent.models import Approval, Execution
+from agent.models import Approval, CycleLock, Execution
 from agent.orchestrator import cycle_lock
 from tests.api.conftest import Api, start
 
@@ -56,7 +56,7 @@ def test_monitor_endpoints_run_the_monitor_pass(seeded_api: Api) -> None:
 
 
 def test_a_running_cycle_is_409_naming_the_holder(seeded_api: Api) -> None:
-    with cycle_lock(seeded_api.engine, datetime(2025, 6, 1)) as holder:
+    with cycle_lock(seeded_api.engine) as holder:
         response = seeded_api.post("/api/autonomous/run-cycle", "admin")
     assert response.status_code == 409
     body = response.json()
@@ -64,24 +64,38 @@ def test_a_running_cycle_is_409_naming_the_holder(seeded_api: Api) -> None:
     assert body["since"].endswith("Z")
 
 
+def _lock_held(api: Api) -> bool:
+    with Session(api.engine) as session:
+        return session.scalar(select(func.count()).select_from(CycleLock)) == 1
+
+
 def test_concurrent_cycles_one_runs_the_other_409(ops: Api) -> None:
-    barrier = threading.Barrier(2)
-    statuses: list[int] = []
+    """While one live cycle holds the lock a second is refused; nothing is held twice."""
+    for _ in range(5):
+        first: list[int] = []
 
-    def run(role: str) -> None:
-        barrier.wait()
-        statuses.append(ops.post("/api/autonomous/run-cycle", role, {"dry_run": False}).status_code)
+        def run_first(into: list[int] = first) -> None:
+            response = ops.post("/api/autonomous/run-cycle", "operator", {"dry_run": False})
+            into.append(response.status_code)
 
-    threads = [threading.Thread(target=run, args=(r,)) for r in ("operator", "operator2")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(statuses) == [200, 409]
+        runner = threading.Thread(target=run_first)
+        runner.start()
+        deadline = time.monotonic() + 30
+        while runner.is_alive() and not _lock_held(ops) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        second = ops.post("/api/autonomous/run-cycle", "operator2", {"dry_run": False})
+        runner.join()
+        if second.status_code == 409:  # the first held the lock: the case under test
+            assert first == [200]
+            assert "already running" in second.json()["detail"]
+            break
+        assert second.status_code == 200  # the first had finished already: try again
+    else:
+        pytest.fail("the first cycle never held the lock while the second was sent")
     with Session(ops.engine) as session:
-        approvals = session.scalars(select(Approval)).all()
-        actions = [a.decision_id for a in approvals]
-        assert len(actions) == len(set(actions))
+        held = session.scalars(select(Approval.decision_id)).all()
+        assert len(held) == len(set(held))
+        assert session.scalar(select(func.count()).select_from(Execution)) == 0
 
 
 def test_operator_cannot_approve_its_own_request(ops: Api) -> None:

@@ -105,3 +105,48 @@ def test_simulate_log_rejects_bad_input(
     assert main([*base, "--log", str(tmp_path / "x.jsonl"), *argv]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_learn_joins_and_updates_on_a_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import datetime, timedelta
+
+    from sqlalchemy.orm import Session
+
+    from agent.db import make_engine, upgrade
+    from agent.decision_log import record_decision
+    from environment.kpis import N_KPIS
+
+    url = f"sqlite:///{tmp_path / 'learn.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    start = datetime(2026, 3, 1)
+    with Session(engine) as session:
+        for i, (mrr, alignment) in enumerate([(100.0, 50.0), (110.0, 60.0), (120.0, 70.0)]):
+            record_decision(
+                session,
+                source="policy",
+                decided_at=start + i * timedelta(days=1),
+                policy_name="rules",
+                policy_version="rules",
+                kpis={"mrr": mrr, "alignment_score": alignment},
+                obs=[0.5] * N_KPIS,
+                probabilities=[1 / N_ACTIONS] * N_ACTIONS,
+                proposed_action="noop",
+                confidence=0.8,
+                verdict="executed",
+                reasons=[],
+                event_id=f"e{i}",
+            )
+        session.commit()
+    engine.dispose()
+    argv = ["learn", "--db", url, "--as-of", "2026-03-03T01:00", "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["join"]["computed"] == 2 and report["join"]["open"] == 1
+    assert report["learners"] == [{"learner": "linucb", "version": 1, "updates": 2, "n_updates": 2}]
+    assert main(["learn", "--db", url, "--as-of", "2026-03-03T01:00"]) == 0
+    assert "linucb: 0 updates, 2 in total, no new version" in capsys.readouterr().out
+    assert main(["learn", "--db", url, "--learners", "magic"]) == 2
+    assert "unknown learner 'magic'" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,29 @@ def test_the_cli_decides_from_a_log(
     assert capsys.readouterr().out.startswith("KEPT: no solution found")
     assert main(["promote", "--evidence", "log", "--tracking-uri", tracking.uri]) == 2
     assert "--evidence log needs --log" in capsys.readouterr().err
+
+
+def test_ope_reads_a_registered_model(
+    tracking: Tracking, uniform_log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _register(tracking, "noop")
+    argv = ["ope", "--log", str(uniform_log), "--policy", "models:/autopilot-policy@challenger"]
+    argv += ["--tracking-uri", tracking.uri]
+    assert main([*argv, "--estimators", "ips", "--bootstrap", "20", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    noop = main(
+        [
+            "ope",
+            "--log",
+            str(uniform_log),
+            "--policy",
+            "noop",
+            "--estimators",
+            "ips",
+            "--bootstrap",
+            "20",
+            "--json",
+        ]
+    )
+    assert noop == 0
+    assert json.loads(capsys.readouterr().out)["estimates"] == report["estimates"]

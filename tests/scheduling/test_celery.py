@@ -20,7 +20,7 @@ from agent.db import make_engine
 from agent.models import Cycle, CycleLock
 from agent.settings import Settings
 from tests.scheduling.conftest import Spawn, child_env
-from tests.scheduling.test_embedded import (
+from tests.scheduling.support import (
     assert_one_run_per_tick,
     audit_log_locked,
     count,
@@ -56,7 +56,7 @@ def start_workers(spawn: Spawn, env: dict[str, str], tmp_path: Path) -> list[sub
             "-m",
             "celery",
             "-A",
-            "agent.celery_app",
+            "cli.celery_entry",
             "worker",
             *options,
             "-n",
@@ -87,7 +87,7 @@ def test_two_workers_and_two_beats_run_one_cycle_per_tick(
             "-m",
             "celery",
             "-A",
-            "agent.celery_app",
+            "cli.celery_entry",
             "beat",
             *beat_options,
             str(tmp_path / "b2.db"),

@@ -20,6 +20,7 @@ from agent.settings import Settings
 from agent.ticks import utc_now
 from cli.main import main
 from tests.scheduling.receiver import serve
+from tests.scheduling.support import runs
 
 TICK = datetime(2026, 12, 1, 12, 0)
 
@@ -188,3 +189,47 @@ def test_each_critical_issue_of_a_result_is_alerted(engine: Engine) -> None:
         "critical",
         "error rate 9% over 5%",
     )
+
+
+def test_a_transient_failure_gives_the_tick_back_for_a_retry(engine: Engine) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE usage_metrics"))
+    with pytest.raises(OperationalError, match="usage_metrics"):
+        run_scheduled(
+            "cycle",
+            TICK,
+            engine,
+            Settings(policy_uri="rules"),
+            live=False,
+            transient=lambda error: isinstance(error, OperationalError),
+        )
+    assert runs(engine) == []  # the retry may claim it again
+    assert alerts(engine) == []
+
+
+def test_a_missing_table_is_not_transient(engine: Engine) -> None:
+    from agent.celery_app import is_transient
+
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE usage_metrics"))
+    with pytest.raises(Exception) as raised, engine.connect() as connection:
+        connection.execute(text("SELECT * FROM usage_metrics"))
+    assert not is_transient(raised.value)
+    assert not is_transient(ValueError("not a database error"))
+
+
+@pytest.mark.postgres
+def test_a_lost_connection_is_transient(pg_url: str) -> None:
+    from agent.celery_app import is_transient
+    from agent.db import DatabaseUnreachable
+
+    engine = make_engine(pg_url)
+    with engine.connect() as victim, engine.connect() as admin:
+        pid = victim.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(Exception) as raised:
+            victim.execute(text("SELECT 1"))
+    assert is_transient(raised.value)
+    assert is_transient(DatabaseUnreachable("cannot reach database"))
