@@ -18,6 +18,13 @@ from tests.api.conftest import Api, start
 
 EXAMPLES = 4
 """Examples per operation: enough to reach the validation paths, small enough for CI."""
+DASHBOARD_PATHS = ("/", "/dashboard/")
+"""The dashboard's pages and forms (issue 11) answer HTML, not the API's JSON contract; the
+browser tests cover them."""
+
+
+def _is_dashboard(path: str) -> bool:
+    return path == DASHBOARD_PATHS[0] or path.startswith(DASHBOARD_PATHS[1])
 
 
 @pytest.fixture
@@ -31,6 +38,8 @@ def test_every_operation_conforms(schema_api: Api) -> None:
     checked = []
     for result in schema.get_all_operations():
         operation = result.ok()
+        if _is_dashboard(operation.path):
+            continue
 
         @given(case=operation.as_strategy())
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
