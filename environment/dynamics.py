@@ -423,6 +423,8 @@ def initial(p: BusinessParams, scenario: Scenario, rng: np.random.Generator) -> 
     s.conversions_days = tuple(v * s.active_free / free_before for v in s.conversions_days)
     s.paying_churn_days = tuple(v * s.paying / paying_before for v in s.paying_churn_days)
     s.paying_at_start = s.paying
+    # The equity describes the perturbed base, or step 1 would book the perturbation as value.
+    s.customer_equity = customer_equity(s, p)
     s.shocks = scenario.draw(rng, p.steps_per_day)
     return s
 

@@ -147,7 +147,9 @@ class SaaSOpsEnv(gym.Env[Obs, np.int64]):
         self._state = state
         failed = dynamics.terminal(state, self.params)
         obs, info = self._observe(state)
-        reward = dynamics.reward(state, self._kpis["alignment_score"], self.params, failed)
+        # The reward reads the true alignment, as planners and tests do: measurement noise
+        # belongs to the observation, not to the objective.
+        reward = dynamics.reward(state, info["true_kpis"]["alignment_score"], self.params, failed)
         info["action"] = ACTION_NAMES[index]
         info["action_cost"] = state.last_action_cost
         return obs, reward, failed, False, info
