@@ -147,8 +147,9 @@ def decide_one(
 
 
 def observation(request: DecideRequest) -> np.ndarray:
-    """The environment's observation of the request's KPIs, float32 shape (N_KPIS,)."""
-    return encode_vector(list(request.kpis.values()))
+    """The environment's observation of the request's KPIs and recent actions, float32 shape
+    (N_OBS,)."""
+    return encode_vector(list(request.kpis.values()), request.recent_actions)
 
 
 def decide_many(
