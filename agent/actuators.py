@@ -35,16 +35,18 @@ decision actions     :data:`SETTING_ACTIONS`                                    
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    String,
     Table,
     and_,
+    bindparam,
+    cast,
     delete,
     false,
     func,
@@ -57,7 +59,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agent import audit
+from agent import audit, validation
 from agent.detect import alive, at_risk
 from agent.models import (
     Archive,
@@ -70,8 +72,14 @@ from agent.models import (
     User,
     Workflow,
 )
-from agent.observe import EMAIL_PATTERN, SETTING_DEFAULTS, SILENT_DAYS
+from agent.observe import (
+    SETTING_DEFAULTS,
+    SETTING_SCAN,
+    SILENT_DAYS,
+    as_utc_naive,
+)
 from environment.actions import ACTION_NAMES
+from environment.params import BusinessParams
 
 RETENTION_COOLDOWN_DAYS = 14
 """An account gets at most one win-back message in this many days."""
@@ -83,12 +91,15 @@ REVIEW_TOPIC = "data_review"
 FIXABLE_DEFECTS = frozenset({"malformed_email"})
 """Defect kinds of :mod:`agent.observe` that ``data_fix`` repairs (others are only detected)."""
 
+PRICE_STEP = BusinessParams().price_step
+"""A price change moves the price level by this share, as in the simulator (10%)."""
+
 SETTING_ACTIONS: dict[str, tuple[str, Callable[[float], float]]] = {
     "onboarding_boost": ("onboarding_boost", lambda old: 1.0),
     "funnel_fix": ("funnel_fix", lambda old: 1.0),
     "upgrade_prompt": ("upgrade_prompt", lambda old: 1.0),
-    "price_increase": ("price_level", lambda old: round(old * 1.10, 6)),
-    "price_decrease": ("price_level", lambda old: round(old / 1.10, 6)),
+    "price_increase": ("price_level", lambda old: round(old * (1.0 + PRICE_STEP), 6)),
+    "price_decrease": ("price_level", lambda old: round(old * (1.0 - PRICE_STEP), 6)),
     "scale_infra": ("infra_capacity", lambda old: old + 1.0),
     "shift_marketing": ("marketing_shifts", lambda old: old + 1.0),
     "ship_feature": ("features_shipped", lambda old: old + 1.0),
@@ -106,8 +117,9 @@ SETTING_BASELINES: dict[str, float] = {
 """The value of a setting that has never been set."""
 ROW_ACTIONS = ("retention_campaign", "payment_retry", "orphan_cleanup", "data_fix")
 ACTUATED = frozenset((*ROW_ACTIONS, *SETTING_ACTIONS))
-_WHITESPACE = re.compile(r"\s+")
-_VALID_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_SCOPED_ROWS = 10_000
+"""Rows whose ids an approval's plan lists (:func:`target_ids`); a larger plan is approved by
+its count and refused if the count moved."""
 
 
 class ActuatorError(RuntimeError):
@@ -180,6 +192,11 @@ def _recently_messaged(at: datetime) -> ColumnElement[bool]:
     )
 
 
+def _retention_targets(at: datetime) -> ColumnElement[bool]:
+    """At-risk accounts not messaged within the cooldown whose row passes validation."""
+    return and_(at_risk(at), not_(_recently_messaged(at)), validation.valid("users", at))
+
+
 def _unresolved_charges(at: datetime) -> ColumnElement[bool]:
     return and_(
         BillingEvent.kind == "charge",
@@ -216,7 +233,12 @@ def _retry_candidates(at: datetime) -> Any:
     return (
         select(BillingEvent.id, BillingEvent.user_id, BillingEvent.amount, done.label("done"))
         .outerjoin(attempts, attempts.c.billing_event_id == BillingEvent.id)
-        .where(_unresolved_charges(at), done < MAX_RETRY_ATTEMPTS)
+        .where(
+            _unresolved_charges(at),
+            done < MAX_RETRY_ATTEMPTS,
+            BillingEvent.amount > 0,
+            validation.valid("billing_events", at),
+        )
     )
 
 
@@ -226,6 +248,7 @@ def _gone_users(table: Table, at: datetime) -> Any:
     probing ``users`` per row (the pattern of :mod:`agent.observe`)."""
     per_user = (
         select(table.c.user_id.label("user_id"), func.count().label("n"))
+        .where(validation.valid(table.name, at))
         .group_by(table.c.user_id)
         .subquery("per_user")
     )
@@ -263,17 +286,27 @@ def _email_candidates() -> ColumnElement[bool]:
     return and_(
         User.email.is_not(None),
         or_(
-            User.email.not_like(EMAIL_PATTERN),
-            User.email.like("% %"),
+            validation.malformed_email(User.email),
             User.email != func.lower(func.trim(User.email)),
         ),
     )
 
 
 def normalize_email(email: str) -> str | None:
-    """``email`` without whitespace and in lower case, or None when that is still invalid."""
-    fixed = _WHITESPACE.sub("", email).lower()
-    return fixed if _VALID_EMAIL.match(fixed) else None
+    """``email`` trimmed and in lower case when that is a valid address, else None: the only
+    rewrites that are provably safe (anything else, e.g. removing inner spaces or characters,
+    could turn garbage into somebody else's address, so it is flagged for a human)."""
+    fixed = email.strip().lower()
+    return fixed if validation.email_is_valid(fixed) else None
+
+
+Scope = Mapping[str, Sequence[int]]
+"""Per table, the ids an execution may touch (an approved plan's rows); None: any."""
+
+
+def _scoped(column: Any, scope: Scope | None, table: str) -> list[ColumnElement[bool]]:
+    """The condition restricting ``column`` to ``scope``'s ids of ``table`` (none: no limit)."""
+    return [] if scope is None else [column.in_(list(scope.get(table, ())))]
 
 
 def _count(session: Session, statement: Any) -> int:
@@ -281,16 +314,19 @@ def _count(session: Session, statement: Any) -> int:
 
 
 def _setting_value(session: Session, key: str, at: datetime) -> float:
-    value = session.execute(
-        select(Setting.value)
+    """The latest value of ``key`` at or before ``at`` that is JSON and a finite number (the
+    rule observation applies), else the baseline: a garbage value is never built upon."""
+    raws = session.execute(
+        select(cast(Setting.value, String))
         .where(Setting.key == key, Setting.effective_at <= at)
         .order_by(Setting.effective_at.desc(), Setting.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    try:
-        return float(value) if value is not None else SETTING_BASELINES.get(key, 0.0)
-    except (TypeError, ValueError):
-        return SETTING_BASELINES.get(key, 0.0)
+        .limit(SETTING_SCAN)
+    ).scalars()
+    for raw in raws:
+        number = validation.number_or_none(validation.json_or_none(raw))
+        if number is not None:
+            return number
+    return SETTING_BASELINES.get(key, 0.0)
 
 
 # --- plan ---------------------------------------------------------------------------------
@@ -301,10 +337,7 @@ def plan(session: Session, action: str, at: datetime) -> Plan:
     _check_action(action)
     if action == "retention_campaign":
         population = _count(session, select(func.count()).select_from(User).where(alive(at)))
-        rows = _count(
-            session,
-            select(func.count()).select_from(User).where(at_risk(at), not_(_recently_messaged(at))),
-        )
+        rows = _count(session, select(func.count()).select_from(User).where(_retention_targets(at)))
         return Plan(action, "users:at_risk", at, rows, population)
     if action == "payment_retry":
         population = _count(
@@ -348,10 +381,11 @@ def plan(session: Session, action: str, at: datetime) -> Plan:
         candidates = session.execute(select(User.email).where(_email_candidates())).scalars()
         fixable = unfixable = 0
         for email in candidates:
-            if email is not None and normalize_email(email) is not None:
-                fixable += 1
-            else:
+            fixed = normalize_email(email) if email is not None else None
+            if fixed is None:
                 unfixable += 1
+            elif fixed != email:
+                fixable += 1
         return Plan(
             action,
             "users.email",
@@ -363,6 +397,42 @@ def plan(session: Session, action: str, at: datetime) -> Plan:
     key, change = SETTING_ACTIONS[action]
     old = _setting_value(session, key, at)
     return Plan(action, f"settings:{key}", at, 1, 0, {"key": key, "old": old, "new": change(old)})
+
+
+def target_ids(session: Session, action: str, at: datetime) -> dict[str, list[int]] | None:
+    """Per table, the ids of the rows executing ``action`` at ``at`` would touch: what an
+    approval lists when requested and later executes (as ``scope``). None for a setting
+    action, or when more than :data:`MAX_SCOPED_ROWS` rows would be touched."""
+    _check_action(action)
+    ids: dict[str, list[int]]
+    if action == "retention_campaign":
+        ids = {"users": _id_list(session, select(User.id).where(_retention_targets(at)))}
+    elif action == "payment_retry":
+        ids = {"billing_events": [int(row[0]) for row in session.execute(_retry_candidates(at))]}
+    elif action == "orphan_cleanup":
+        ids = {}
+        for name, table in _ARCHIVABLE.items():
+            owners, ownerless, rows = _orphan_owners(session, table, at)
+            if rows > MAX_SCOPED_ROWS:
+                return None
+            condition = and_(_owned_by(table, owners, ownerless), validation.valid(name, at))
+            ids[name] = _id_list(session, select(table.c.id).where(condition))
+    elif action == "data_fix":
+        candidates = session.execute(select(User.id, User.email).where(_email_candidates()))
+        ids = {
+            "users": sorted(
+                int(user_id)
+                for user_id, email in candidates
+                if email is not None and normalize_email(email) not in (None, email)
+            )
+        }
+    else:
+        return None
+    return ids if sum(map(len, ids.values())) <= MAX_SCOPED_ROWS else None
+
+
+def _id_list(session: Session, statement: Any) -> list[int]:
+    return sorted(int(i) for i in session.execute(statement).scalars())
 
 
 # --- execute ------------------------------------------------------------------------------
@@ -377,6 +447,7 @@ def execute(
     actor: str = "agent",
     decision_id: int | None = None,
     planned: Plan | None = None,
+    scope: Scope | None = None,
 ) -> ExecutionOutcome:
     """Apply ``action`` at ``at`` in ``session``'s transaction, with its execution row, undo
     record and audit entry, flushed but not committed (see the module docstring).
@@ -385,6 +456,9 @@ def execute(
     returned with ``created=False`` and nothing is done. A concurrent writer of the same key
     makes the flush fail with ``IntegrityError``; the caller rolls back and retries, and then
     finds the winner's execution.
+
+    ``scope`` (from :func:`target_ids`) restricts a row action to the rows of an approved plan
+    that still qualify: it never touches a row that was not shown.
     """
     current = planned if planned is not None else plan(session, action, at)
     if current.action != action or current.at != at:
@@ -409,7 +483,7 @@ def execute(
     )
     session.add(execution)
     session.flush()  # claims the key: a concurrent duplicate fails here, before any effect
-    effect, undo_record = _APPLY[_kind(action)](session, action, at, execution.id)
+    effect, undo_record = _APPLY[_kind(action)](session, action, at, execution.id, scope)
     execution.effect = {**current.to_dict(), **effect}
     execution.undo = undo_record
     execution.status = "executed"
@@ -462,17 +536,27 @@ def _insert_outbox(session: Session, rows: list[dict[str, Any]]) -> None:
         session.execute(insert(Outbox), rows)
 
 
-def _apply_retention(session: Session, action: str, at: datetime, execution_id: int) -> Applied:
+def _apply_retention(
+    session: Session, action: str, at: datetime, execution_id: int, scope: Scope | None
+) -> Applied:
     users = session.execute(
-        select(User.id).where(at_risk(at), not_(_recently_messaged(at))).order_by(User.id)
+        select(User.id)
+        .where(_retention_targets(at), *_scoped(User.id, scope, "users"))
+        .order_by(User.id)
     ).scalars()
     rows = [(int(user), {"template": "win_back", "silent_days": SILENT_DAYS}) for user in users]
     _insert_outbox(session, _outbox_rows("message", action, at, execution_id, rows))
     return {"messages": len(rows)}, {"kind": "outbox"}
 
 
-def _apply_payment_retry(session: Session, action: str, at: datetime, execution_id: int) -> Applied:
-    charges = session.execute(_retry_candidates(at).order_by(BillingEvent.id)).all()
+def _apply_payment_retry(
+    session: Session, action: str, at: datetime, execution_id: int, scope: Scope | None
+) -> Applied:
+    charges = session.execute(
+        _retry_candidates(at)
+        .where(*_scoped(BillingEvent.id, scope, "billing_events"))
+        .order_by(BillingEvent.id)
+    ).all()
     rows = [
         (
             int(user_id),
@@ -509,16 +593,23 @@ _ARCHIVABLE: dict[str, Table] = {
 
 
 def _apply_orphan_cleanup(
-    session: Session, action: str, at: datetime, execution_id: int
+    session: Session, action: str, at: datetime, execution_id: int, scope: Scope | None
 ) -> Applied:
     moved: dict[str, int] = {}
+    unreadable: dict[str, list[int]] = {}
     for name, table in _ARCHIVABLE.items():
         owners, ownerless, _ = _orphan_owners(session, table, at)
         rows: list[Any] = []
         for start in range(0, max(len(owners), 1), 5000):
             chunk = owners[start : start + 5000]
             condition = _owned_by(table, chunk, ownerless and start == 0)
-            rows += session.execute(select(table).where(condition)).all()
+            loaded, bad = load_rows(
+                session,
+                table,
+                and_(condition, validation.valid(name, at), *_scoped(table.c.id, scope, name)),
+            )
+            rows += loaded
+            unreadable[name] = unreadable.get(name, []) + bad
         rows.sort(key=lambda row: row.id)
         if rows:
             session.execute(
@@ -539,26 +630,48 @@ def _apply_orphan_cleanup(
             for start in range(0, len(ids), 5000):
                 session.execute(delete(table).where(table.c.id.in_(ids[start : start + 5000])))
         moved[name] = len(rows)
-    return {"archived": moved}, {"kind": "archive"}
+    flagged = {name: ids[:MAX_FLAGGED_IDS] for name, ids in unreadable.items() if ids}
+    return {"archived": moved, "flagged_unreadable": flagged}, {"kind": "archive"}
 
 
-def _apply_data_fix(session: Session, action: str, at: datetime, execution_id: int) -> Applied:
+def load_rows(session: Session, table: Table, condition: Any) -> tuple[list[Any], list[int]]:
+    """(the rows of ``table`` matching ``condition``, whole; the ids of those the driver cannot
+    read). A value that passed the SQL checks but not the driver's parsing (a date that sorts
+    like one but is none, ``'2025-13-45'``) costs one retry row by row, never the execution."""
+    try:
+        return list(session.execute(select(table).where(condition)).all()), []
+    except ValueError:
+        ids = session.execute(select(table.c.id).where(condition)).scalars().all()
+    rows: list[Any] = []
+    bad: list[int] = []
+    for row_id in ids:
+        try:
+            rows.append(session.execute(select(table).where(table.c.id == row_id)).one())
+        except ValueError:
+            bad.append(int(row_id))
+    return rows, bad
+
+
+def _apply_data_fix(
+    session: Session, action: str, at: datetime, execution_id: int, scope: Scope | None
+) -> Applied:
     rows = session.execute(
-        select(User.id, User.email).where(_email_candidates()).order_by(User.id)
+        select(User.id, User.email)
+        .where(_email_candidates(), *_scoped(User.id, scope, "users"))
+        .order_by(User.id)
     ).all()
     old: dict[str, str] = {}
+    new: dict[str, str] = {}
     unfixable: list[int] = []
     updates: list[dict[str, Any]] = []
     for user_id, email in rows:
         fixed = normalize_email(email) if email is not None else None
         if fixed is None:
             unfixable.append(int(user_id))
-        else:
-            old[str(user_id)] = str(email)
+        elif fixed != email:
+            old[str(user_id)], new[str(user_id)] = str(email), fixed
             updates.append({"b_id": int(user_id), "b_email": fixed})
     if updates:
-        from sqlalchemy import bindparam
-
         session.connection().execute(
             update(_USERS)
             .where(_USERS.c.id == bindparam("b_id"))
@@ -581,17 +694,19 @@ def _apply_data_fix(session: Session, action: str, at: datetime, execution_id: i
         "flagged_unfixable": len(unfixable),
         "flagged_ids": unfixable[:MAX_FLAGGED_IDS],
     }
-    return effect, {"kind": "fields", "table": "users", "column": "email", "old": old}
+    return effect, {"kind": "fields", "table": "users", "column": "email", "old": old, "new": new}
 
 
-def _apply_setting(session: Session, action: str, at: datetime, execution_id: int) -> Applied:
+def _apply_setting(
+    session: Session, action: str, at: datetime, execution_id: int, scope: Scope | None
+) -> Applied:
     key, change = SETTING_ACTIONS[action]
     old = _setting_value(session, key, at)
     new = change(old)
     row = Setting(
         key=key,
         value=new,
-        effective_at=_free_instant(session, key, at),
+        effective_at=free_instant(session, key, at),
         set_by=f"agent:{action}",
         execution_id=execution_id,
         note=f"{action}: {old} -> {new}",
@@ -601,7 +716,7 @@ def _apply_setting(session: Session, action: str, at: datetime, execution_id: in
     return {"setting": key, "old": old, "new": new}, {"kind": "setting", "setting_id": row.id}
 
 
-def _free_instant(session: Session, key: str, at: datetime) -> datetime:
+def free_instant(session: Session, key: str, at: datetime) -> datetime:
     """``at``, or the first microsecond after it not taken by another value of ``key``
     (``settings`` is unique on (key, effective_at))."""
     taken = set(
@@ -618,7 +733,7 @@ def _free_instant(session: Session, key: str, at: datetime) -> datetime:
     return at
 
 
-_APPLY: dict[str, Callable[[Session, str, datetime, int], Applied]] = {
+_APPLY: dict[str, Callable[[Session, str, datetime, int, Scope | None], Applied]] = {
     "retention_campaign": _apply_retention,
     "payment_retry": _apply_payment_retry,
     "orphan_cleanup": _apply_orphan_cleanup,
@@ -630,93 +745,224 @@ _APPLY: dict[str, Callable[[Session, str, datetime, int], Applied]] = {
 # --- undo ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """Rows an undo left alone: ``rows`` of ``table`` (a sample of their ``ids``) and why."""
+
+    table: str
+    rows: int
+    ids: tuple[int, ...]
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "rows": self.rows,
+            "ids": list(self.ids),
+            "reason": self.reason,
+        }
+
+    def __str__(self) -> str:
+        sample = ", ".join(map(str, self.ids)) + (", ..." if self.rows > len(self.ids) else "")
+        return f"{self.rows} {self.table} row(s) not restored ({sample}): {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class UndoReport:
+    """What an undo restored (per kind of change, how many rows) and what it could not."""
+
+    execution: Execution
+    restored: dict[str, int]
+    conflicts: tuple[Conflict, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.conflicts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution.id,
+            "restored": dict(self.restored),
+            "conflicts": [c.to_dict() for c in self.conflicts],
+        }
+
+
+MAX_CONFLICT_IDS = 20
+"""Ids listed per conflict in an undo report."""
+_CHUNK = 5000
+
+
 def undo(
     session: Session, execution_id: int, *, actor: str = "operator", now: datetime | None = None
-) -> Execution:
-    """Reverse execution ``execution_id`` exactly, with its audit entry, and commit.
+) -> UndoReport:
+    """Reverse execution ``execution_id`` where that destroys nothing newer, with its audit
+    entry (flushed; the caller commits).
 
-    ``ActuatorError`` when there is no such execution, it was already undone, or it left no
-    undo record.
+    Each row is compared with what the execution wrote: a row changed since (an email the user
+    edited, an archived id taken by a new row, a message already sent) is left alone and
+    reported in :attr:`UndoReport.conflicts`; everything else is restored exactly. The audit
+    entry records both. ``ActuatorError`` when there is no such execution, it was already
+    undone, or it left no undo record; ``ValueError`` for an empty actor or a clock earlier
+    than the audit trail's last entry.
     """
-    from agent.observe import as_utc_naive
-
     moment = as_utc_naive(now)
-    try:
-        execution = session.get(Execution, execution_id)
-        if execution is None:
-            raise ActuatorError(f"execution {execution_id} does not exist")
-        if execution.undone_at is not None or execution.status == "undone":
-            raise ActuatorError(
-                f"execution {execution_id} was already undone at {execution.undone_at}"
-            )
-        if execution.status != "executed" or not execution.undo:
-            raise ActuatorError(
-                f"execution {execution_id} has status {execution.status!r} and no undo record; "
-                "only executed actions can be undone"
-            )
-        claimed = session.execute(
-            update(Execution)
-            .where(Execution.id == execution_id, Execution.status == "executed")
-            .values(status="undone", undone_at=moment)
+    execution = session.get(Execution, execution_id)
+    if execution is None:
+        raise ActuatorError(f"execution {execution_id} does not exist")
+    if execution.undone_at is not None or execution.status == "undone":
+        raise ActuatorError(f"execution {execution_id} was already undone at {execution.undone_at}")
+    if execution.status != "executed" or not execution.undo:
+        raise ActuatorError(
+            f"execution {execution_id} has status {execution.status!r} and no undo record; "
+            "only executed actions can be undone"
         )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            raise ActuatorError(f"execution {execution_id} was undone concurrently")
-        restored = _reverse(session, execution_id, execution.undo)
-        audit.append(
-            session,
-            actor=actor,
-            action="undo",
-            target=f"{execution.action}:{execution.target}",
-            details={"restored": restored},
-            cycle_id=execution.cycle_id,
-            execution_id=execution_id,
-            now=moment,
-        )
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+    audit.check_human_step(session, actor, moment)
+    claimed = session.execute(
+        update(Execution)
+        .where(Execution.id == execution_id, Execution.status == "executed")
+        .values(status="undone", undone_at=moment)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise ActuatorError(f"execution {execution_id} was undone concurrently")
+    restored, conflicts = _reverse(session, execution_id, execution.undo)
+    audit.append(
+        session,
+        actor=actor,
+        action="undo",
+        target=f"{execution.action}:{execution.target}",
+        details={"restored": restored, "conflicts": [c.to_dict() for c in conflicts]},
+        cycle_id=execution.cycle_id,
+        execution_id=execution_id,
+        now=moment,
+    )
+    session.flush()
     session.refresh(execution)
-    return execution
+    return UndoReport(execution, restored, tuple(conflicts))
 
 
-def _reverse(session: Session, execution_id: int, record: dict[str, Any]) -> dict[str, Any]:
+Reversed = tuple[dict[str, int], list[Conflict]]
+
+
+def _conflict(table: str, ids: Sequence[int], reason: str) -> list[Conflict]:
+    if not ids:
+        return []
+    return [Conflict(table, len(ids), tuple(sorted(ids)[:MAX_CONFLICT_IDS]), reason)]
+
+
+def _reverse_outbox(session: Session, execution_id: int) -> Reversed:
+    """Delete the execution's messages and jobs still pending; sent ones cannot be unsent."""
+    delivered = session.execute(
+        select(Outbox.id).where(
+            Outbox.execution_id == execution_id,
+            or_(Outbox.status != "pending", Outbox.sent_at.is_not(None)),
+        )
+    ).scalars()
+    delivered_ids = [int(i) for i in delivered]
+    result = session.execute(
+        delete(Outbox).where(
+            Outbox.execution_id == execution_id,
+            Outbox.status == "pending",
+            Outbox.sent_at.is_(None),
+        )
+    )
+    conflicts = _conflict(
+        "outbox", delivered_ids, "already sent or being delivered: it cannot be unsent"
+    )
+    return {"outbox_deleted": int(result.rowcount)}, conflicts  # type: ignore[attr-defined]
+
+
+def _reverse_archive(session: Session, execution_id: int) -> Reversed:
+    """Move archived rows back under their original ids; an id taken since by a new row is a
+    conflict (the archived row stays in ``archive``, nothing collides)."""
+    restored: dict[str, int] = {}
+    conflicts: list[Conflict] = []
+    for name, table in _ARCHIVABLE.items():
+        archived = session.execute(
+            select(Archive.id, Archive.payload).where(
+                Archive.execution_id == execution_id, Archive.source_table == name
+            )
+        ).all()
+        by_source = {
+            int(payload["id"]): (int(archive_id), payload) for archive_id, payload in archived
+        }
+        taken: set[int] = set()
+        source_ids = sorted(by_source)
+        for start in range(0, len(source_ids), _CHUNK):
+            chunk = source_ids[start : start + _CHUNK]
+            taken.update(
+                int(i)
+                for i in session.execute(select(table.c.id).where(table.c.id.in_(chunk))).scalars()
+            )
+        free = [source for source in source_ids if source not in taken]
+        if free:
+            session.execute(insert(table), [_restore_payload(table, by_source[i][1]) for i in free])
+            archive_ids = [by_source[i][0] for i in free]
+            for start in range(0, len(archive_ids), _CHUNK):
+                session.execute(
+                    delete(Archive).where(Archive.id.in_(archive_ids[start : start + _CHUNK]))
+                )
+        restored[name] = len(free)
+        conflicts += _conflict(
+            name, sorted(taken), "the id was reused by a newer row; the original stays archived"
+        )
+    return {
+        "rows_restored": sum(restored.values()),
+        **{f"{k}_restored": v for k, v in restored.items()},
+    }, conflicts
+
+
+def _reverse_fields(session: Session, execution_id: int, record: dict[str, Any]) -> Reversed:
+    """Write the old emails back where the email is still what the execution wrote."""
+    if record.get("table") != "users" or record.get("column") != "email":
+        raise ActuatorError(f"unsupported field undo record {record!r}")
+    old: dict[str, str] = record.get("old") or {}
+    written: dict[str, str | None] = record.get("new") or {
+        user_id: normalize_email(email) for user_id, email in old.items()
+    }
+    user_ids = sorted(int(user_id) for user_id in old)
+    current: dict[int, str | None] = {}
+    for start in range(0, len(user_ids), _CHUNK):
+        chunk = user_ids[start : start + _CHUNK]
+        current.update(
+            (int(i), email)
+            for i, email in session.execute(select(User.id, User.email).where(User.id.in_(chunk)))
+        )
+    unchanged = [i for i in user_ids if i in current and current[i] == written.get(str(i))]
+    changed = [i for i in user_ids if i not in unchanged]
+    if unchanged:
+        session.connection().execute(
+            update(_USERS)
+            .where(_USERS.c.id == bindparam("b_id"))
+            .values(email=bindparam("b_email")),
+            [{"b_id": i, "b_email": old[str(i)]} for i in unchanged],
+        )
+    session.execute(
+        delete(Outbox).where(Outbox.execution_id == execution_id, Outbox.status == "pending")
+    )
+    conflicts = _conflict(
+        "users", changed, "the email was changed (or the user removed) after the fix; kept"
+    )
+    return {"fields_restored": len(unchanged)}, conflicts
+
+
+def _reverse_setting(session: Session, record: dict[str, Any]) -> Reversed:
+    row_id = int(record["setting_id"])
+    result = session.execute(delete(Setting).where(Setting.id == row_id))
+    if int(result.rowcount) == 0:  # type: ignore[attr-defined]
+        return {"setting_deleted": 0}, _conflict("settings", [row_id], "the setting row is gone")
+    return {"setting_deleted": 1}, []
+
+
+def _reverse(session: Session, execution_id: int, record: dict[str, Any]) -> Reversed:
     kind = record.get("kind")
     if kind == "outbox":
-        result = session.execute(delete(Outbox).where(Outbox.execution_id == execution_id))
-        return {"outbox_deleted": int(result.rowcount)}  # type: ignore[attr-defined]
+        return _reverse_outbox(session, execution_id)
     if kind == "archive":
-        restored: dict[str, int] = {}
-        for name, table in _ARCHIVABLE.items():
-            payloads = session.execute(
-                select(Archive.payload).where(
-                    Archive.execution_id == execution_id, Archive.source_table == name
-                )
-            ).scalars()
-            rows = [_restore_payload(table, payload) for payload in payloads]
-            if rows:
-                session.execute(insert(table), rows)
-            restored[name] = len(rows)
-        session.execute(delete(Archive).where(Archive.execution_id == execution_id))
-        return {"rows_restored": restored}
+        return _reverse_archive(session, execution_id)
     if kind == "fields":
-        if record.get("table") != "users" or record.get("column") != "email":
-            raise ActuatorError(f"unsupported field undo record {record!r}")
-        from sqlalchemy import bindparam
-
-        old = record.get("old") or {}
-        if old:
-            session.connection().execute(
-                update(_USERS)
-                .where(_USERS.c.id == bindparam("b_id"))
-                .values(email=bindparam("b_email")),
-                [{"b_id": int(user_id), "b_email": email} for user_id, email in old.items()],
-            )
-        session.execute(delete(Outbox).where(Outbox.execution_id == execution_id))
-        return {"fields_restored": len(old)}
+        return _reverse_fields(session, execution_id, record)
     if kind == "setting":
-        session.execute(delete(Setting).where(Setting.id == record["setting_id"]))
-        return {"setting_deleted": record["setting_id"]}
+        return _reverse_setting(session, record)
     raise ActuatorError(
         f"execution {execution_id} has an unknown undo record kind {kind!r}; "
         "known: outbox, archive, fields, setting"

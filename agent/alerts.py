@@ -135,6 +135,32 @@ def raise_alert(
     return alert
 
 
+def kill_switch_alert(
+    session: Session,
+    on: bool,
+    reason: str,
+    by: str,
+    *,
+    now: datetime | None = None,
+    settings: Settings | None = None,
+) -> Alert | None:
+    """The alert of a kill switch change, added to the caller's session and transaction (call
+    it where the switch is set, before the commit): ``critical`` when it goes on, ``info``
+    when it goes off. Each change is its own alert (the key names the state and the time)."""
+    moment = now or utc_now()
+    state = "on" if on else "off"
+    return raise_alert(
+        session,
+        "kill_switch",
+        f"kill_switch:{state}:{moment:%Y%m%dT%H%M%S.%f}",
+        f"kill switch {state} by {by}" + (f": {reason}" if reason else ""),
+        "critical" if on else "info",
+        details={"on": on, "reason": reason, "by": by},
+        now=moment,
+        settings=settings,
+    )
+
+
 # --- payloads and signatures --------------------------------------------------------------
 
 
@@ -196,7 +222,8 @@ class DeliveryReport:
 
     delivered: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
-    deferred: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    """Failed this time, to be retried by a later call (see ``attempts_now``)."""
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -253,6 +280,16 @@ class _Backoff:
         return wait
 
 
+def _wait_after(
+    backoff: _Backoff, retrying: Retrying, attempt_number: int, error: DeliveryFailed
+) -> float:
+    """The wait the backoff gives after ``attempt_number`` failed with ``error``."""
+    state = RetryCallState(retrying, fn=None, args=(), kwargs={})
+    state.attempt_number = attempt_number
+    state.set_exception((type(error), error, error.__traceback__))
+    return backoff(state)
+
+
 def _claim_due(engine: Engine, now: datetime) -> list[int]:
     """Ids of due deliveries this deliverer now owns for :data:`SEND_CLAIM`."""
     with engine.begin() as connection:
@@ -287,7 +324,11 @@ def _record(engine: Engine, delivery_id: int, **values: Any) -> None:
 
 
 def _deliver_one(
-    engine: Engine, delivery_id: int, hooks: dict[str, WebhookConfig], settings: Settings
+    engine: Engine,
+    delivery_id: int,
+    hooks: dict[str, WebhookConfig],
+    settings: Settings,
+    attempts_now: int | None,
 ) -> str:
     with Session(engine) as session:
         delivery = session.get(AlertDelivery, delivery_id)
@@ -312,6 +353,7 @@ def _deliver_one(
         return FAILED
     attempts = done_before
     backoff = _Backoff(settings.alert_backoff_s)
+    budget = left if attempts_now is None else min(left, attempts_now)
 
     def note_failure(state: RetryCallState) -> None:
         """Persist the failed attempt and when the next is due, before waiting for it."""
@@ -327,7 +369,7 @@ def _deliver_one(
         )
 
     retrying = Retrying(
-        stop=stop_after_attempt(left),
+        stop=stop_after_attempt(budget),
         wait=backoff,
         retry=retry_if_exception(_is_retryable),
         before_sleep=note_failure,
@@ -340,6 +382,18 @@ def _deliver_one(
                     attempts = done_before + attempt.retry_state.attempt_number
                     _send_once(client, hook, message_id, body)
     except DeliveryFailed as error:
+        if error.retryable and attempts < settings.alert_max_attempts:  # this call's budget
+            wait = _wait_after(backoff, retrying, attempts - done_before, error)
+            _record(
+                engine,
+                delivery_id,
+                status=PENDING,
+                attempts=attempts,
+                last_error=str(error),
+                next_attempt_at=utc_now() + timedelta(seconds=wait),
+                claimed_until=None,
+            )
+            return PENDING
         _record(
             engine,
             delivery_id,
@@ -362,18 +416,28 @@ def _deliver_one(
 
 
 def deliver_pending(
-    engine: Engine, settings: Settings | None = None, *, now: datetime | None = None
+    engine: Engine,
+    settings: Settings | None = None,
+    *,
+    now: datetime | None = None,
+    attempts_now: int | None = None,
 ) -> DeliveryReport:
     """Send every due delivery this deliverer can claim, each until it succeeds, fails for
-    good, or exhausts ``settings.alert_max_attempts`` (see the module docstring)."""
+    good, or exhausts ``settings.alert_max_attempts`` (see the module docstring).
+
+    ``attempts_now``: at most this many attempts per delivery in this call (none: no limit);
+    a delivery that still fails stays pending, due after its backoff, for a later call. A
+    shared worker (Celery) uses 1, so it never sleeps between attempts."""
+    if attempts_now is not None and attempts_now < 1:
+        raise ValueError(f"attempts_now must be at least 1 or None, got {attempts_now}")
     config = settings or get_settings()
     hooks = {hook.name: hook for hook in config.alert_webhooks}
     report = DeliveryReport()
     for delivery_id in _claim_due(engine, now or utc_now()):
-        outcome = _deliver_one(engine, delivery_id, hooks, config)
-        {DELIVERED: report.delivered, FAILED: report.failed}.get(outcome, report.deferred).append(
-            delivery_id
-        )
+        outcome = _deliver_one(engine, delivery_id, hooks, config, attempts_now)
+        {DELIVERED: report.delivered, FAILED: report.failed, PENDING: report.pending}[
+            outcome
+        ].append(delivery_id)
     return report
 
 

@@ -10,8 +10,20 @@ over a canonical JSON encoding (sorted keys, no whitespace). Ids are assigned by
 (previous id + 1), not by the database, so a deleted entry leaves a gap. :func:`verify_chain`
 recomputes every hash and checks every link and every id, and names the first bad entry: an
 edited entry fails its own hash, a deleted one breaks the link (and the id sequence) of the
-entry after it. Removing entries from the *end* leaves a valid shorter chain: record
-:func:`chain_head` outside the database (a log line, a ticket) to detect that too.
+entry after it. Each entry is checked against its own hash before its link, so an entry moved
+or swapped is blamed itself, not its neighbour.
+
+Removing entries from the *end* would leave a valid shorter chain, so the chain is anchored as
+CloudTrail's digest files anchor a trail: :class:`~agent.models.AuditHead` holds the entry
+count and the last id and hash, moved by :func:`append` in the same transaction as the entry.
+An edit to ``audit_log`` alone (a truncated tail, a rewritten chain) no longer matches it.
+:func:`verify_chain` also checks completeness: every execution, every answered approval and
+every undo has its audit entry, and timestamps never decrease. For an anchor outside the
+database too, record :func:`chain_head` elsewhere (a log line, a ticket).
+
+Time never runs backwards in the trail: an entry dated before the last one is stored at the
+last one's time (the requested time kept in ``details["clock"]``), and a human step
+(:func:`check_human_step`) with such a clock is refused.
 
 Two writers racing for the same position both try to insert the same id; the loser's insert
 fails on the primary key inside its transaction, and the caller's transaction is rolled back
@@ -24,23 +36,28 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.orm import Session
 
-from agent.models import AuditLog
+from agent.models import Approval, AuditHead, AuditLog, Execution
+from agent.observe import as_utc_naive
 
 GENESIS = "0" * 64
 """``prev_hash`` of the first entry."""
+CHAIN = "audit_log"
+"""The name of the chain's head record."""
+ANSWERS = ("approval_approved", "approval_rejected", "approval_expired", "approval_refused")
+"""The audit actions that answer an approval."""
+MAX_LISTED = 10
+"""Missing entries named per kind in a report."""
 
 
-def _naive_utc(moment: datetime) -> datetime:
-    """Times are stored and hashed as naive UTC, as every supported database returns them
-    (SQLite keeps no time zone)."""
-    if moment.tzinfo is not None:
-        return moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
+class AuditError(ValueError):
+    """An entry that cannot be appended (empty actor, clock before the trail, head record out
+    of step with the chain); the message says why and what to do."""
 
 
 def entry_digest(
@@ -59,7 +76,7 @@ def entry_digest(
     content = [
         prev_hash,
         entry_id,
-        _naive_utc(occurred_at).isoformat(timespec="microseconds"),
+        as_utc_naive(occurred_at).isoformat(timespec="microseconds"),
         actor,
         action,
         target,
@@ -82,11 +99,19 @@ def append(
     execution_id: int | None = None,
     now: datetime | None = None,
 ) -> AuditLog:
-    """Add the next entry of the chain to ``session`` (flushed, not committed: it commits or
-    rolls back with the caller's transaction)."""
-    prev_id, prev_hash = chain_head(session)
-    occurred_at = _naive_utc(now or datetime.now(UTC))
+    """Add the next entry of the chain to ``session`` and move the head record (flushed, not
+    committed: both commit or roll back with the caller's transaction).
+
+    ``AuditError`` for an empty ``actor`` or a head record that does not match the chain.
+    """
+    if not isinstance(actor, str) or not actor.strip():
+        raise AuditError(f"every audit entry names who acted; got actor={actor!r}")
+    prev_id, prev_hash, prev_at = _last_entry(session)
+    requested = as_utc_naive(now or datetime.now(UTC))
+    occurred_at = max(requested, prev_at) if prev_at is not None else requested
     payload = dict(details or {})
+    if occurred_at != requested:
+        payload["clock"] = requested.isoformat()
     try:
         json.dumps(payload)
     except (TypeError, ValueError) as error:
@@ -108,7 +133,109 @@ def append(
     )
     session.add(entry)
     session.flush()
+    _move_head(session, prev_id, prev_hash, entry)
     return entry
+
+
+def _move_head(session: Session, prev_id: int, prev_hash: str, entry: AuditLog) -> None:
+    """Advance the head from ``(prev_id, prev_hash)`` to ``entry`` (compare and set)."""
+    moved = session.execute(
+        update(AuditHead)
+        .where(AuditHead.name == CHAIN, AuditHead.last_hash == prev_hash)
+        .values(
+            entries=AuditHead.entries + 1,
+            last_id=entry.id,
+            last_hash=entry.entry_hash,
+            updated_at=entry.occurred_at,
+        )
+    )
+    if moved.rowcount == 1:  # type: ignore[attr-defined]
+        return
+    if prev_id == 0 and session.get(AuditHead, CHAIN) is None:
+        session.add(
+            AuditHead(
+                name=CHAIN,
+                entries=1,
+                last_id=entry.id,
+                last_hash=entry.entry_hash,
+                updated_at=entry.occurred_at,
+            )
+        )
+        session.flush()
+        return
+    raise AuditError(
+        f"the audit head record does not match the chain (last entry {prev_id}); the trail "
+        "may have been tampered with: run `autopilot audit verify`"
+    )
+
+
+def anchor(session: Session) -> None:
+    """Set the head record to the chain as it stands (flushed, not committed). Only for a
+    trail just written in bulk by a trusted writer (the seed); never to "repair" a trail that
+    fails :func:`verify_chain`."""
+    last_id, last_hash, last_at = _last_entry(session)
+    entries = session.execute(select(func.count()).select_from(AuditLog)).scalar_one()
+    head = session.get(AuditHead, CHAIN)
+    if head is None:
+        head = AuditHead(name=CHAIN)
+        session.add(head)
+    head.entries, head.last_id, head.last_hash = int(entries), last_id, last_hash
+    head.updated_at = last_at or datetime.now(UTC).replace(tzinfo=None)
+    session.flush()
+
+
+HISTORY_TABLES: tuple[str, ...] = (
+    "cycles", "decisions", "executions", "approvals", "approval_plans", "audit_log",
+    "audit_head", "outbox", "archive", "settings",
+)  # fmt: skip
+"""What the agent wrote and an operator may need later: the trail and what it describes."""
+DECISION_TABLES: tuple[str, ...] = ("cycles", "decisions", "executions", "approvals")
+"""Tables whose rows only the agent writes: any row means the agent has history here."""
+
+
+def agent_history(connection: Connection) -> dict[str, int]:
+    """Rows per table of :data:`DECISION_TABLES` (empty dict: no agent history)."""
+    counts = {
+        name: int(connection.execute(select(func.count()).select_from(table(name))).scalar_one())
+        for name in DECISION_TABLES
+    }
+    return {name: n for name, n in counts.items() if n}
+
+
+def export_history(connection: Connection, path: Path) -> dict[str, int]:
+    """Write every row of :data:`HISTORY_TABLES` to ``path`` as JSON lines (``{"table": ...,
+    "row": {...}}``, times in ISO format) and return the rows per table. The file is written
+    whole before anything else happens; an existing file is refused with ``ValueError`` (never
+    overwritten)."""
+    if path.exists():
+        raise ValueError(f"history archive {str(path)!r} already exists; choose a new path")
+    counts: dict[str, int] = {}
+    with path.open("x", encoding="utf-8") as out:
+        for name in HISTORY_TABLES:
+            counts[name] = 0
+            for row in connection.execute(select(table(name))).mappings():
+                out.write(json.dumps({"table": name, "row": dict(row)}, default=str) + "\n")
+                counts[name] += 1
+    return counts
+
+
+def table(name: str) -> Table:
+    from agent.models import Base
+
+    return Base.metadata.tables[name]
+
+
+def check_human_step(session: Session, actor: str, moment: datetime) -> None:
+    """Refuse a human step (approve, reject, undo, kill switch) without a named actor or with
+    a clock before the trail's last entry: ``AuditError`` naming both times."""
+    if not isinstance(actor, str) or not actor.strip():
+        raise AuditError(f"a human step must name who takes it (--by); got {actor!r}")
+    _, _, last_at = _last_entry(session)
+    if last_at is not None and as_utc_naive(moment) < last_at:
+        raise AuditError(
+            f"clock {moment:%Y-%m-%d %H:%M:%S} is before the audit trail's last entry "
+            f"({last_at:%Y-%m-%d %H:%M:%S}); time cannot run backwards: use --now at or after it"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,25 +248,95 @@ class ChainReport:
     first_bad_id: int | None = None
     reason: str = ""
     head_hash: str = GENESIS
+    missing: tuple[str, ...] = ()
+    """Executions, approvals and undos without their audit entry."""
 
 
 def verify_chain(session: Session, batch_size: int = 5_000) -> ChainReport:
-    """Recompute every entry's hash and check every link, in id order, streaming in batches."""
+    """Recompute every entry's hash and check every link and time in id order (streaming in
+    batches), then the head record and the completeness of the trail."""
     expected_id, prev_hash, count = 1, GENESIS, 0
-    last_id = 0
+    last_id, last_at = 0, None
     while True:
         rows = session.scalars(
             select(AuditLog).where(AuditLog.id > last_id).order_by(AuditLog.id).limit(batch_size)
         ).all()
         if not rows:
-            return ChainReport(True, count, head_hash=prev_hash)
+            break
         for entry in rows:
             bad_id, problem = _check_entry(entry, expected_id, prev_hash)
+            if not problem and last_at is not None and entry.occurred_at < last_at:
+                bad_id, problem = (
+                    entry.id,
+                    (
+                        f"entry {entry.id} is dated {entry.occurred_at} before entry "
+                        f"{entry.id - 1} ({last_at}): the trail's time ran backwards"
+                    ),
+                )
             if problem:
                 return ChainReport(False, count, bad_id, problem, prev_hash)
             count += 1
             expected_id, prev_hash, last_id = entry.id + 1, entry.entry_hash, entry.id
+            last_at = entry.occurred_at
         session.expunge_all()
+    head_problem = _check_head(session, count, last_id, prev_hash)
+    if head_problem:
+        return ChainReport(False, count, last_id + 1 if last_id else 1, head_problem, prev_hash)
+    missing = _missing_entries(session)
+    if missing:
+        return ChainReport(
+            False, count, None, "records without their audit entry", prev_hash, missing
+        )
+    return ChainReport(True, count, head_hash=prev_hash)
+
+
+def _check_head(session: Session, entries: int, last_id: int, last_hash: str) -> str:
+    """Why the head record disagrees with the verified chain ("" when it agrees)."""
+    head = session.get(AuditHead, CHAIN)
+    if head is None:
+        return "" if entries == 0 else "the audit head record is missing (deleted or never kept)"
+    if (head.entries, head.last_id, head.last_hash) == (entries, last_id, last_hash):
+        return ""
+    if head.entries > entries or head.last_id > last_id:
+        return (
+            f"entries after {last_id} are missing: the head record counts {head.entries} "
+            f"entries up to id {head.last_id}, the log has {entries}"
+        )
+    return (
+        f"the head record ({head.entries} entries, last {head.last_id}) does not match the "
+        f"chain ({entries} entries, last {last_id}): the log was rewritten"
+    )
+
+
+def _missing_entries(session: Session) -> tuple[str, ...]:
+    """Executions, answered approvals and undos that have no audit entry."""
+    missing: list[str] = []
+    audited = {
+        (action, execution_id)
+        for action, execution_id in session.execute(
+            select(AuditLog.action, AuditLog.execution_id)
+            .where(AuditLog.action.in_(("execution", "undo")))
+            .group_by(AuditLog.action, AuditLog.execution_id)
+        )
+    }
+    executions = session.execute(select(Execution.id, Execution.undone_at)).all()
+    no_entry = [i for i, _ in executions if ("execution", i) not in audited]
+    no_undo = [i for i, undone in executions if undone is not None and ("undo", i) not in audited]
+    answered = {
+        int(details.get("approval_id", -1))
+        for details in session.scalars(select(AuditLog.details).where(AuditLog.action.in_(ANSWERS)))
+        if isinstance(details, dict)
+    }
+    approvals = session.scalars(select(Approval.id).where(Approval.status != "pending")).all()
+    no_answer = [i for i in approvals if i not in answered]
+    for what, ids in (("execution", no_entry), ("undo of execution", no_undo),
+                      ("answer to approval", no_answer)):  # fmt: skip
+        if ids:
+            listed = ", ".join(map(str, ids[:MAX_LISTED])) + (
+                ", ..." if len(ids) > MAX_LISTED else ""
+            )
+            missing.append(f"{len(ids)} {what} record(s) without an audit entry: {listed}")
+    return tuple(missing)
 
 
 def _check_entry(entry: AuditLog, expected_id: int, prev_hash: str) -> tuple[int, str]:
@@ -149,10 +346,6 @@ def _check_entry(entry: AuditLog, expected_id: int, prev_hash: str) -> tuple[int
             f"{expected_id}" if entry.id == expected_id + 1 else f"{expected_id}..{entry.id - 1}"
         )
         return expected_id, f"entry {missing} is missing (deleted)"
-    if entry.prev_hash != prev_hash:
-        return entry.id - 1, (
-            f"entry {entry.id - 1} was changed: entry {entry.id} links to another hash"
-        )
     digest = entry_digest(
         prev_hash=entry.prev_hash or "",
         entry_id=entry.id,
@@ -166,12 +359,24 @@ def _check_entry(entry: AuditLog, expected_id: int, prev_hash: str) -> tuple[int
     )
     if digest != entry.entry_hash:
         return entry.id, f"entry {entry.id} was edited: its content does not match its hash"
+    if entry.prev_hash != prev_hash:
+        return entry.id - 1, (
+            f"entry {entry.id - 1} was changed: entry {entry.id} links to another hash"
+        )
     return 0, ""
 
 
 def chain_head(session: Session) -> tuple[int, str]:
     """(id, hash) of the last entry: ``(0, GENESIS)`` for an empty trail."""
+    last_id, last_hash, _ = _last_entry(session)
+    return last_id, last_hash
+
+
+def _last_entry(session: Session) -> tuple[int, str, datetime | None]:
+    """(id, hash, time) of the last entry; ``(0, GENESIS, None)`` for an empty trail."""
     last = session.execute(
-        select(AuditLog.id, AuditLog.entry_hash).order_by(AuditLog.id.desc()).limit(1)
+        select(AuditLog.id, AuditLog.entry_hash, AuditLog.occurred_at)
+        .order_by(AuditLog.id.desc())
+        .limit(1)
     ).first()
-    return (last[0], last[1]) if last is not None else (0, GENESIS)
+    return (last[0], last[1], last[2]) if last is not None else (0, GENESIS, None)

@@ -2,7 +2,7 @@
 ``autopilot.monitor`` on Celery beat, Redis as the broker, the database as the store.
 
 Start it with ``autopilot worker`` (any number, on any machines) and ``autopilot beat`` (one;
-a second is harmless), or with Celery's own ``celery -A agent.celery_app worker|beat``. The
+a second is harmless), or with Celery's own ``celery -A cli.celery_entry worker|beat``. The
 configuration comes from :class:`~agent.settings.Settings` (``AUTOPILOT_BROKER_URL``, the
 schedules, the lease, the visibility timeout, the database URL).
 
@@ -15,8 +15,9 @@ Exactly one run per tick, whatever is duplicated:
   mid-cycle does not lose the tick: Redis hands the message to another worker after the
   visibility timeout, which takes the tick over once the dead worker's lease has expired;
 - a redelivery of a tick that already ran is skipped (the claim says so);
-- transient database errors give the claim back and retry the task with exponential backoff
-  and jitter (Celery's ``autoretry_for``).
+- transient database errors (:func:`is_transient`) give the claim back and retry the task
+  with exponential backoff and jitter (Celery's ``autoretry_for``); the last retry records and
+  alerts a failure like any other.
 
 Schedules are :class:`TriggerSchedule`: the same parser and the same ticks as the embedded
 scheduler. A tick older than the misfire grace when beat comes back is not sent (never a
@@ -33,8 +34,9 @@ from typing import Any
 from celery import Celery
 from celery.beat import PersistentScheduler, ScheduleEntry
 from celery.schedules import BaseSchedule, schedstate
+from celery.signals import worker_init
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from agent.db import DatabaseUnreachable, connect
 from agent.scheduling import CYCLE, MONITOR, latest_tick, parse_schedule, run_scheduled
@@ -46,8 +48,9 @@ TASK_NAMES = {CYCLE: "autopilot.cycle", MONITOR: "autopilot.monitor"}
 DELIVER_TASK = "autopilot.deliver_alerts"
 DELIVERY_EVERY = timedelta(minutes=1)
 """How often beat asks a worker to send due alerts (each pass also asks when it ends)."""
-TRANSIENT_ERRORS = (OperationalError, DatabaseUnreachable)
-"""Database errors worth retrying: the server went away or is restarting."""
+TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
+"""PostgreSQL error classes worth retrying: connection exceptions, serialization failures and
+deadlocks, insufficient resources, operator intervention (a restarting server)."""
 RETRY_BACKOFF_MAX_S = 120
 MAX_RETRIES = 6
 
@@ -164,12 +167,40 @@ app = Celery("autopilot")
 configure(app, get_settings())
 
 
+@worker_init.connect
+def _load_the_cycle(**_: Any) -> None:
+    """Import the orchestrator and the rules when a worker starts, not in its first cycle
+    (seconds on a busy machine, during which the next tick would find the lock held)."""
+    import importlib
+
+    for module in ("agent.orchestrator", "policies.rules"):
+        importlib.import_module(module)
+
+
+class TransientDatabaseError(RuntimeError):
+    """A pass failed on a database error that a retry may not meet (see :func:`is_transient`)."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether ``error`` is a database failure worth retrying: the server unreachable, the
+    connection lost, or a PostgreSQL error of :data:`TRANSIENT_SQLSTATE_CLASSES`. A missing
+    table or a bad query is not: retrying it would only delay its alert."""
+    if isinstance(error, DatabaseUnreachable):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    return isinstance(error, OperationalError) and sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
+
+
 @cache
 def _engine(url: str) -> Engine:
     return connect(url)
 
 
-def _run_job(job: str, tick: str | None) -> str:
+def _run_job(task: Any, job: str, tick: str | None) -> str:
     settings = get_settings()
     if tick is not None:
         moment = datetime.fromisoformat(tick)
@@ -179,14 +210,20 @@ def _run_job(job: str, tick: str | None) -> str:
         )
         now = datetime.now(UTC)
         moment = latest_tick(trigger, now) if trigger else now.replace(tzinfo=None, microsecond=0)
-    outcome = run_scheduled(
-        job,
-        moment,
-        _engine(settings.db_url),
-        settings,
-        live=settings.schedule_live,
-        transient=TRANSIENT_ERRORS,
-    )
+    last_try = task.request.retries >= MAX_RETRIES  # then a failure is recorded and alerted
+    try:
+        outcome = run_scheduled(
+            job,
+            moment,
+            _engine(settings.db_url),
+            settings,
+            live=settings.schedule_live,
+            transient=None if last_try else is_transient,
+        )
+    except Exception as error:
+        if is_transient(error):
+            raise TransientDatabaseError(f"{job} at {moment}: {error}") from error
+        raise
     log.info("%s %s: %s", job, moment, outcome.message)
     if settings.alert_webhooks:
         deliver_alerts.delay()
@@ -194,9 +231,10 @@ def _run_job(job: str, tick: str | None) -> str:
 
 
 _TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
     "acks_late": True,
     "reject_on_worker_lost": True,
-    "autoretry_for": TRANSIENT_ERRORS,
+    "autoretry_for": (TransientDatabaseError,),
     "retry_backoff": True,
     "retry_backoff_max": RETRY_BACKOFF_MAX_S,
     "retry_jitter": True,
@@ -205,21 +243,23 @@ _TASK_OPTIONS: dict[str, Any] = {
 
 
 @app.task(name=TASK_NAMES[CYCLE], **_TASK_OPTIONS)
-def cycle_task(tick: str | None = None) -> str:
+def cycle_task(self: Any, tick: str | None = None) -> str:
     """The full cycle of ``tick`` (ISO 8601, naive UTC; stamped by beat)."""
-    return _run_job(CYCLE, tick)
+    return _run_job(self, CYCLE, tick)
 
 
 @app.task(name=TASK_NAMES[MONITOR], **_TASK_OPTIONS)
-def monitor_task(tick: str | None = None) -> str:
+def monitor_task(self: Any, tick: str | None = None) -> str:
     """The monitor pass of ``tick`` (ISO 8601, naive UTC; stamped by beat)."""
-    return _run_job(MONITOR, tick)
+    return _run_job(self, MONITOR, tick)
 
 
 @app.task(name=DELIVER_TASK, acks_late=True)
 def deliver_alerts() -> int:
-    """Send the alerts that are due; returns how many were delivered."""
+    """Send the alerts that are due, one attempt each (a failure waits for its backoff and a
+    later round, :data:`DELIVERY_EVERY`); returns how many were delivered."""
     from agent.alerts import deliver_pending
 
     settings = get_settings()
-    return len(deliver_pending(_engine(settings.db_url), settings).delivered)
+    # one attempt each: a worker never sleeps on a backoff; beat's next round retries
+    return len(deliver_pending(_engine(settings.db_url), settings, attempts_now=1).delivered)

@@ -1,7 +1,8 @@
 """Engines, sessions and migrations, with errors that say what to run.
 
 The embedded default is the SQLite file ``autopilot.db``; any SQLAlchemy URL works (PostgreSQL
-is tested), and ``AUTOPILOT_DB_URL`` overrides the default. :func:`connect` refuses a database
+is tested); the URL is the settings' ``db_url`` (``AUTOPILOT_DB_URL``) unless a caller passes
+one. :func:`connect` refuses a database
 it cannot use and names the fix:
 
 - unreachable server or unopenable file: :class:`DatabaseUnreachable`;
@@ -11,7 +12,6 @@ it cannot use and names the fix:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,11 +22,12 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent.settings import Settings, env_name, get_settings
+
 if TYPE_CHECKING:  # Alembic loads only when a migration is looked at (not for `--help`)
     from alembic.config import Config
 
-DEFAULT_DB_URL = "sqlite:///autopilot.db"
-DB_URL_ENV = "AUTOPILOT_DB_URL"
+DB_URL_ENV = env_name("db_url")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -46,9 +47,12 @@ class SchemaOutdated(DatabaseError):
     """The schema is at another migration than this code expects."""
 
 
-def resolve_url(url: str | None = None) -> str:
-    """``url`` if given, else ``$AUTOPILOT_DB_URL``, else ``sqlite:///autopilot.db``."""
-    return url or os.environ.get(DB_URL_ENV) or DEFAULT_DB_URL
+def resolve_url(url: str | None = None, settings: Settings | None = None) -> str:
+    """``url`` if given, else the settings' ``db_url`` (default :func:`get_settings`:
+    ``AUTOPILOT_DB_URL``, else ``sqlite:///autopilot.db``). An empty ``url`` is an error."""
+    if url is not None and not url.strip():
+        raise ValueError(f"database URL {url!r} is empty; give a SQLAlchemy URL or unset --db")
+    return url or (settings or get_settings()).db_url
 
 
 def _parse(url: str | URL) -> URL:
@@ -63,6 +67,11 @@ def _parse(url: str | URL) -> URL:
 
 def _shown(url: URL) -> str:
     return url.render_as_string(hide_password=True)
+
+
+def engine_url(engine: Engine) -> str:
+    """The engine's URL as a command may print it (password hidden)."""
+    return _shown(engine.url)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -201,6 +210,12 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session in one transaction: committed on success, rolled back on error."""
+    """A session in one transaction: committed on success, rolled back on error.
+
+    The one owner of a transaction: every CLI command (and, as a dependency, every API route)
+    opens one of these and hands the session to agent functions, which flush and never
+    commit (see the docstrings of :mod:`agent.orchestrator` and :mod:`agent.lock` for the
+    two documented exceptions).
+    """
     with session_factory(engine)() as session, session.begin():
         yield session

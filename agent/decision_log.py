@@ -30,27 +30,22 @@ Nothing here commits: the caller (a route, a cycle, a command) owns the transact
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from agent.models import DecisionRecord
 from agent.observe import as_utc_naive
 from environment.actions import ACTION_NAMES, ACTIONS, NOOP, action_index
 from environment.params import BusinessParams
-
-SOURCES: tuple[str, ...] = ("policy", "self_healing", "api", "simulator")
-"""Who proposed a decision (the contract's ``source``)."""
-REWARD_SOURCES: tuple[str, ...] = ("computed", "reported", "default")
-"""How a reward was joined: computed from the KPIs, reported through the API, or the default."""
+from policies.logged import SOURCES, LoggedDecision, write_jsonl
 
 CYCLE_STEP = timedelta(days=BusinessParams().dt_days)
 """One environment step: one autonomous cycle (4 hours at the default 6 steps a day)."""
@@ -133,8 +128,22 @@ def _propensity_of(action: str, probabilities: Sequence[float]) -> float | None:
     return value if value > 0.0 else None
 
 
-def record_decision(
-    session: Session,
+def record_decision(session: Session, **fields: Any) -> DecisionRecord:
+    """Add one decision to the log (flushed, not committed) and return its row; ``fields``
+    are :func:`decision_values`' arguments."""
+    record = DecisionRecord(**decision_values(**fields))
+    session.add(record)
+    session.flush()
+    return record
+
+
+def record_decisions(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many rows of :func:`decision_values` in one statement (not committed)."""
+    if rows:
+        session.execute(insert(DecisionRecord), [dict(row) for row in rows])
+
+
+def decision_values(
     *,
     source: str,
     decided_at: datetime,
@@ -154,10 +163,8 @@ def record_decision(
     reward_window: timedelta | None = None,
     request_hash: str | None = None,
     response: dict[str, Any] | None = None,
-    flush: bool = True,
-) -> DecisionRecord:
-    """Add one decision to the log (flushed unless ``flush`` is false, never committed) and
-    return its row.
+) -> dict[str, Any]:
+    """The column values of one decision-log row, validated.
 
     ``executed``: the action that ran; default :func:`executed_action` of the proposal and
     verdict. ``event_id``: default a fresh one. Raises ``ValueError`` for an unknown source or
@@ -177,32 +184,28 @@ def record_decision(
         raise ValueError(f"event_id must have 1 to {EVENT_ID_MAX_LENGTH} characters, got {key!r}")
     at = as_utc_naive(decided_at, "decided_at")
     propensity = _propensity_of(ran, probabilities)
-    record = DecisionRecord(
-        event_id=key,
-        cycle_id=cycle_id,
-        decided_at=at,
-        source=source,
-        policy_name=policy_name,
-        policy_version=policy_version,
-        context_kpis={name: float(value) for name, value in kpis.items()},
-        context_obs=[float(x) for x in obs],
-        propensities=[float(p) for p in probabilities],
-        action=proposed_action,
-        executed_action=ran,
-        propensity=propensity,
-        ope_usable=propensity is not None,
-        confidence=float(confidence),
-        verdict=verdict,
-        verdict_reasons=list(reasons),
-        execution_id=execution_id,
-        reward_deadline=reward_deadline(proposed_action, at, reward_window),
-        request_hash=request_hash,
-        response=response,
-    )
-    session.add(record)
-    if flush:
-        session.flush()
-    return record
+    return {
+        "event_id": key,
+        "cycle_id": cycle_id,
+        "decided_at": at,
+        "source": source,
+        "policy_name": policy_name,
+        "policy_version": policy_version,
+        "context_kpis": {name: float(value) for name, value in kpis.items()},
+        "context_obs": [float(x) for x in obs],
+        "propensities": [float(p) for p in probabilities],
+        "action": proposed_action,
+        "executed_action": ran,
+        "propensity": propensity,
+        "ope_usable": propensity is not None,
+        "confidence": float(confidence),
+        "verdict": verdict,
+        "verdict_reasons": list(reasons),
+        "execution_id": execution_id,
+        "reward_deadline": reward_deadline(proposed_action, at, reward_window),
+        "request_hash": request_hash,
+        "response": response,
+    }
 
 
 def find_by_event_ids(session: Session, event_ids: Iterable[str]) -> dict[str, DecisionRecord]:
@@ -338,37 +341,36 @@ def reward_summary(session: Session) -> list[ActionRewards]:
 # --- the JSONL export (the shared decision-log contract) -------------------------------------
 
 
-def format_timestamp(moment: datetime) -> str:
-    """ISO-8601 UTC ending in ``Z`` (stored times are naive UTC)."""
-    return as_utc_naive(moment).isoformat() + "Z"
+def to_logged(record: DecisionRecord) -> LoggedDecision:
+    """One row as the contract's record (validated by :class:`~policies.logged.LoggedDecision`;
+    a row that breaks the contract raises its ``LogFormatError`` naming the field)."""
+    return LoggedDecision(
+        event_id=record.event_id or f"decision-{record.id}",
+        timestamp=record.decided_at,
+        cycle_id=record.cycle_id,
+        source=record.source or ("self_healing" if record.policy_name == "detector" else "policy"),
+        policy=record.policy_name,
+        policy_version=record.policy_version,
+        kpis={name: float(value) for name, value in (record.context_kpis or {}).items()},
+        obs=tuple(float(x) for x in record.context_obs),
+        probabilities=tuple(float(p) for p in record.propensities),
+        proposed_action=record.action,
+        action=record.executed_action or executed_action(record.action, record.verdict),
+        propensity=record.propensity,
+        ope_usable=bool(record.ope_usable and record.propensity is not None),
+        confidence=float(record.confidence),
+        verdict=record.verdict,
+        reasons=tuple(str(r) for r in record.verdict_reasons or ()),
+        execution_id=record.execution_id,
+        reward=record.reward,
+        reward_joined_at=record.reward_joined_at,
+        reward_source=record.reward_source,
+    )
 
 
 def to_log_record(record: DecisionRecord) -> dict[str, Any]:
     """One row as the contract's JSON object (keys in contract order)."""
-    return {
-        "event_id": record.event_id or f"decision-{record.id}",
-        "timestamp": format_timestamp(record.decided_at),
-        "cycle_id": record.cycle_id,
-        "source": record.source or "policy",
-        "policy": record.policy_name,
-        "policy_version": record.policy_version,
-        "kpis": {name: float(value) for name, value in (record.context_kpis or {}).items()},
-        "obs": [float(x) for x in record.context_obs],
-        "probabilities": [float(p) for p in record.propensities],
-        "proposed_action": record.action,
-        "action": record.executed_action or executed_action(record.action, record.verdict),
-        "propensity": record.propensity,
-        "ope_usable": bool(record.ope_usable and record.propensity is not None),
-        "confidence": float(record.confidence),
-        "verdict": record.verdict,
-        "reasons": [str(r) for r in record.verdict_reasons or ()],
-        "execution_id": record.execution_id,
-        "reward": record.reward,
-        "reward_joined_at": (
-            format_timestamp(record.reward_joined_at) if record.reward_joined_at else None
-        ),
-        "reward_source": record.reward_source,
-    }
+    return to_logged(record).to_dict()
 
 
 def iter_log_records(
@@ -377,7 +379,7 @@ def iter_log_records(
     since: datetime | None = None,
     until: datetime | None = None,
     batch_size: int = 1_000,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[LoggedDecision]:
     """Every logged decision in id order (optionally ``since <= decided_at < until``), as
     contract records, streamed in batches."""
     last_id = 0
@@ -396,18 +398,9 @@ def iter_log_records(
         if not rows:
             return
         for row in rows:
-            yield to_log_record(row)
+            yield to_logged(row)
         last_id = rows[-1].id
         session.expunge_all()
-
-
-def write_jsonl(records: Iterable[Mapping[str, Any]], stream: IO[str]) -> int:
-    """Write ``records`` one JSON object a line; returns how many. NaN is refused."""
-    count = 0
-    for record in records:
-        stream.write(json.dumps(record, allow_nan=False) + "\n")
-        count += 1
-    return count
 
 
 def export_jsonl(
@@ -417,15 +410,7 @@ def export_jsonl(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> int:
-    """Write the decision log to ``path`` (``.jsonl``) through a temporary file renamed at
-    the end, so a failure leaves no half-written log; returns how many records."""
-    target = Path(path)
-    partial = target.with_name(f".{target.name}.partial")
-    try:
-        with partial.open("w", encoding="utf-8") as stream:
-            count = write_jsonl(iter_log_records(session, since=since, until=until), stream)
-        partial.replace(target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return count
+    """Write the decision log to ``path`` (``.jsonl``, :func:`policies.logged.write_jsonl`:
+    through a temporary file renamed at the end, so a failure leaves no half-written log);
+    returns how many records."""
+    return write_jsonl(path, iter_log_records(session, since=since, until=until))

@@ -40,12 +40,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from agent import validation
 from agent.models import (
-    EVENT_TYPES,
     BillingEvent,
     Event,
     Subscription,
-    Suggestion,
     User,
     Workflow,
 )
@@ -54,15 +53,21 @@ from agent.observe import (
     SILENT_DAYS,
     TRIAL_DAYS,
     KpiSnapshot,
-    billing_defect_conditions,
-    suggestion_defect_conditions,
-    user_defect_conditions,
-    workflow_defect_conditions,
 )
 from environment.actions import ACTION_NAMES
-from environment.kpis import SPEC_BY_NAME
+from environment.kpis import PAYMENT_BANDS, SPEC_BY_NAME
 
 MAX_SAMPLE = 1000
+SAMPLE_ORDER = (
+    "events",
+    "users",
+    "workflows",
+    "suggestions",
+    "billing_events",
+    "subscriptions",
+    "usage_metrics",
+)
+"""Where a defect kind that several tables can have is sampled first (the largest first)."""
 KPI_ACTIONS: dict[str, str] = {
     "activation_rate": "onboarding_boost",
     "d7_retention": "onboarding_boost",
@@ -72,7 +77,7 @@ KPI_ACTIONS: dict[str, str] = {
     "mrr_growth": "upgrade_prompt",
 }
 """Optimization opportunities: KPI -> the action that addresses a shortfall."""
-OUTAGE_FAILURE_RATE = 0.3
+OUTAGE_FAILURE_RATE = PAYMENT_BANDS.outage_failure_rate
 """A billing failure rate this high means a processor outage, not a backlog to retry."""
 
 
@@ -213,28 +218,19 @@ def _defect_samples(
             ),
         )
         return _ids(session, User.id, condition, k), "users"
-    if kind == "unknown_event_type":
-        return _ids(session, Event.id, Event.type.not_in(EVENT_TYPES), k), "events"
-    if kind == "future_timestamp":
-        for column, condition, table in (
-            (Event.id, Event.occurred_at > at, "events"),
-            (User.id, User.signup_at > at, "users"),
-            (Workflow.id, Workflow.created_at > at, "workflows"),
-            (Suggestion.id, Suggestion.shown_at > at, "suggestions"),
-            (BillingEvent.id, BillingEvent.occurred_at > at, "billing_events"),
-        ):
-            ids = _ids(session, column, condition, k)
+    if kind == "invalid_setting":
+        ids = tuple(i for d in snapshot.defect_report if d.kind == kind for i in d.sample_ids)[:k]
+        return ids, "settings"
+    found = ""
+    for table in SAMPLE_ORDER:
+        conditions = validation.conditions(table, at)
+        if kind in conditions:
+            ids = _ids(session, validation.MODELS[table].id, conditions[kind], k)
             if ids:
                 return ids, table
-        return (), "events"
-    for column, conditions, table in (
-        (User.id, user_defect_conditions(at), "users"),
-        (Workflow.id, workflow_defect_conditions(at), "workflows"),
-        (Suggestion.id, suggestion_defect_conditions(at), "suggestions"),
-        (BillingEvent.id, billing_defect_conditions(at), "billing_events"),
-    ):
-        if kind in conditions:
-            return _ids(session, column, conditions[kind], k), table
+            found = found or table
+    if found:
+        return (), found
     raise ValueError(f"unknown defect kind {kind!r}")  # pragma: no cover - DEFECT_KINDS is closed
 
 
@@ -316,7 +312,11 @@ def _failed_payments(session: Session, snapshot: KpiSnapshot, k: int) -> list[Is
     backlog = snapshot.kpis["failed_payment_backlog"]
     failure_rate = snapshot.kpis["billing_failure_rate"]
     severity = (
-        Severity.HIGH if backlog >= 0.03 else Severity.MEDIUM if backlog >= 0.01 else Severity.LOW
+        Severity.HIGH
+        if backlog >= PAYMENT_BANDS.backlog_high
+        else Severity.MEDIUM
+        if backlog >= PAYMENT_BANDS.backlog_medium
+        else Severity.LOW
     )
     message = f"{count} past-due subscriptions await a retry ({backlog:.2%} of paying accounts)"
     if failure_rate >= OUTAGE_FAILURE_RATE:

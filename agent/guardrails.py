@@ -6,8 +6,8 @@ recent executions, rows a plan would touch) into a :class:`GuardContext`, and
 
 Rules apply in this order; the first that fires decides:
 
-1. ``kill_switch`` — the switch is on (a Setting, or the ``AUTOPILOT_KILL_SWITCH`` environment
-   variable): ``blocked``, with the reason.
+1. ``kill_switch`` — the switch is on (:mod:`agent.kill_switch`: a Setting, or
+   ``AUTOPILOT_KILL_SWITCH``): ``blocked``, with the reason.
 2. ``governance.*`` — from the governance file (:func:`load_governance`):
    ``allowed`` (the action is not allowed: ``blocked``), ``max_per_day`` (executions in the
    trailing 24 h: ``blocked``), ``cooldown`` (too soon after the last execution: ``blocked``),
@@ -46,7 +46,6 @@ A malformed file is rejected with the file, line and what is wrong.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
@@ -56,10 +55,9 @@ from typing import Any
 
 import yaml
 
-from environment.actions import ACTION_NAMES, NOOP, check_action
+from environment.actions import ACTION_NAMES, NOOP, PACING, check_action
 
-KILL_SWITCH_ENV = "AUTOPILOT_KILL_SWITCH"
-SELF_HEALING = frozenset({"data_fix", "orphan_cleanup", "payment_retry", "scale_infra"})
+SELF_HEALING_ACTIONS = frozenset({"data_fix", "orphan_cleanup", "payment_retry", "scale_infra"})
 SELF_HEALING_THRESHOLD = 0.75
 AUTO_REMEDIATION_THRESHOLD = 0.80
 
@@ -105,25 +103,15 @@ class ActionRule:
 
 
 BUILT_IN_LIMITS: dict[str, dict[str, Any]] = {
-    # Messages fatigue the audience (half-life ~4 days): at most one campaign or prompt a week.
-    "retention_campaign": {"max_per_day": 1, "cooldown_hours": 168.0},
-    "upgrade_prompt": {"max_per_day": 1, "cooldown_hours": 168.0},
-    "onboarding_boost": {"max_per_day": 1, "cooldown_hours": 72.0},
-    # Card networks count retries (Visa: <= 15 in 30 days): one round a day.
-    "payment_retry": {"max_per_day": 1, "cooldown_hours": 20.0},
-    "data_fix": {"max_per_day": 2, "cooldown_hours": 12.0},
-    "orphan_cleanup": {"max_per_day": 2, "cooldown_hours": 12.0},
-    "scale_infra": {"max_per_day": 1, "cooldown_hours": 24.0},
-    # Engineering work: the team takes one at a time.
-    "funnel_fix": {"max_per_day": 1, "cooldown_hours": 168.0},
-    "ship_feature": {"max_per_day": 1, "cooldown_hours": 336.0},
-    "shift_marketing": {"max_per_day": 1, "cooldown_hours": 336.0},
-    # Prices always need a human and change at most once a week.
-    "price_increase": {"requires_approval": True, "max_per_day": 1, "cooldown_hours": 168.0},
-    "price_decrease": {"requires_approval": True, "max_per_day": 1, "cooldown_hours": 168.0},
+    name: {
+        "max_per_day": pacing.max_per_day,
+        "cooldown_hours": pacing.cooldown_hours,
+        **({"requires_approval": True} if pacing.requires_approval else {}),
+    }
+    for name, pacing in PACING.items()
 }
 """Per-action limits applied on top of the defaults unless the governance file sets the
-action itself."""
+action itself: the safety floors of :data:`environment.actions.PACING`."""
 
 
 def _default_rules(base: ActionRule | None = None) -> dict[str, ActionRule]:
@@ -152,7 +140,7 @@ class Governance:
 
 def default_threshold(action: str) -> float:
     """The seed's confidence threshold: 0.75 for self-healing actions, 0.80 otherwise."""
-    return SELF_HEALING_THRESHOLD if action in SELF_HEALING else AUTO_REMEDIATION_THRESHOLD
+    return SELF_HEALING_THRESHOLD if action in SELF_HEALING_ACTIONS else AUTO_REMEDIATION_THRESHOLD
 
 
 def default_thresholds() -> dict[str, float]:
@@ -176,13 +164,6 @@ class GuardContext:
     executions: Mapping[str, Sequence[datetime]] = field(default_factory=dict)
     rows: int = 0
     population: int = 0
-
-
-def kill_switch_from_env(environ: Mapping[str, str] | None = None) -> tuple[bool, str]:
-    """(on, reason) from ``AUTOPILOT_KILL_SWITCH``: on for 1/true/on/yes (any case)."""
-    value = (os.environ if environ is None else environ).get(KILL_SWITCH_ENV, "")
-    on = value.strip().lower() in {"1", "true", "on", "yes"}
-    return on, (f"environment variable {KILL_SWITCH_ENV}={value}" if on else "")
 
 
 def evaluate_decision(

@@ -42,6 +42,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -272,7 +273,7 @@ class DecisionRecord(Base):
     policy_name: Mapped[str] = mapped_column(String(100))
     policy_version: Mapped[str] = mapped_column(String(300))
     context_obs: Mapped[list[Any]] = mapped_column(JSON)
-    """The observation vector, float32 shape (N_KPIS,), as a list."""
+    """The observation vector, float32 shape (N_OBS,), as a list."""
     context_kpis: Mapped[dict[str, Any]] = mapped_column(JSON)
     propensities: Mapped[list[Any]] = mapped_column(JSON)
     """Shape (N_ACTIONS,), sums to 1."""
@@ -540,4 +541,70 @@ SCHEDULING_TABLES: tuple[str, ...] = ("scheduled_runs", "alerts", "alert_deliver
 # --- learning tables (issue 13) ------------------------------------------------------------
 
 
+class LearnerSnapshot(Base):
+    """One version of an online learner's state (migration 0006).
+
+    Each learning step that updates a learner writes its next version: the state after the
+    update (the policy's own ``.npz`` file, :meth:`policies.bandits.Bandit.save`), the total
+    update count, and the event ids of the decisions this version learned from (in order), so
+    every version and the data it saw are recoverable from the decision log.
+    """
+
+    __tablename__ = "learner_snapshots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    learner: Mapped[str] = mapped_column(String(100), index=True)
+    """The learner's name (one history per name), e.g. ``linucb``."""
+    version: Mapped[int] = mapped_column(Integer)
+    """1, 2, ... per learner; unique with ``learner``."""
+    kind: Mapped[str] = mapped_column(String(40))
+    """The policy kind that reads ``state`` (a :data:`policies.bandits.BANDITS` name)."""
+    n_updates: Mapped[int] = mapped_column(Integer)
+    """Updates in total up to and including this version."""
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    state_sha256: Mapped[str] = mapped_column(String(64))
+    learned_event_ids: Mapped[list[Any]] = mapped_column(JSON)
+    """The ``decisions.event_id`` of each update since the previous version, in order."""
+    created_at: Mapped[datetime]
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"))
+
+    __table_args__ = (
+        UniqueConstraint("learner", "version", name="uq_learner_snapshots_learner_version"),
+    )
+
+
 # (end of learning tables)
+
+
+# --- trust tables (issue 17) -----------------------------------------------------------------
+
+
+class AuditHead(Base):
+    """The audit trail's head record (CloudTrail's digest, kept beside the log): how many
+    entries the chain has and the last one's id and hash. :func:`agent.audit.append` moves it
+    in the same transaction as the entry, so deleting or rewriting entries of ``audit_log``
+    alone no longer verifies; ``audit verify`` compares the two."""
+
+    __tablename__ = "audit_head"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    entries: Mapped[int] = mapped_column(BigInteger)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+
+
+class ApprovalPlan(Base):
+    """The plan an approval request showed: the counts of :func:`agent.actuators.plan` and,
+    up to :data:`agent.actuators.MAX_SCOPED_ROWS` rows, the ids it would touch. Approving
+    executes exactly these rows (those that still qualify), never a recount."""
+
+    __tablename__ = "approval_plans"
+
+    approval_id: Mapped[int] = mapped_column(ForeignKey("approvals.id"), primary_key=True)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    target_ids: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Per table, the ids shown; NULL when the plan was too large to list."""
+
+
+# (end of trust tables)

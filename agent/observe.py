@@ -49,7 +49,6 @@ defects):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -70,6 +69,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
 )
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.compiler import compiles
@@ -92,13 +92,12 @@ from agent.models import (
 from environment.dynamics import health_score
 from environment.kpis import KPI_NAMES, alignment_score, check_kpis, encode
 from environment.params import BusinessParams
+from environment.state import MONTH_DAYS, WEEK_DAYS
 
 TRIAL_DAYS = 7
 SILENT_DAYS = 14
 COHORT_WINDOW = (8, 15)
 """Matured cohorts: ``signup_at`` in ``(A - 15 d, A - 8 d]``, ages 8 to 14 whole days."""
-MONTH_DAYS = 30
-WEEK_DAYS = 7
 CHURN_REASONS = ("canceled", "payment_failed")
 HEALTH_METRICS = ("error_rate", "p95_latency_ms", "failed_job_rate")
 MARKETING_METRIC = "marketing_spend_usd"
@@ -242,7 +241,8 @@ class KpiSnapshot:
     data_since: datetime | None = None
 
     def encode(self) -> NDArray[np.float32]:
-        """The environment's observation vector for these KPIs: float32, shape (N_KPIS,)."""
+        """The environment's observation vector for these KPIs: float32, shape (N_OBS,), with
+        no recent actions (the cycle's memory of executions is not wired in yet)."""
         return encode(self.kpis)
 
 
@@ -373,7 +373,7 @@ def _setting_value(
     ).all()
     default = SETTING_DEFAULTS[key]
     for row_id, raw in rows:
-        number = validation.number_or_none(_json_or_none(raw), 0.0)
+        number = validation.number_or_none(validation.json_or_none(raw), 0.0)
         if number is not None:
             return number
         warnings.append(
@@ -383,13 +383,6 @@ def _setting_value(
             report.append(DefectReport("settings", "value", "invalid_setting", 1, (row_id,)))
     warnings.append(f"setting {key!r} has no valid value at {at:%Y-%m-%d %H:%M}; assumed {default}")
     return default
-
-
-def _json_or_none(raw: str | None) -> Any:
-    try:
-        return json.loads(raw) if raw is not None else None
-    except ValueError:
-        return None
 
 
 def _metric_outside(name: str) -> ColumnElement[bool]:
@@ -499,15 +492,9 @@ def _scan_table(session: Session, table: str, at: datetime, found: _Defects) -> 
     model = validation.MODELS[table]
     rules = validation.RULES[table]
     any_defect = validation.defect(table, at)
-    query: Any = select(func.count(), *(_count_if(rule.condition(at)) for rule in rules))
-    duplicate: ColumnElement[bool] | None = None
-    if table == "users":
-        firsts = validation.duplicate_firsts()
-        duplicate = and_(firsts.c.first_id.is_not(None), User.id != firsts.c.first_id)
-        query = query.add_columns(_count_if(or_(any_defect, duplicate)), _count_if(duplicate))
-        query = query.select_from(User).outerjoin(firsts, firsts.c.email == func.lower(User.email))
-    else:
-        query = query.add_columns(_count_if(any_defect)).select_from(model)
+    query: Any = select(
+        func.count(), *(_count_if(rule.condition(at)) for rule in rules), _count_if(any_defect)
+    ).select_from(model)
     row = session.execute(query).one()
     rows, per_rule = int(row[0]), [int(n) for n in row[1 : 1 + len(rules)]]
     if table in validation.RECORD_TABLES:
@@ -518,12 +505,26 @@ def _scan_table(session: Session, table: str, at: datetime, found: _Defects) -> 
         if n:
             ids = _sample_ids(session, table, rule.condition(at))
             found.report.append(DefectReport(table, rule.column, rule.kind, n, ids))
-    if duplicate is not None:
-        duplicates = int(row[2 + len(rules)])
+    if table == "users":
+        duplicates, already_defective = _duplicates(session, any_defect)
+        found.defective += duplicates - already_defective
         found.by_kind["duplicate_user"] += duplicates
         if duplicates:
             ids = _sample_ids(session, table, _is_duplicate())
             found.report.append(DefectReport(table, "email", "duplicate_user", duplicates, ids))
+
+
+def _duplicates(session: Session, any_defect: ColumnElement[bool]) -> tuple[int, int]:
+    """(duplicate users, those of them with another defect): a record counts once. Driven
+    from the few duplicate groups through the ``lower(email)`` index."""
+    firsts = validation.duplicate_firsts()
+    duplicates, defective = session.execute(
+        select(func.count(), _count_if(any_defect))
+        .select_from(firsts)
+        .join(User, func.lower(User.email) == firsts.c.email)
+        .where(User.id != firsts.c.first_id)
+    ).one()
+    return int(duplicates), int(defective)
 
 
 def _is_duplicate() -> ColumnElement[bool]:
@@ -536,9 +537,22 @@ def _is_duplicate() -> ColumnElement[bool]:
     )
 
 
+_EVENT_TIMES_OUT_OF_ORDER = text(
+    "(events.occurred_at < '0001-01-01' OR events.occurred_at > '9999-12-31 23:59:59.999999')"
+)
+_EVENT_USERS_OUT_OF_ORDER = text(
+    "(events.user_id >= '' OR events.user_id > 9223372036854775807 "
+    "OR events.user_id < -9223372036854775808)"
+)
+"""SQLite: the events whose time (resp. user id) sorts outside its type's range, exactly the
+rows of :func:`agent.validation.not_timestamp` (``not_integer``), written as plain ranges so
+the ``occurred_at`` (``(user_id, occurred_at)``) index answers them without a scan (one query
+each: an OR across the two indexes makes SQLite scan)."""
+
+
 def _scan_events(session: Session, at: datetime, found: _Defects) -> None:
     """Events by type over the type index, future-dated ones over the time index, and values
-    that are not timestamps (SQLite only) in one pass over the time index."""
+    that are not timestamps or user ids (SQLite only) in one more pass."""
     by_type = dict(session.execute(select(Event.type, func.count()).group_by(Event.type)).all())
     total = sum(by_type.values())
     unknown = sum(n for kind, n in by_type.items() if kind not in EVENT_TYPES)
@@ -548,17 +562,26 @@ def _scan_events(session: Session, at: datetime, found: _Defects) -> None:
         select(func.count(), _count_if(unknown_type)).where(Event.occurred_at > at)
     ).one()
     invalid_time = validation.not_timestamp(Event.occurred_at)
-    invalid, invalid_only = session.execute(
-        select(func.count(), _count_if(and_(known, not_(Event.occurred_at > at)))).where(
-            invalid_time
-        )
-    ).one()
+    invalid_ref = validation.not_integer(Event.user_id)
+    invalid = invalid_refs = invalid_only = 0
+    if session.get_bind().dialect.name == "sqlite":  # typed columns elsewhere: nothing to find
+        otherwise_clean = and_(known, not_(Event.occurred_at > at))
+        invalid, time_only = session.execute(
+            select(func.count(), _count_if(otherwise_clean)).where(_EVENT_TIMES_OUT_OF_ORDER)
+        ).one()
+        invalid_refs, ref_only = session.execute(
+            select(func.count(), _count_if(and_(otherwise_clean, not_(invalid_time)))).where(
+                _EVENT_USERS_OUT_OF_ORDER
+            )
+        ).one()
+        invalid_only = int(time_only) + int(ref_only)
     found.records += total
     found.defective += unknown + int(future) - int(future_unknown) + int(invalid_only)
     counts = {
         ("type", "unknown_event_type"): (unknown, unknown_type),
         ("occurred_at", "future_timestamp"): (int(future), Event.occurred_at > at),
         ("occurred_at", "invalid_timestamp"): (int(invalid), invalid_time),
+        ("user_id", "invalid_reference"): (int(invalid_refs), invalid_ref),
     }
     for (column, kind), (n, condition) in counts.items():
         found.by_kind[kind] += n

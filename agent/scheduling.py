@@ -15,8 +15,11 @@ skipped pass. Alerts are delivered afterwards, by a separate job, so they never 
 :class:`EmbeddedScheduler` (``autopilot agent run``) runs both jobs on APScheduler 3's
 background scheduler with ``coalesce=True`` (a scheduler that was down runs a missed tick
 once, never a burst), ``max_instances=1`` (a pass never overlaps itself: a tick due while the
-previous pass still runs is skipped) and ``misfire_grace_time`` from the settings (APScheduler's
-own default of one second would silently drop a tick that fires a little late). The first
+previous pass still runs is skipped; the cycle and the monitor pass take turns on one thread,
+since they share the cycle lock) and ``misfire_grace_time`` from the settings (APScheduler's
+own default of one second would silently drop a tick that fires a little late). On start, each
+job's latest tick runs at once when it is within the grace (the tick missed while the process
+was down; the claim skips it when another runner already ran it). The first
 SIGTERM or SIGINT lets the running pass finish (its cycle lock is released as it ends) and
 exits with status 0; a second one exits at once with 128 + the signal number, leaving no
 half-applied effect since every action commits in one transaction with its audit entry.
@@ -45,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from agent import ticks
 from agent.alerts import deliver_pending, raise_alert
+from agent.models import ScheduledRun
 from agent.settings import Settings
 
 if TYPE_CHECKING:
@@ -134,12 +138,14 @@ def latest_tick(trigger: BaseTrigger, now: datetime) -> datetime:
 
 def run_pass(job: str, engine: Engine, settings: Settings, *, live: bool) -> CycleResult:
     """The one place the scheduler calls the orchestrator: the full cycle or the monitor pass
-    on ``engine``, dry run unless ``live``. Raises what the orchestrator raises."""
+    on ``engine`` (its own transaction, committed at its end) under ``settings``, dry run
+    unless ``live``. Model URIs load with the loader the entry point installed
+    (:func:`agent.cycle_config.use_policy_loader`). Raises what the orchestrator raises."""
     from agent.orchestrator import monitor_and_respond, run_full_cycle
 
     if job == CYCLE:
-        return run_full_cycle(engine, dry_run=not live, policy=settings.policy_uri)
-    return monitor_and_respond(engine, dry_run=not live)
+        return run_full_cycle(engine, settings=settings, dry_run=not live)
+    return monitor_and_respond(engine, settings=settings, dry_run=not live)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,51 +161,38 @@ class RunOutcome:
 
 
 def alerts_for_result(session: Session, job: str, result: CycleResult, settings: Settings) -> int:
-    """Raise the alerts a pass's result calls for; returns how many were raised (not
+    """Raise the alerts a pass's result calls for: each critical issue, each decision held for
+    approval, and a policy that fell back to rules; returns how many were raised (not
     deduplicated)."""
-    raised = []
+    wanted: list[tuple[str, str, str, str, dict[str, Any]]] = []  # kind, key, summary, ...
     for issue in result.issues_found:
         if issue.get("severity") == "critical":
-            key = f"issue:{issue.get('kind')}:{issue.get('detail', '')}"
-            raised.append(
-                raise_alert(
-                    session,
-                    "critical_issue",
-                    key[:200],
-                    str(issue.get("message") or key),
-                    "critical",
-                    details=issue,
-                    source=f"autopilot {job}",
-                    settings=settings,
-                )
+            key = f"issue:{issue.get('kind')}:{issue.get('detail', '')}"[:200]
+            wanted.append(
+                ("critical_issue", key, str(issue.get("message") or key), "critical", issue)
             )
-    for decision in result.decisions:
-        if decision.approval_id is not None:
-            raised.append(
-                raise_alert(
-                    session,
-                    "approval_needed",
-                    f"approval:{decision.approval_id}",
-                    f"{decision.action} is held for approval (approval {decision.approval_id})",
-                    "warning",
-                    details=decision.to_dict(),
-                    source=f"autopilot {job}",
-                    settings=settings,
-                )
+    for d in result.decisions:
+        if d.approval_id is not None:
+            summary = f"{d.action} is held for approval (approval {d.approval_id})"
+            wanted.append(
+                ("approval_needed", f"approval:{d.approval_id}", summary, "warning", d.to_dict())
             )
     if result.policy_note and result.policy_name == "rules":
-        raised.append(
-            raise_alert(
-                session,
-                "policy_fallback",
-                "policy_fallback",
-                result.policy_note,
-                "error",
-                details={"cycle_id": result.cycle_id},
-                source=f"autopilot {job}",
-                settings=settings,
-            )
+        details = {"cycle_id": result.cycle_id}
+        wanted.append(("policy_fallback", "policy_fallback", result.policy_note, "error", details))
+    raised = [
+        raise_alert(
+            session,
+            kind,
+            key,
+            summary,
+            severity,
+            details=details,
+            source=f"autopilot {job}",
+            settings=settings,
         )
+        for kind, key, summary, severity, details in wanted
+    ]
     return sum(alert is not None for alert in raised)
 
 
@@ -230,10 +223,10 @@ def run_scheduled(
     settings: Settings,
     *,
     live: bool,
-    transient: tuple[type[BaseException], ...] = (),
+    transient: Callable[[BaseException], bool] | None = None,
 ) -> RunOutcome:
     """Claim ``tick`` of ``job``, run the pass, record it and raise its alerts (see the module
-    docstring). An exception of a ``transient`` type gives the claim back and propagates, so
+    docstring). An exception that ``transient`` accepts gives the claim back and propagates, so
     the caller may retry the tick; any other failure is recorded and alerted, not raised."""
     from agent.orchestrator import CycleRunning
 
@@ -244,23 +237,23 @@ def run_scheduled(
     except ticks.TickTaken as taken:
         log.info("skipping: %s", taken)
         return RunOutcome(job, tick, None, None, f"skipped: {taken}")
-    with ticks.LeaseKeeper(engine, claim, settings.tick_lease_s):
-        try:
+    try:
+        with ticks.LeaseKeeper(engine, claim, settings.tick_lease_s):  # stopped before finishing
             result = run_pass(job, engine, settings, live=live)
-        except CycleRunning as busy:
-            ticks.finish_tick(engine, claim, ticks.SKIPPED, detail=str(busy))
-            _alert_on_failure(engine, job, "cycle_skipped", f"{job} at {tick}: {busy}", settings)
-            return RunOutcome(job, tick, ticks.SKIPPED, None, str(busy))
-        except transient:
+    except CycleRunning as busy:
+        ticks.finish_tick(engine, claim, ticks.SKIPPED, detail=str(busy))
+        _alert_on_failure(engine, job, "cycle_skipped", f"{job} at {tick}: {busy}", settings)
+        return RunOutcome(job, tick, ticks.SKIPPED, None, str(busy))
+    except Exception as error:
+        if transient is not None and transient(error):
             ticks.release_tick(engine, claim)
             raise
-        except Exception as error:
-            detail = f"{type(error).__name__}: {error}"
-            log.exception("%s at %s failed", job, tick)
-            ticks.finish_tick(engine, claim, ticks.FAILED, detail=detail)
-            _alert_on_failure(engine, job, "cycle_failed", f"{job} at {tick}: {detail}", settings)
-            return RunOutcome(job, tick, ticks.FAILED, None, detail)
-        ticks.finish_tick(engine, claim, ticks.SUCCEEDED, cycle_id=result.cycle_id)
+        detail = f"{type(error).__name__}: {error}"
+        log.exception("%s at %s failed", job, tick)
+        ticks.finish_tick(engine, claim, ticks.FAILED, detail=detail)
+        _alert_on_failure(engine, job, "cycle_failed", f"{job} at {tick}: {detail}", settings)
+        return RunOutcome(job, tick, ticks.FAILED, None, detail)
+    ticks.finish_tick(engine, claim, ticks.SUCCEEDED, cycle_id=result.cycle_id)
     try:
         with Session(engine) as session:
             alerts_for_result(session, job, result, settings)
@@ -291,6 +284,7 @@ class EmbeddedScheduler:
     ) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.util import undefined
 
         self.engine = engine
         self.settings = settings
@@ -307,7 +301,9 @@ class EmbeddedScheduler:
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={
-                "default": ThreadPoolExecutor(len(JOBS)),
+                # one thread: the cycle and the monitor pass share the cycle lock, so one
+                # due while the other runs waits for it (within the grace) instead of skipping
+                "default": ThreadPoolExecutor(1),
                 "alerts": ThreadPoolExecutor(1),
             },
             job_defaults={
@@ -316,9 +312,22 @@ class EmbeddedScheduler:
                 "misfire_grace_time": max(1, int(settings.misfire_grace_s)),
             },
         )
+        now = datetime.now(UTC)
         for job, trigger in self.triggers.items():
-            if trigger is not None:
-                self.scheduler.add_job(self._fire, trigger, args=(job, trigger), id=job, name=job)
+            if trigger is None:
+                continue
+            missed = latest_tick(trigger, now)
+            catch_up = (
+                now.replace(tzinfo=None) - missed
+            ).total_seconds() <= settings.misfire_grace_s
+            self.scheduler.add_job(
+                self._fire,
+                trigger,
+                args=(job, trigger),
+                id=job,
+                name=job,
+                next_run_time=now if catch_up else undefined,
+            )
         self.scheduler.add_job(
             self._deliver,
             IntervalTrigger(seconds=DELIVERY_INTERVAL_S, timezone=UTC),
@@ -331,14 +340,15 @@ class EmbeddedScheduler:
         outcome = run_scheduled(job, tick, self.engine, self.settings, live=self.live)
         if self.on_run is not None:
             self.on_run(outcome)
-        self._deliver()
+        if self.settings.alert_webhooks:  # now, on the delivery's own thread: never this one
+            self.scheduler.modify_job("alerts", next_run_time=datetime.now(UTC))
 
     def _deliver(self) -> None:
         if not self.settings.alert_webhooks:
             return
-        try:
-            deliver_pending(self.engine, self.settings)
-        except Exception as error:  # the outbox keeps them; the next pass tries again
+        try:  # one attempt each: a signal never waits on a backoff; the next round retries
+            deliver_pending(self.engine, self.settings, attempts_now=1)
+        except Exception as error:  # the outbox keeps them; the next round tries again
             log.error("alert delivery failed: %s", error)
 
     def next_runs(self) -> dict[str, datetime | None]:
@@ -377,6 +387,32 @@ class EmbeddedScheduler:
         closer.start()
         while closer.is_alive():
             closer.join(0.2)
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """One job for ``autopilot agent status``, the API and the dashboard: its schedule, its
+    next tick (aware UTC; ``None`` when off) and its latest runs, newest first."""
+
+    job: str
+    schedule: str
+    next_run: datetime | None
+    runs: tuple[ScheduledRun, ...]
+
+
+def job_statuses(
+    session: Session, settings: Settings, *, limit: int = 5, now: datetime | None = None
+) -> list[JobStatus]:
+    """The status of every job in :data:`JOBS` under ``settings``' schedules."""
+    moment = now or datetime.now(UTC)
+    expressions = {CYCLE: settings.cycle_schedule, MONITOR: settings.monitor_schedule}
+    out = []
+    for job in JOBS:
+        trigger = parse_schedule(expressions[job])
+        upcoming = trigger.get_next_fire_time(None, moment) if trigger is not None else None
+        runs = tuple(ticks.recent_runs(session, job, limit))
+        out.append(JobStatus(job, expressions[job], upcoming, runs))
+    return out
 
 
 def describe_schedule(expression: str) -> str:

@@ -44,12 +44,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import gymnasium
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Engine, Table, delete, func, insert, select, text
+from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 import environment
@@ -318,6 +320,14 @@ class _Ledger:
         return len(self.bill_sub) - 1
 
 
+def stochastic_round(rng: np.random.Generator, expected: float) -> int:
+    """An integer whose expectation is ``max(expected, 0)`` (its floor, plus one with the
+    probability of the fractional part)."""
+    expected = max(float(expected), 0.0)
+    whole = math.floor(expected)
+    return whole + int(rng.random() < expected - whole)
+
+
 class _Materializer:
     """Runs the simulator day by day and keeps the population in step with it."""
 
@@ -337,10 +347,8 @@ class _Materializer:
     # --- helpers ------------------------------------------------------------------------
 
     def count(self, expected: float) -> int:
-        """Stochastic rounding: an integer whose expectation is ``max(expected, 0)``."""
-        expected = max(expected, 0.0)
-        whole = math.floor(expected)
-        return whole + int(self.rng.random() < expected - whole)
+        """:func:`stochastic_round` with this builder's generator."""
+        return stochastic_round(self.rng, expected)
 
     def pick(self, candidates: Ints, k: int) -> Ints:
         k = min(k, len(candidates))
@@ -816,10 +824,19 @@ def _tolist(values: Any) -> list[Any]:
 
 
 def seed(
-    engine: Engine, config: SeedConfig, *, progress: bool = False, replace: bool = False
+    engine: Engine,
+    config: SeedConfig,
+    *,
+    progress: bool = False,
+    replace: bool = False,
+    archive_history: Path | None = None,
 ) -> SeedResult:
     """Materialize the business of ``config`` into ``engine``'s database (at the head
-    migration, with no users unless ``replace``, which first empties every table)."""
+    migration, with no users unless ``replace``, which first empties every table).
+
+    ``replace`` on a database where the agent has history (cycles, decisions, executions,
+    approvals) refuses unless ``archive_history`` names a new file to save that history and
+    its audit trail to first (:func:`agent.audit.export_history`)."""
     began = time.perf_counter()
     check_schema(engine)
     with engine.connect() as connection:
@@ -831,6 +848,16 @@ def seed(
         )
     if replace:
         with engine.begin() as connection:
+            history = audit.agent_history(connection)
+            if history and archive_history is None:
+                listed = ", ".join(f"{n} {name}" for name, n in history.items())
+                raise ValueError(
+                    f"database {engine.url.render_as_string(hide_password=True)} has agent "
+                    f"history ({listed}); --replace would erase it and its audit trail: pass "
+                    "--archive-history PATH to save it to a new file first"
+                )
+            if history and archive_history is not None:
+                audit.export_history(connection, archive_history)
             for table in reversed(Base.metadata.sorted_tables):
                 connection.execute(delete(table))
     params, scale = scaled_params(config.users)
@@ -859,6 +886,9 @@ def seed(
         writer.write(table, converted)
     if bar is not None:
         bar.close()
+    with Session(engine) as session:  # the seeded trail is anchored like the agent's
+        audit.anchor(session)
+        session.commit()
     _finish(engine)
     return SeedResult(
         start=start,

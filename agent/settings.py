@@ -32,6 +32,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -116,12 +117,6 @@ class Settings(BaseSettings):
     """Most items of one ``POST /api/v1/decide/batch`` (``AUTOPILOT_API_MAX_BATCH``); default
     1000, allowed 1 to 10000. More items are answered 413."""
 
-    api_page_size: int = Field(default=50, ge=1, le=1_000)
-    """Default page size of list endpoints (``AUTOPILOT_API_PAGE_SIZE``); 1 to 1000."""
-
-    api_max_page_size: int = Field(default=500, ge=1, le=10_000)
-    """Largest page a client may ask for (``AUTOPILOT_API_MAX_PAGE_SIZE``); 1 to 10000."""
-
     api_policy_check_seconds: float = Field(default=5.0, ge=0.0, le=3_600.0)
     """How often, at most, the API asks the MLflow registry whether the champion alias moved
     (``AUTOPILOT_API_POLICY_CHECK_SECONDS``); default 5 s, 0 to 3600 (0: on every decision)."""
@@ -130,6 +125,20 @@ class Settings(BaseSettings):
     """The seed's twelve ``/api/autonomous`` and ``/api/ml`` endpoints need ``admin`` (as the
     seed did) when true, the default; when false operators may call their POSTs and viewers
     their GETs (``AUTOPILOT_API_SEED_ADMIN_ONLY``)."""
+
+    # --- dashboard (issue 11) ----------------------------------------------------------------
+    dashboard_session_secret: SecretStr | None = None
+    """Key that signs the dashboard's session cookie (``AUTOPILOT_DASHBOARD_SESSION_SECRET``),
+    at least 32 characters. Default none: a random key per process, so sessions end when the
+    server restarts; set it when several workers or replicas serve the dashboard."""
+
+    dashboard_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
+    """How long a dashboard sign-in lasts, in seconds (``AUTOPILOT_DASHBOARD_SESSION_TTL_S``):
+    default 8 hours, from 60 s to 7 days."""
+
+    dashboard_secure_cookie: bool = False
+    """Mark the session cookie ``Secure`` (``AUTOPILOT_DASHBOARD_SECURE_COOKIE``): set it when the
+    dashboard is served over HTTPS; default off, since ``autopilot serve`` speaks plain HTTP."""
 
     # --- scheduling and alerts (issue 12) ----------------------------------------------------
     cycle_schedule: str = "0 */4 * * *"
@@ -201,22 +210,57 @@ class Settings(BaseSettings):
         return value
 
     # --- learning (issue 13) -----------------------------------------------------------------
+    # The three gate defaults equal policies.gate.DEFAULT_DELTA / DEFAULT_MIN_SAMPLES and
+    # policies.ope.DEFAULT_MIN_ESS (tested equal); written here so that loading the settings
+    # does not import numpy and the estimators (``autopilot --help`` stays fast).
+    learning_delta: float = Field(default=0.05, gt=0.0, le=0.5)
+    """Error rate of the promotion gate on logged evidence (``AUTOPILOT_LEARNING_DELTA``): a
+    worse challenger is promoted at most this often. Default 0.05; in (0, 0.5]."""
+
+    learning_min_samples: int = Field(default=200, ge=4)
+    """Fewest usable logged decisions the gate looks at (``AUTOPILOT_LEARNING_MIN_SAMPLES``);
+    fewer and the champion stays. Default 200; at least 4 (two per split)."""
+
+    learning_min_ess: float = Field(default=100.0, ge=1.0)
+    """Smallest effective sample size of an off-policy estimate to trust
+    (``AUTOPILOT_LEARNING_MIN_ESS``): below it ``autopilot ope`` warns and the gate refuses.
+    Default 100; at least 1."""
+
+    learning_publish_every: int = Field(default=6, ge=1)
+    """Publish every N-th version of an online learner to the MLflow registry as the
+    challenger (``AUTOPILOT_LEARNING_PUBLISH_EVERY``; :mod:`experiments.learners`). Default 6
+    (about daily at one learning step per 4-hour cycle); at least 1."""
 
     # --- trust (issue 17) --------------------------------------------------------------------
 
     @field_validator("db_url", "policy_uri", "mlflow_tracking_uri")
     @classmethod
-    def _non_empty(cls, value: str) -> str:
+    def _non_empty(cls, value: str, info: ValidationInfo) -> str:
         if not value.strip():
-            raise ValueError("must be a non-empty string")
+            raise ValueError(f"{env_name(info.field_name)} must be a non-empty string")
         return value.strip()
+
+    @field_validator("dashboard_session_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError(f"must be at least 32 characters, got {len(value.get_secret_value())}")
+        return value
 
     @field_validator("governance_file", "thresholds_file")
     @classmethod
-    def _existing_file(cls, value: Path | None) -> Path | None:
+    def _existing_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         if value is not None and not value.is_file():
-            raise ValueError(f"file {str(value)!r} does not exist (unset it to use the default)")
+            raise ValueError(
+                f"{env_name(info.field_name)}: file {str(value)!r} does not exist "
+                "(unset it to use the default)"
+            )
         return value
+
+
+def env_name(field_name: str | None) -> str:
+    """The environment variable of a settings field: ``db_url`` -> ``AUTOPILOT_DB_URL``."""
+    return f"{ENV_PREFIX}{(field_name or '').upper()}"
 
 
 @lru_cache(maxsize=1)

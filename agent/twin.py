@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, insert, or_, select, update
 
 from agent import seed as seeding
 from agent.db import make_engine, upgrade
@@ -46,6 +46,7 @@ from agent.models import (
 )
 from agent.orchestrator import CycleRunning, resolve_policy, run_full_cycle
 from environment.actions import ACTION_NAMES, NOOP, action_index
+from environment.params import BusinessParams
 from policies.base import Policy
 
 Mode = Literal["autopilot", "rules", "none"]
@@ -64,7 +65,25 @@ TRAJECTORY_KPIS = (
 RECOVERY_PROBABILITY = 0.5
 """Share of retried charges that succeed the next day (calibration: data/saas_benchmarks.md
 reports retry recovery rates of roughly 40-70%; 50% is assumed)."""
+EXPIRY_DAYS = BusinessParams().failed_payment_expiry_days
+"""Days after which an unrecovered failed charge expires, as in the simulator."""
 START = datetime(2025, 1, 1)
+
+# The day writer's own magnitudes (assumptions: the simulator has no clock within a day):
+ACTIVATION_DELAY = timedelta(hours=2)
+"""A trial that activates does so a couple of hours after signing up."""
+CHURN_TIME = timedelta(hours=12)
+"""Accounts that churn close at midday."""
+CAMPAIGN_MEMORY = timedelta(days=2)
+"""Accounts messaged by a retention campaign this recently come back first."""
+SAME_DAY_RECOVERY = 0.2
+"""Charges that fail and recover the same day, as a share of the backlog's daily expiry."""
+RECOVERY_TIME = timedelta(hours=6)
+"""A retried charge that recovers does so in the morning after the retry."""
+DEFECTS_PER_LEVEL = 0.5
+DEFECT_FLOOR = 0.3
+"""New malformed emails a day: half the growth of the simulator's defect level, plus a floor
+(a trickle of bad input every day)."""
 
 
 @dataclass
@@ -146,6 +165,30 @@ def _effects_as_actions(engine: Engine, since: datetime, until: datetime) -> lis
     return actions
 
 
+@dataclass(frozen=True)
+class _Day:
+    """One simulated day being written: the open connection, its bounds, the simulator's
+    states at its start and end, and the living accounts' condition at its end."""
+
+    connection: Connection
+    start: datetime
+    end: datetime
+    before: Any
+    after: Any
+    rng: np.random.Generator
+
+    @property
+    def alive(self) -> ColumnElement[bool]:
+        return and_(
+            User.signup_at <= self.end,
+            or_(User.deleted_at.is_(None), User.deleted_at > self.end),
+        )
+
+    def times(self, k: int) -> list[datetime]:
+        """``k`` uniform random times within the day."""
+        return [self.start + timedelta(seconds=float(s)) for s in self.rng.random(k) * 86_399]
+
+
 class _DayWriter:
     """Writes one simulated day into the database, sized by the simulator's state."""
 
@@ -163,163 +206,179 @@ class _DayWriter:
         return [items[int(i)] for i in sorted(picked)]
 
     def _count(self, expected: float) -> int:
-        expected = max(float(expected), 0.0)
-        whole = int(expected)
-        return whole + int(self.rng.random() < expected - whole)
+        return seeding.stochastic_round(self.rng, expected)
 
     def write(self, day_start: datetime, before: Any, after: Any) -> None:
-        rng, end = self.rng, day_start + timedelta(days=1)
+        """Write one simulated day (``before`` -> ``after``, the simulator's states) into the
+        database, in one transaction: one step per table, in a fixed order (the random
+        stream, and so the rows, depend on it)."""
+        end = day_start + timedelta(days=1)
+        with self.engine.begin() as connection:
+            day = _Day(connection, day_start, end, before, after, self.rng)
+            self._write_signups(day)
+            self._write_churn(day)
+            self._write_engagement(day)
+            self._write_billing(day)
+            self._write_defects(day)
 
-        def at(k: int) -> list[datetime]:
-            return [day_start + timedelta(seconds=float(s)) for s in rng.random(k) * 86_399]
+    def _write_signups(self, day: _Day) -> None:
+        """Signups: the simulator's new trial cohort; activation at its rate."""
+        rng = self.rng
+        signups = self._count(day.after.trial_pending[1] + day.after.trial_activated[1])
+        activated_share = float(day.after.trial_activated[1]) / max(
+            float(day.after.trial_pending[1] + day.after.trial_activated[1]), 1e-9
+        )
+        times = day.times(signups)
+        if signups:
+            rows = [
+                {
+                    "email": f"twin{day.start:%j}{i}.{rng.integers(10**9)}@example.com",
+                    "signup_at": t,
+                    "activated_at": t + ACTIVATION_DELAY
+                    if rng.random() < activated_share
+                    else None,
+                    "acquisition_channel": "broad",
+                }
+                for i, t in enumerate(times)
+            ]
+            day.connection.execute(insert(User), rows)
 
-        with self.engine.begin() as c:
-            alive = and_(
-                User.signup_at <= end, or_(User.deleted_at.is_(None), User.deleted_at > end)
-            )
-            # signups: the simulator's new trial cohort; activation at its rate
-            signups = self._count(after.trial_pending[1] + after.trial_activated[1])
-            activated_share = float(after.trial_activated[1]) / max(
-                float(after.trial_pending[1] + after.trial_activated[1]), 1e-9
-            )
-            times = at(signups)
-            if signups:
-                rows = [
-                    {
-                        "email": f"twin{day_start:%j}{i}.{rng.integers(10**9)}@example.com",
-                        "signup_at": t,
-                        "activated_at": t + timedelta(hours=2)
-                        if rng.random() < activated_share
-                        else None,
-                        "acquisition_channel": "broad",
-                    }
-                    for i, t in enumerate(times)
-                ]
-                c.execute(insert(User), rows)
-            # churn: accounts close; their records become orphans
-            churned = self._count(after.churned - before.churned)
-            if churned:
-                candidates = sorted(
-                    c.execute(select(User.id).where(alive, User.activated_at.is_not(None)))
-                    .scalars()
-                    .all()
-                )
-                ids = [int(i) for i in self._sample(candidates, churned)]
-                c.execute(
-                    update(User)
-                    .where(User.id.in_(ids))
-                    .values(deleted_at=day_start + timedelta(hours=12))
-                )
-                self.engaged.difference_update(ids)
-            # engagement: the simulator's engaged accounts are active today; messaged accounts
-            # come back first when engagement rises
-            target = int(
-                after.active_free
-                + after.paying_basic
-                + after.paying_pro
-                - after.at_risk_free
-                - after.at_risk_paying
-            )
-            living = set(
-                c.execute(select(User.id).where(alive, User.activated_at.is_not(None))).scalars()
-            )
-            self.engaged &= living
-            if len(self.engaged) > target:
-                drop = rng.choice(
-                    sorted(self.engaged), size=len(self.engaged) - target, replace=False
-                )
-                self.engaged.difference_update(int(i) for i in drop)
-            elif len(self.engaged) < target:
-                messaged: set[int] = {
-                    int(u)
-                    for u in c.execute(
-                        select(Outbox.user_id).where(
-                            Outbox.topic == "retention_campaign",
-                            Outbox.created_at >= day_start - timedelta(days=2),
-                            Outbox.created_at < end,
-                        )
-                    ).scalars()
-                    if u is not None
-                } & living
-                pool = sorted(messaged - self.engaged) + [
-                    int(i) for i in rng.permutation(sorted(living - self.engaged - messaged))
-                ]
-                self.engaged.update(pool[: target - len(self.engaged)])
-            if self.engaged:
-                users = sorted(self.engaged)
-                c.execute(
-                    insert(Event),
-                    [
-                        {"user_id": u, "type": "logged_in", "occurred_at": t}
-                        for u, t in zip(users, at(len(users)), strict=True)
-                    ],
-                )
-            # billing: today's failures on active subscriptions; retried charges recover
-            # the backlog's growth, plus the charges that fail and are recovered the same day
-            failures = self._count(
-                max(after.failed_payments - before.failed_payments, 0.0)
-                + 0.2 * after.failed_payments / 14
-            )
-            if failures:
-                active = c.execute(
-                    select(Subscription.id, Subscription.user_id, Subscription.list_price)
-                    .where(Subscription.started_at <= end, Subscription.ended_at.is_(None))
-                    .order_by(Subscription.id)
-                ).all()
-                subs = [active[int(i)] for i in self._sample(list(range(len(active))), failures)]
-                c.execute(
-                    insert(BillingEvent),
-                    [
-                        {
-                            "subscription_id": s, "user_id": u, "kind": "charge",
-                            "status": "failed", "amount": float(p), "occurred_at": t,
-                            "failure_code": "card_declined",
-                        }
-                        for (s, u, p), t in zip(subs, at(len(subs)), strict=True)
-                    ],
-                )  # fmt: skip
-            retried = (
-                c.execute(
-                    select(Outbox.payload).where(
-                        Outbox.topic == "payment_retry",
-                        Outbox.created_at >= day_start - timedelta(days=1),
-                        Outbox.created_at < day_start,
-                    )
+    def _write_churn(self, day: _Day) -> None:
+        """Churn: accounts close; their records become orphans."""
+        churned = self._count(day.after.churned - day.before.churned)
+        if churned:
+            candidates = sorted(
+                day.connection.execute(
+                    select(User.id).where(day.alive, User.activated_at.is_not(None))
                 )
                 .scalars()
                 .all()
             )
-            recovered = [
-                int(p["billing_event_id"]) for p in retried if rng.random() < RECOVERY_PROBABILITY
+            ids = [int(i) for i in self._sample(candidates, churned)]
+            day.connection.execute(
+                update(User).where(User.id.in_(ids)).values(deleted_at=day.start + CHURN_TIME)
+            )
+            self.engaged.difference_update(ids)
+
+    def _write_engagement(self, day: _Day) -> None:
+        """Engagement: the simulator's engaged accounts are active today; messaged accounts
+        come back first when engagement rises."""
+        rng = self.rng
+        target = int(
+            day.after.active_free
+            + day.after.paying_basic
+            + day.after.paying_pro
+            - day.after.at_risk_free
+            - day.after.at_risk_paying
+        )
+        living = set(
+            day.connection.execute(
+                select(User.id).where(day.alive, User.activated_at.is_not(None))
+            ).scalars()
+        )
+        self.engaged &= living
+        if len(self.engaged) > target:
+            drop = rng.choice(sorted(self.engaged), size=len(self.engaged) - target, replace=False)
+            self.engaged.difference_update(int(i) for i in drop)
+        elif len(self.engaged) < target:
+            messaged: set[int] = {
+                int(u)
+                for u in day.connection.execute(
+                    select(Outbox.user_id).where(
+                        Outbox.topic == "retention_campaign",
+                        Outbox.created_at >= day.start - CAMPAIGN_MEMORY,
+                        Outbox.created_at < day.end,
+                    )
+                ).scalars()
+                if u is not None
+            } & living
+            pool = sorted(messaged - self.engaged) + [
+                int(i) for i in rng.permutation(sorted(living - self.engaged - messaged))
             ]
-            if recovered:
-                c.execute(
-                    update(BillingEvent)
-                    .where(BillingEvent.id.in_(recovered), BillingEvent.resolved_at.is_(None))
-                    .values(resolved_at=day_start + timedelta(hours=6), resolution="recovered")
-                )
-            c.execute(
-                update(BillingEvent)
-                .where(
-                    BillingEvent.kind == "charge", BillingEvent.status == "failed",
-                    BillingEvent.resolved_at.is_(None),
-                    BillingEvent.occurred_at < day_start - timedelta(days=14),
-                )
-                .values(resolved_at=day_start, resolution="expired")
+            self.engaged.update(pool[: target - len(self.engaged)])
+        if self.engaged:
+            users = sorted(self.engaged)
+            day.connection.execute(
+                insert(Event),
+                [
+                    {"user_id": u, "type": "logged_in", "occurred_at": t}
+                    for u, t in zip(users, day.times(len(users)), strict=True)
+                ],
+            )
+
+    def _write_billing(self, day: _Day) -> None:
+        """Billing: today's failures on active subscriptions; retried charges recover; the
+        backlog's growth, plus the charges that fail and are recovered the same day."""
+        rng = self.rng
+        failures = self._count(
+            max(day.after.failed_payments - day.before.failed_payments, 0.0)
+            + SAME_DAY_RECOVERY * day.after.failed_payments / EXPIRY_DAYS
+        )
+        if failures:
+            active = day.connection.execute(
+                select(Subscription.id, Subscription.user_id, Subscription.list_price)
+                .where(Subscription.started_at <= day.end, Subscription.ended_at.is_(None))
+                .order_by(Subscription.id)
+            ).all()
+            subs = [active[int(i)] for i in self._sample(list(range(len(active))), failures)]
+            day.connection.execute(
+                insert(BillingEvent),
+                [
+                    {
+                        "subscription_id": s, "user_id": u, "kind": "charge",
+                        "status": "failed", "amount": float(p), "occurred_at": t,
+                        "failure_code": "card_declined",
+                    }
+                    for (s, u, p), t in zip(subs, day.times(len(subs)), strict=True)
+                ],
             )  # fmt: skip
-            # defects: new malformed emails as the simulator's defect level grows
-            defects = self._count(max(after.defects - before.defects, 0.0) * 0.5 + 0.3)
-            if defects:
-                c.execute(
-                    insert(User),
-                    [
-                        {
-                            "email": f" Late{int(rng.integers(1_000_000_000))} @Example.com",
-                            "signup_at": t,
-                        }
-                        for t in at(defects)
-                    ],
+        retried = (
+            day.connection.execute(
+                select(Outbox.payload).where(
+                    Outbox.topic == "payment_retry",
+                    Outbox.created_at >= day.start - timedelta(days=1),
+                    Outbox.created_at < day.start,
                 )
+            )
+            .scalars()
+            .all()
+        )
+        recovered = [
+            int(p["billing_event_id"]) for p in retried if rng.random() < RECOVERY_PROBABILITY
+        ]
+        if recovered:
+            day.connection.execute(
+                update(BillingEvent)
+                .where(BillingEvent.id.in_(recovered), BillingEvent.resolved_at.is_(None))
+                .values(resolved_at=day.start + RECOVERY_TIME, resolution="recovered")
+            )
+        day.connection.execute(
+            update(BillingEvent)
+            .where(
+                BillingEvent.kind == "charge", BillingEvent.status == "failed",
+                BillingEvent.resolved_at.is_(None),
+                BillingEvent.occurred_at < day.start - timedelta(days=EXPIRY_DAYS),
+            )
+            .values(resolved_at=day.start, resolution="expired")
+        )  # fmt: skip
+
+    def _write_defects(self, day: _Day) -> None:
+        """Defects: new malformed emails as the simulator's defect level grows."""
+        rng = self.rng
+        defects = self._count(
+            max(day.after.defects - day.before.defects, 0.0) * DEFECTS_PER_LEVEL + DEFECT_FLOOR
+        )
+        if defects:
+            day.connection.execute(
+                insert(User),
+                [
+                    {
+                        "email": f" Late{int(rng.integers(1_000_000_000))} @Example.com",
+                        "signup_at": t,
+                    }
+                    for t in day.times(defects)
+                ],
+            )
 
 
 def run_closed_loop(

@@ -28,6 +28,7 @@ kind                        a row has it when
 ``unknown_billing_value``   a billing kind or status outside the known values
 ``invalid_price``           a subscription ``list_price`` that is not a number > 0 and at most
                             :data:`MAX_LIST_PRICE`
+``invalid_reference``       a ``user_id`` or ``subscription_id`` that is not an integer (SQLite)
 ``out_of_range``            a metric sample outside its physical range
                             (:data:`METRIC_RANGES`) or not a number
 ``invalid_setting``         a ``settings`` value the observation reads that is not JSON or not
@@ -42,6 +43,7 @@ in aggregates on both backends.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,6 +91,10 @@ MAX_SAMPLE_IDS = 5
 # --- portable type checks (SQLite stores any value in any column) -------------------------
 
 
+_TIME_FLOOR = "0001-01-01"
+_TIME_CEILING = "9999-12-31 23:59:59.999999"
+
+
 class _not_timestamp(FunctionElement[bool]):
     type = Boolean()
     inherit_cache = True
@@ -96,8 +102,10 @@ class _not_timestamp(FunctionElement[bool]):
 
 @compiles(_not_timestamp, "sqlite")
 def _not_timestamp_sqlite(element: _not_timestamp, compiler: Any, **kw: Any) -> str:
+    # by sort order: numbers sort before every text and blobs after it, words after digits;
+    # no per-row parsing (julianday would triple a scan); NULL is not a defect (IS 1)
     (column,) = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"({column} IS NOT NULL AND (typeof({column}) != 'text' OR julianday({column}) IS NULL))"
+    return f"(({column} < '{_TIME_FLOOR}' OR {column} > '{_TIME_CEILING}') IS 1)"
 
 
 @compiles(_not_timestamp)
@@ -121,8 +129,36 @@ def _not_number_default(element: _not_number, compiler: Any, **kw: Any) -> str:
     return "(1 = 0)"
 
 
+class _not_integer(FunctionElement[bool]):
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(_not_integer, "sqlite")
+def _not_integer_sqlite(element: _not_integer, compiler: Any, **kw: Any) -> str:
+    # by sort order too: text and blobs sort after every number, and a number beyond 64 bits
+    # is a REAL (a fraction inside that range still converts to an id, harmlessly)
+    (column,) = (compiler.process(clause, **kw) for clause in element.clauses)
+    bounds = f"{column} > 9223372036854775807 OR {column} < -9223372036854775808"
+    return f"(({column} >= '' OR {bounds}) IS 1)"
+
+
+@compiles(_not_integer)
+def _not_integer_default(element: _not_integer, compiler: Any, **kw: Any) -> str:
+    return "(1 = 0)"
+
+
+def not_integer(column: Any) -> ColumnElement[bool]:
+    """True where a non-NULL value of ``column`` is not an integer (a reference that points
+    nowhere: ``1e308`` or ``'abc'`` in a ``user_id``)."""
+    return _not_integer(column)
+
+
 def not_timestamp(column: Any) -> ColumnElement[bool]:
-    """True where a non-NULL value of ``column`` is not a timestamp."""
+    """True where a non-NULL value of ``column`` does not sort as a timestamp between years
+    1 and 9999 (a number, a word, a blob). A string of digits that sorts like a date but is
+    none (``'2025-13-45'``) passes here; an actuator that loads such a row skips and flags it
+    (see :func:`agent.actuators.load_rows`)."""
     return _not_timestamp(column)
 
 
@@ -140,15 +176,26 @@ def outside(column: Any, low: float, high: float) -> ColumnElement[bool]:
 # --- emails: one rule in SQL and in Python ------------------------------------------------
 
 
+class _has_forbidden_char(FunctionElement[bool]):
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(_has_forbidden_char)
+def _has_forbidden_char_default(element: _has_forbidden_char, compiler: Any, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return str(
+        compiler.process(
+            or_(*(column.contains(char, autoescape=True) for char in FORBIDDEN_EMAIL_CHARS)), **kw
+        )
+    )
+
+
 def malformed_email(column: Any) -> ColumnElement[bool]:
     """A non-NULL email that :func:`email_is_valid` rejects, in SQL."""
     return and_(
         column.is_not(None),
-        or_(
-            column.not_like(EMAIL_PATTERN),
-            column.like("%@%@%"),
-            *(column.contains(char, autoescape=True) for char in FORBIDDEN_EMAIL_CHARS),
-        ),
+        or_(column.not_like(EMAIL_PATTERN), column.like("%@%@%"), _has_forbidden_char(column)),
     )
 
 
@@ -195,6 +242,20 @@ def _timestamps(table: str, model: Any, columns: tuple[str, ...]) -> tuple[Rule,
     )
 
 
+def _not_integer_rule(column: Any) -> Callable[[datetime], ColumnElement[bool]]:
+    def condition(at: datetime) -> ColumnElement[bool]:
+        return not_integer(column)
+
+    return condition
+
+
+def _references(table: str, model: Any, columns: tuple[str, ...]) -> tuple[Rule, ...]:
+    return tuple(
+        Rule(table, name, "invalid_reference", _not_integer_rule(getattr(model, name)))
+        for name in columns
+    )
+
+
 def _future(table: str, column: Any) -> Rule:
     return Rule(table, column.key, "future_timestamp", lambda at: column > at)
 
@@ -231,6 +292,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
         ),
         _future("workflows", Workflow.created_at),
         *_timestamps("workflows", Workflow, ("created_at", "last_run_at")),
+        *_references("workflows", Workflow, ("user_id",)),
     ),
     "events": (
         Rule(
@@ -241,6 +303,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
         ),
         _future("events", Event.occurred_at),
         *_timestamps("events", Event, ("occurred_at",)),
+        *_references("events", Event, ("user_id",)),
     ),
     "suggestions": (
         Rule(
@@ -251,6 +314,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
         ),
         _future("suggestions", Suggestion.shown_at),
         *_timestamps("suggestions", Suggestion, ("shown_at", "responded_at")),
+        *_references("suggestions", Suggestion, ("user_id",)),
     ),
     "billing_events": (
         Rule(
@@ -282,6 +346,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
         ),
         _future("billing_events", BillingEvent.occurred_at),
         *_timestamps("billing_events", BillingEvent, ("occurred_at", "resolved_at")),
+        *_references("billing_events", BillingEvent, ("user_id", "subscription_id")),
     ),
     "subscriptions": (
         Rule(
@@ -294,10 +359,12 @@ RULES: dict[str, tuple[Rule, ...]] = {
             ),
         ),
         *_timestamps("subscriptions", Subscription, ("started_at", "ended_at")),
+        *_references("subscriptions", Subscription, ("user_id",)),
     ),
     "usage_metrics": (
         Rule("usage_metrics", "value", "out_of_range", lambda at: _metric_out_of_range()),
         *_timestamps("usage_metrics", UsageMetric, ("recorded_at",)),
+        *_references("usage_metrics", UsageMetric, ("user_id",)),
     ),
 }
 """Every rule, per product table (``table`` is the key)."""
@@ -357,6 +424,14 @@ def duplicate_firsts() -> Any:
         .having(func.count() > 1)
         .subquery("duplicate_firsts")
     )
+
+
+def json_or_none(raw: str | None) -> Any:
+    """The JSON value encoded by ``raw`` (a column read as text), or None when it is not JSON."""
+    try:
+        return json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
 
 
 def number_or_none(value: Any, low: float = -math.inf, high: float = math.inf) -> float | None:

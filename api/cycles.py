@@ -21,7 +21,9 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, select
 
+from agent.cycle_config import PolicyLoader
 from agent.models import CycleLock
+from agent.observe import as_utc_naive
 from agent.orchestrator import (
     LOCK_NAME,
     CycleResult,
@@ -33,6 +35,7 @@ from agent.settings import Settings
 from api import metrics
 from api.problems import Problem
 from api.schemas import finite_or_none, json_safe, utc_text
+from policies.base import Policy
 
 CycleKind = Literal["full", "monitor"]
 ENDPOINT_KINDS: dict[str, CycleKind] = {
@@ -46,34 +49,59 @@ ENDPOINT_KINDS: dict[str, CycleKind] = {
 
 
 def _lock_holder(engine: Engine) -> dict[str, Any]:
+    """Who holds the cycle lock (unexpired) and since when; empty when nobody does."""
     with engine.connect() as connection:
         row = connection.execute(
-            select(CycleLock.holder, CycleLock.acquired_at).where(CycleLock.name == LOCK_NAME)
+            select(CycleLock.holder, CycleLock.acquired_at).where(
+                CycleLock.name == LOCK_NAME, CycleLock.expires_at >= as_utc_naive(None)
+            )
         ).first()
     return {"holder": row[0], "since": utc_text(row[1])} if row else {}
+
+
+def _refuse_if_running(engine: Engine) -> None:
+    """409 at once when a cycle holds the lock. The lock itself still decides; this read
+    only spares the caller a wait: on SQLite a second writer blocks on the running cycle's
+    open transaction (and then runs after it) instead of seeing the lock's row."""
+    held = _lock_holder(engine)
+    if held:
+        raise Problem(
+            409,
+            f"a cycle is already running on this database ({held['holder']} since {held['since']})",
+            **held,
+        )
+
+
+def model_loader(settings: Settings) -> PolicyLoader:
+    """The loader of model URIs on the settings' MLflow store (the one policy loader)."""
+
+    def load(uri: str) -> Policy:
+        from experiments.models import load_policy_uri
+        from experiments.tracking import Tracking
+
+        return load_policy_uri(uri, tracking=Tracking(settings.mlflow_tracking_uri))
+
+    return load
 
 
 def run_cycle(
     engine: Engine, kind: CycleKind, *, dry_run: bool, actor: str, settings: Settings
 ) -> CycleResult:
-    """Run one pass with ``actor`` (the key's name) as the audit trail's actor, with the
+    """Run one pass with ``actor`` (the key's name) as the audit trail's actor, on the
     settings' policy, governance and thresholds."""
     began = time.perf_counter()
-    governance, thresholds = settings.governance_file, settings.thresholds_file
+    _refuse_if_running(engine)
     try:
         if kind == "full":
             result = run_full_cycle(
                 engine,
+                settings=settings,
                 dry_run=dry_run,
-                policy=settings.policy_uri,
                 actor=actor,
-                governance=governance,
-                thresholds=thresholds,
+                load_policy=model_loader(settings),
             )
         else:
-            result = monitor_and_respond(
-                engine, dry_run=dry_run, actor=actor, governance=governance, thresholds=thresholds
-            )
+            result = monitor_and_respond(engine, settings=settings, dry_run=dry_run, actor=actor)
     except CycleRunning as error:
         raise Problem(409, str(error), **_lock_holder(engine)) from None
     metrics.CYCLE_DURATION.labels(kind).observe(time.perf_counter() - began)

@@ -85,27 +85,30 @@ def restrict(decision: Decision, excluded: Sequence[str]) -> tuple[int, list[flo
     return chosen, masked.tolist(), float(masked[chosen])
 
 
-def stored_answer(record: DecisionRecord, body_hash: str) -> dict[str, Any]:
-    """The stored answer of a repeated ``event_id``; 422 when the body differs."""
-    if record.request_hash != body_hash or record.response is None:
+def stored_answer(record: DecisionRecord | Mapping[str, Any], body_hash: str) -> dict[str, Any]:
+    """The stored answer of a repeated ``event_id`` (a logged row or one about to be); 422
+    when the body differs."""
+    row = record if isinstance(record, Mapping) else vars(record)
+    response: dict[str, Any] | None = row.get("response")
+    if row.get("request_hash") != body_hash or response is None:
         raise Problem(
             422,
-            f"event_id {record.event_id!r} was already used with a different request; "
+            f"event_id {row.get('event_id')!r} was already used with a different request; "
             "a repeated event_id must repeat its body exactly",
         )
-    return record.response
+    return response
 
 
 def decide_one(
-    session: Session,
     request: DecideRequest,
+    obs: np.ndarray,
     decision: Decision,
     loaded: LoadedPolicy,
     guard: Guard,
     now: datetime,
     body_hash: str,
-) -> DecisionRecord:
-    """Guard one policy decision and add it to the log (not flushed, not committed)."""
+) -> dict[str, Any]:
+    """Guard one policy decision; returns its decision-log row (with the answer)."""
     index, probabilities, confidence = restrict(decision, request.excluded_actions)
     verdict = evaluate_decision(
         index, confidence, guard.governance, guard.thresholds, guard.context
@@ -124,14 +127,13 @@ def decide_one(
         verdict=VerdictOut(verdict=verdict.verdict.value, rule=verdict.rule, reasons=reasons),
         reward_deadline=deadline,
     )
-    record = decision_log.record_decision(
-        session,
+    row = decision_log.decision_values(
         source="api",
         decided_at=now,
         policy_name=loaded.name,
         policy_version=loaded.version,
-        kpis=request.kpis,
-        obs=[float(x) for x in observation(request)],
+        kpis=request.kpi_values,
+        obs=obs.tolist(),
         probabilities=probabilities,
         proposed_action=action,
         confidence=confidence,
@@ -140,16 +142,15 @@ def decide_one(
         event_id=event_id,
         request_hash=body_hash,
         response=answer.model_dump(mode="json"),
-        flush=False,
     )
     metrics.DECISIONS.labels("api", action, verdict.verdict.value).inc()
-    return record
+    return row
 
 
 def observation(request: DecideRequest) -> np.ndarray:
     """The environment's observation of the request's KPIs and recent actions, float32 shape
     (N_OBS,)."""
-    return encode_vector(list(request.kpis.values()), request.recent_actions)
+    return encode_vector(list(request.kpi_values.values()), request.recent_actions)
 
 
 def decide_many(
@@ -160,28 +161,30 @@ def decide_many(
     now: datetime,
 ) -> list[dict[str, Any] | Problem]:
     """Answer every request independently (stored answers for repeated event ids, a
-    :class:`Problem` for a conflicting one); new decisions are added to ``session``,
-    flushed, not committed."""
+    :class:`Problem` for a conflicting one); the new decisions are inserted in one statement,
+    not committed."""
     hashes = [request_hash(r) for r in requests]
-    known = decision_log.find_by_event_ids(session, [r.event_id for r in requests if r.event_id])
+    known: dict[str, DecisionRecord | Mapping[str, Any]] = dict(
+        decision_log.find_by_event_ids(session, [r.event_id for r in requests if r.event_id])
+    )
     fresh = [i for i, r in enumerate(requests) if r.event_id is None or r.event_id not in known]
-    decisions: list[Decision] = []
-    if fresh:
-        obs = np.stack([observation(requests[i]) for i in fresh])
-        decisions = loaded.policy.decide_batch(obs)
-    out: list[dict[str, Any] | Problem] = [Problem(500, "unanswered")] * len(requests)
-    by_index = dict(zip(fresh, decisions, strict=True))
+    obs = np.stack([observation(requests[i]) for i in fresh]) if fresh else None
+    decisions = loaded.policy.decide_batch(obs) if obs is not None else []
+    slot = {index: position for position, index in enumerate(fresh)}
+    out: list[dict[str, Any] | Problem] = []
+    rows: list[dict[str, Any]] = []
     for i, request in enumerate(requests):
         try:
             if request.event_id in known:
-                out[i] = stored_answer(known[request.event_id], hashes[i])
+                out.append(stored_answer(known[request.event_id], hashes[i]))
                 continue
-            record = decide_one(session, request, by_index[i], loaded, guard, now, hashes[i])
+            at = slot[i]
+            row = decide_one(request, obs[at], decisions[at], loaded, guard, now, hashes[i])  # type: ignore[index]
             if request.event_id is not None:
-                known[request.event_id] = record  # a repeat later in the batch is idempotent
-            assert record.response is not None
-            out[i] = record.response
+                known[request.event_id] = row  # a repeat later in the batch is idempotent
+            rows.append(row)
+            out.append(row["response"])
         except Problem as problem:
-            out[i] = problem
-    session.flush()
+            out.append(problem)
+    decision_log.record_decisions(session, rows)
     return out

@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,11 @@ from api.policy import PolicyHolder
 from api.problems import Problem
 
 API_KEY_HEADER = "X-API-Key"
+API_KEY_SCHEME = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="A key from `autopilot api-key create`; its role decides what it may call.",
+)
 PUBLIC = "public"
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -71,7 +77,7 @@ class Allow:
         self,
         request: Request,
         session: SessionDep,
-        x_api_key: Annotated[str | None, Header(alias=API_KEY_HEADER)] = None,
+        x_api_key: Annotated[str | None, Depends(API_KEY_SCHEME)] = None,
     ) -> Principal:
         principal = authenticate(session, x_api_key)
         if principal is None:

@@ -21,15 +21,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
+from agent.cycle_config import resolve_governance, resolve_thresholds, use_policy_loader
 from agent.db import make_engine
-from agent.orchestrator import resolve_governance, resolve_thresholds
 from agent.settings import Settings, get_settings
 from api import problems
+from api.cycles import model_loader
 from api.deps import UndeclaredAccess, access_of
 from api.limits import BodyLimit
 from api.metrics import MetricsMiddleware
 from api.policy import PolicyHolder
 from api.routes import autonomous, decide, health, operator
+from api.routes.dashboard import install_dashboard
 
 TITLE = "autopilot"
 
@@ -60,6 +62,7 @@ def check_access_declared(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API on ``settings`` (default :func:`get_settings`)."""
     config = settings or get_settings()
+    use_policy_loader(model_loader(config))  # cycles started by this process load alike
     holder = PolicyHolder(
         config.policy_uri, config.mlflow_tracking_uri, config.api_policy_check_seconds
     )
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         autonomous.build_router(config),
     ):
         app.include_router(router)
+    install_dashboard(app, config)
     check_access_declared(app)
     app.add_middleware(BodyLimit, max_bytes=config.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware)

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     StrictBool,
-    StrictInt,
+    ValidationInfo,
+    create_model,
     field_validator,
+    model_validator,
 )
 
 from agent.decision_log import EVENT_ID_MAX_LENGTH, REWARD_RANGE
@@ -98,6 +101,52 @@ def _check_action_names(names: list[str] | dict[str, int], field: str) -> None:
 # --- the decision API ------------------------------------------------------------------------
 
 
+def _kpi_field(spec: KpiSpec) -> Any:
+    low, high = KPI_BOUNDS[spec.name]
+    bounded = Annotated[float, Field(ge=low, le=high, allow_inf_nan=False, strict=True)]
+    return (bounded, Field(description=f"{spec.unit}, in [{low}, {high}]"))
+
+
+class _KpisBase(Strict):
+    @model_validator(mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(KPI_NAMES))
+            if unknown:
+                raise ValueError(f"unknown KPI names {unknown}; allowed: {list(KPI_NAMES)}")
+            missing = [name for name in KPI_NAMES if name not in value]
+            if missing:
+                raise ValueError(
+                    f"KPIs missing: {missing}; every name of {list(KPI_NAMES)} is needed"
+                )
+        return value
+
+
+Kpis = create_model(
+    "Kpis",
+    __base__=_KpisBase,
+    __doc__="Every KPI of DESIGN.md's vocabulary, in natural units, within its bounds.",
+    **{spec.name: _kpi_field(spec) for spec in KPI_SPECS},
+)
+"""The KPIs of a context: one required, bounded member per KPI name."""
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON's integers, ``750.0`` included; never a bool, a string or a fraction."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"expected a whole number, got {value!r}")
+        return int(value)
+    return value
+
+
+CyclesSince = Annotated[int, Field(ge=0, le=MAX_CYCLES_SINCE), BeforeValidator(_whole_number)]
+ActionName = Annotated[str, Field(json_schema_extra={"enum": list(ACTION_NAMES)})]
+
+
 class DecideRequest(Strict):
     """A context to decide for (see the issue's decision API)."""
 
@@ -105,29 +154,28 @@ class DecideRequest(Strict):
         default=None, min_length=1, max_length=EVENT_ID_MAX_LENGTH, pattern=EVENT_ID_PATTERN
     )
     """The key the reward will be reported by; generated when absent."""
-    kpis: dict[str, FiniteFloat]
+    kpis: Kpis  # type: ignore[valid-type]
     """Every KPI of DESIGN.md's vocabulary, in natural units."""
-    recent_actions: dict[str, Annotated[StrictInt, Field(ge=0, le=MAX_CYCLES_SINCE)]] | None = None
+    recent_actions: (
+        Annotated[
+            dict[str, CyclesSince],
+            Field(json_schema_extra={"propertyNames": {"enum": list(ACTION_NAMES)}}),
+        ]
+        | None
+    ) = None
     """Action -> cycles since it last ran (feeds the observation once the encoding has it)."""
-    excluded_actions: list[str] = Field(default_factory=list, max_length=N_ACTIONS - 1)
+    excluded_actions: list[ActionName] = Field(
+        default_factory=list, max_length=N_ACTIONS - 1, json_schema_extra={"uniqueItems": True}
+    )
     """Actions the caller cannot take now; the decision is among the others."""
     mode: Literal["advise"] = "advise"
     """``advise``: the API decides and logs; the caller acts."""
 
-    @field_validator("kpis")
-    @classmethod
-    def _kpis(cls, kpis: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(kpis) - set(KPI_NAMES))
-        if unknown:
-            raise ValueError(f"unknown KPI names {unknown}; allowed: {list(KPI_NAMES)}")
-        missing = [name for name in KPI_NAMES if name not in kpis]
-        if missing:
-            raise ValueError(f"KPIs missing: {missing}; every name of {list(KPI_NAMES)} is needed")
-        for name, value in kpis.items():
-            low, high = KPI_BOUNDS[name]
-            if not low <= value <= high:
-                raise ValueError(f"KPI {name}={value!r} is outside [{low}, {high}]")
-        return {name: kpis[name] for name in KPI_NAMES}
+    @property
+    def kpi_values(self) -> dict[str, float]:
+        """The KPIs by name, in :data:`KPI_NAMES` order."""
+        values: dict[str, float] = cast(BaseModel, self.kpis).model_dump()
+        return values
 
     @field_validator("recent_actions")
     @classmethod
@@ -259,14 +307,27 @@ class UndoResponse(BaseModel):
 
 
 class KillSwitchRequest(Strict):
-    """Turn the kill switch on (a reason is required) or off."""
+    """Turn the kill switch on (a reason with a non-blank character is required) or off."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"on": {"const": True}}},
+            "then": {
+                "required": ["reason"],
+                "properties": {"reason": {"minLength": 1, "pattern": r"\S"}},
+            },
+        },
+    )
 
     on: StrictBool
-    reason: str = Field(default="", max_length=REASON_MAX_LENGTH)
+    reason: str = Field(default="", max_length=REASON_MAX_LENGTH, validate_default=True)
 
     @field_validator("reason")
     @classmethod
-    def _reason(cls, reason: str) -> str:
+    def _reason_when_on(cls, reason: str, info: ValidationInfo) -> str:
+        if info.data.get("on") and not reason.strip():
+            raise ValueError("required (1 to 500 characters) when turning the switch on")
         return reason.strip()
 
 

@@ -68,7 +68,9 @@ def main() -> None:
     obs = rng.uniform(OBS_LOW, OBS_HIGH, size=(args.calls, N_OBS)).astype(np.float32)
     batch = obs[: args.batch]
 
-    ppo = train_sb3("ppo", "mixed", args.timesteps, seed=0, n_envs=2, n_steps=256, batch_size=64)
+    ppo = train_sb3(
+        "ppo", "mixed", args.timesteps, 0, n_envs=2, reward_scale=0.1, n_steps=256, batch_size=64
+    )
     model = ppo.model
     for row in obs[:200]:  # warm both paths up
         model.predict(row, deterministic=True)

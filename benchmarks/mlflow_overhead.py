@@ -35,7 +35,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.logger import KVWriter, Logger
 
 from experiments.algorithms import sb3_kwargs
-from experiments.config import PPOParams
+from experiments.config import load_config
 from experiments.models import log_policy_model
 from experiments.tracking import MlflowOutputFormat, configure, start_run
 from policies.sb3 import SB3Policy, make_training_env
@@ -60,7 +60,7 @@ class NaiveWriter(KVWriter):
 
 def train_once(variant: str, steps: int, n_envs: int, tracking: Any) -> tuple[float, Any]:
     """Wall seconds of one PPO training under ``variant``'s logger (and the model)."""
-    params = PPOParams()
+    params = load_config("ppo").hyperparameters
     env = make_training_env("mixed", n_envs, seed=0, reward_scale=params.reward_scale)
     model = PPO("MlpPolicy", env, seed=0, device="cpu", verbose=0, **sb3_kwargs(params))
     if variant == "none":

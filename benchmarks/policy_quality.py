@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 
 from environment.scenarios import SCENARIO_NAMES
+from experiments.algorithms import sb3_kwargs
+from experiments.config import load_config
 from policies.bandits import BANDITS
 from policies.base import Policy
 from policies.evaluation import EvaluationResult, compare, evaluate, fit_online, stratified_ci
@@ -68,7 +70,16 @@ def main() -> None:
     for algo in [a.strip() for a in args.algos.split(",") if a.strip()]:
         steps = args.timesteps if algo == "ppo" else args.other_timesteps
         start = time.perf_counter()
-        agent = train_sb3(algo, scenarios, steps, seed=args.train_seed)
+        config = load_config(algo)  # the project's hyperparameters: the YAML
+        agent = train_sb3(
+            algo,
+            scenarios,
+            steps,
+            args.train_seed,
+            n_envs=config.n_envs,
+            reward_scale=config.hyperparameters.reward_scale,
+            **sb3_kwargs(config.hyperparameters),
+        )
         seconds = time.perf_counter() - start
         log.append(f"{algo}: trained {steps} steps in {seconds:.0f}s ({steps / seconds:.0f}/s)")
         policies.append(agent)

@@ -18,48 +18,38 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
 from typing import Any
 
-_DB_HELP = "database URL (default: $AUTOPILOT_DB_URL or sqlite:///autopilot.db)"
-
-
-def _timestamp(value: str) -> datetime:
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO-8601 date or time such as 2025-06-01T12:00, got {value!r}"
-        ) from None
-
-
-def _fail(command: str, error: Exception) -> int:
-    print(f"autopilot {command}: error: {error}", file=sys.stderr)
-    return 1
-
-
-def _session(db: str | None) -> Any:
-    from agent.db import connect, session_factory
-
-    return session_factory(connect(db))()
+from cli.common import DB_HELP, database_session, fail, settings_for, timestamp
 
 
 def cycle(args: argparse.Namespace) -> int:
-    """Run one full cycle (or the monitor pass) and print what it decided."""
-    from agent.db import DatabaseError, connect
+    """Run one full cycle (or the monitor pass), say what it ran with, and what it decided."""
+    from agent.db import DatabaseError, connect, engine_url
     from agent.orchestrator import CycleRunning, monitor_and_respond, run_full_cycle
 
     name = "monitor" if args.monitor else "cycle"
+    settings = settings_for(args)
     try:
-        engine = connect(args.db)
+        engine = connect(settings.db_url)
+        print(f"database {engine_url(engine)}")
         if args.monitor:
-            result = monitor_and_respond(engine, dry_run=not args.live, as_of=args.as_of)
+            result = monitor_and_respond(
+                engine, settings=settings, dry_run=not args.live, as_of=args.as_of
+            )
         else:
+            from experiments.models import load_policy_uri  # MLflow loads only for a cycle
+
             result = run_full_cycle(
-                engine, dry_run=not args.live, policy=args.policy, as_of=args.as_of
+                engine,
+                settings=settings,
+                dry_run=not args.live,
+                policy=args.policy,
+                as_of=args.as_of,
+                load_policy=load_policy_uri,
             )
     except (CycleRunning, DatabaseError) as error:
-        return _fail(name, error)
+        return fail(name, error)
     print(result.summary())
     return 0
 
@@ -70,13 +60,15 @@ def approvals(args: argparse.Namespace) -> int:
     from agent.db import DatabaseError
 
     try:
-        with _session(args.db) as session:
+        with database_session(args) as session:
             if args.approvals_command == "list":
                 rows = list_approvals(session, args.status, now=args.now)
                 if not rows:
                     print("no approvals")
                 for a in rows:
                     by = f" by {a.decided_by}" if a.decided_by else ""
+                    shown = (a.plan or {}).get("rows")
+                    by += f" rows {shown}" if shown is not None else ""
                     print(
                         f"{a.id:>5} {a.status:9}{by} {a.action:18} conf {a.confidence:.2f} "
                         f"requested {a.requested_at:%Y-%m-%d %H:%M} "
@@ -88,9 +80,12 @@ def approvals(args: argparse.Namespace) -> int:
             answer = approve if args.approvals_command == "approve" else reject
             view = answer(session, args.id, by=args.by, note=args.note, now=args.now)
     except (ApprovalError, DatabaseError) as error:
-        return _fail(f"approvals {args.approvals_command}", error)
+        return fail(f"approvals {args.approvals_command}", error)
     extra = f", execution {view.execution_id}" if view.execution_id else ""
     print(f"approval {view.id} {view.status} by {view.decided_by}: {view.action}{extra}")
+    if view.status == "refused":
+        print(f"not executed: {view.note}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -101,11 +96,15 @@ def undo(args: argparse.Namespace) -> int:
     from agent.db import DatabaseError
 
     try:
-        with _session(args.db) as session:
-            execution = undo_execution(session, args.execution_id, actor=args.by)
+        with database_session(args) as session:
+            report = undo_execution(session, args.execution_id, actor=args.by)
     except (ActuatorError, DatabaseError) as error:
-        return _fail("undo", error)
+        return fail("undo", error)
+    execution = report.execution
     print(f"execution {execution.id} ({execution.action}) undone at {execution.undone_at}")
+    print("restored: " + (", ".join(f"{k} {v}" for k, v in report.restored.items()) or "nothing"))
+    for conflict in report.conflicts:
+        print(f"not restored: {conflict}")
     return 0
 
 
@@ -115,10 +114,10 @@ def audit_verify(args: argparse.Namespace) -> int:
     from agent.db import DatabaseError
 
     try:
-        with _session(args.db) as session:
+        with database_session(args) as session:
             report = verify_chain(session)
     except DatabaseError as error:
-        return _fail("audit verify", error)
+        return fail("audit verify", error)
     if report.ok:
         print(f"audit trail intact: {report.entries} entries, head {report.head_hash[:16]}")
         return 0
@@ -132,14 +131,14 @@ def audit_verify(args: argparse.Namespace) -> int:
 def kill_switch(args: argparse.Namespace) -> int:
     """Turn the kill switch on or off."""
     from agent.db import DatabaseError
-    from agent.orchestrator import kill_switch_state, set_kill_switch
+    from agent.kill_switch import kill_switch_state, set_kill_switch
 
     try:
-        with _session(args.db) as session:
+        with database_session(args) as session:
             set_kill_switch(session, args.state == "on", reason=args.reason, by=args.by)
-            on, reason = kill_switch_state(session)
+            on, reason = kill_switch_state(session, settings_for(args))
     except DatabaseError as error:
-        return _fail("kill-switch", error)
+        return fail("kill-switch", error)
     print(f"kill switch {'on: ' + reason if on else 'off'}")
     return 0
 
@@ -152,8 +151,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     ):
         p = subparsers.add_parser(name, help=help_text)
         p.add_argument("--live", action="store_true", help="execute (default: dry run)")
-        p.add_argument("--db", help=_DB_HELP)
-        p.add_argument("--as-of", type=_timestamp, help="the agent's clock (default: now, UTC)")
+        p.add_argument("--db", help=DB_HELP)
+        p.add_argument("--as-of", type=timestamp, help="the agent's clock (default: now, UTC)")
         if not monitor:
             p.add_argument(
                 "--policy",
@@ -165,33 +164,33 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     ap_sub = ap.add_subparsers(dest="approvals_command", required=True, metavar="ACTION")
     listing = ap_sub.add_parser("list", help="list approvals, newest first")
     listing.add_argument("--status", help="pending, approved, rejected or expired")
-    listing.add_argument("--db", help=_DB_HELP)
-    listing.add_argument("--now", type=_timestamp, help="the clock for expiry (default: now)")
+    listing.add_argument("--db", help=DB_HELP)
+    listing.add_argument("--now", type=timestamp, help="the clock for expiry (default: now)")
     listing.set_defaults(handler=approvals)
     for verb in ("approve", "reject"):
         v = ap_sub.add_parser(verb, help=f"{verb} a held decision")
         v.add_argument("id", type=int, help="approval id")
         v.add_argument("--by", required=True, help="who answers (recorded)")
         v.add_argument("--note", help="why")
-        v.add_argument("--db", help=_DB_HELP)
-        v.add_argument("--now", type=_timestamp, help="the clock (default: now, UTC)")
+        v.add_argument("--db", help=DB_HELP)
+        v.add_argument("--now", type=timestamp, help="the clock (default: now, UTC)")
         v.set_defaults(handler=approvals)
 
     un = subparsers.add_parser("undo", help="reverse an execution exactly")
     un.add_argument("execution_id", type=int)
     un.add_argument("--by", default="operator", help="who undoes (recorded)")
-    un.add_argument("--db", help=_DB_HELP)
+    un.add_argument("--db", help=DB_HELP)
     un.set_defaults(handler=undo)
 
     au = subparsers.add_parser("audit", help="audit trail commands")
     au_sub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = au_sub.add_parser("verify", help="check the hash chain, name the first bad entry")
-    verify.add_argument("--db", help=_DB_HELP)
+    verify.add_argument("--db", help=DB_HELP)
     verify.set_defaults(handler=audit_verify)
 
     ks = subparsers.add_parser("kill-switch", help="pause or resume every execution")
     ks.add_argument("state", choices=("on", "off"))
     ks.add_argument("--reason", default="", help="why (recorded)")
     ks.add_argument("--by", default="operator", help="who (recorded)")
-    ks.add_argument("--db", help=_DB_HELP)
+    ks.add_argument("--db", help=DB_HELP)
     ks.set_defaults(handler=kill_switch)

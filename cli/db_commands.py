@@ -5,60 +5,36 @@
   simulated business into the database.
 - ``autopilot observe [--db URL] [--as-of TIME] [--json]``: the KPI snapshot and the issues.
 
-``--db`` defaults to ``$AUTOPILOT_DB_URL``, else ``sqlite:///autopilot.db``.
+``--db`` overrides the settings' ``db_url`` (``AUTOPILOT_DB_URL``, else
+``sqlite:///autopilot.db``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from agent.db import (
-    DB_URL_ENV,
-    DEFAULT_DB_URL,
-    DatabaseError,
-    connect,
-    make_engine,
-    resolve_url,
-    session_scope,
-    upgrade,
-)
+from agent.db import DatabaseError, connect, engine_url, make_engine, upgrade
 from agent.detect import detect, format_issues
 from agent.observe import observe
 from agent.seed import SeedConfig, seed
+from cli.common import DB_HELP, database_session, fail, settings_for, timestamp
 from environment.kpis import KPI_SPECS
 from environment.scenarios import SCENARIO_NAMES
-
-_DB_HELP = f"database URL (default: ${DB_URL_ENV} or {DEFAULT_DB_URL})"
-
-
-def _fail(command: str, error: Exception) -> int:
-    print(f"autopilot {command}: error: {error}", file=sys.stderr)
-    return 1
-
-
-def _timestamp(value: str) -> datetime:
-    """An ISO-8601 date or date-time (naive is UTC)."""
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO-8601 date or time such as 2025-06-01T12:00, got {value!r}"
-        ) from None
 
 
 def db_upgrade(args: argparse.Namespace) -> int:
     """Create or upgrade the schema of ``--db`` to the head migration."""
-    url = resolve_url(args.db)
+    engine = make_engine(settings_for(args).db_url)
     try:
-        revision = upgrade(make_engine(url))
+        revision = upgrade(engine)
     except DatabaseError as error:
-        return _fail("db upgrade", error)
-    shown = make_engine(url).url.render_as_string(hide_password=True)
-    print(f"database {shown} at migration {revision}")
+        return fail("db upgrade", error)
+    finally:
+        engine.dispose()
+    print(f"database {engine_url(engine)} at migration {revision}")
     return 0
 
 
@@ -73,10 +49,16 @@ def seed_db(args: argparse.Namespace) -> int:
         defects=not args.no_defects,
     )
     try:
-        engine = connect(args.db)
-        result = seed(engine, config, progress=not args.quiet, replace=args.replace)
+        engine = connect(settings_for(args).db_url)
+        result = seed(
+            engine,
+            config,
+            progress=not args.quiet,
+            replace=args.replace,
+            archive_history=args.archive_history,
+        )
     except DatabaseError as error:
-        return _fail("seed-db", error)
+        return fail("seed-db", error)
     rows = ", ".join(f"{table} {n:,}" for table, n in result.rows.items() if n)
     print(
         f"seeded {config.days} days of scenario {config.scenario!r} (seed {config.seed}) ending "
@@ -100,12 +82,11 @@ def _snapshot_lines(kpis: dict[str, float]) -> list[str]:
 def observe_command(args: argparse.Namespace) -> int:
     """Print the KPI snapshot and the detected issues."""
     try:
-        engine = connect(args.db)
-        with session_scope(engine) as session:
+        with database_session(args) as session:
             snapshot = observe(session, args.as_of)
             issues = detect(session, snapshot, sample_size=args.samples)
     except DatabaseError as error:
-        return _fail("observe", error)
+        return fail("observe", error)
     if args.json:
         payload: dict[str, Any] = {
             "as_of": snapshot.as_of.isoformat(),
@@ -132,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     db = subparsers.add_parser("db", help="database schema commands")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
     up = db_sub.add_parser("upgrade", help="create or upgrade the schema to the latest migration")
-    up.add_argument("--db", help=_DB_HELP)
+    up.add_argument("--db", help=DB_HELP)
     up.set_defaults(handler=db_upgrade)
 
     sd = subparsers.add_parser("seed-db", help="materialize a simulated business into the database")
@@ -142,18 +123,23 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--scenario", default="steady", choices=SCENARIO_NAMES, help="simulator scenario"
     )
     sd.add_argument("--seed", type=int, default=0, help="random seed (same seed, same rows)")
-    sd.add_argument(
-        "--end", type=_timestamp, help="when the history ends (default: this hour, UTC)"
-    )
+    sd.add_argument("--end", type=timestamp, help="when the history ends (default: this hour, UTC)")
     sd.add_argument("--replace", action="store_true", help="empty every table first")
+    sd.add_argument(
+        "--archive-history",
+        type=Path,
+        metavar="PATH",
+        help="with --replace: save the agent's history and audit trail to this new JSONL file "
+        "first (required when the database has any)",
+    )
     sd.add_argument("--no-defects", action="store_true", help="write no defects or orphans")
     sd.add_argument("--quiet", action="store_true", help="no progress bars")
-    sd.add_argument("--db", help=_DB_HELP)
+    sd.add_argument("--db", help=DB_HELP)
     sd.set_defaults(handler=seed_db)
 
     ob = subparsers.add_parser("observe", help="print the KPI snapshot and the detected issues")
-    ob.add_argument("--as-of", type=_timestamp, help="observation time (default: now, UTC)")
+    ob.add_argument("--as-of", type=timestamp, help="observation time (default: now, UTC)")
     ob.add_argument("--samples", type=int, default=5, help="affected ids sampled per issue")
     ob.add_argument("--json", action="store_true", help="machine-readable output")
-    ob.add_argument("--db", help=_DB_HELP)
+    ob.add_argument("--db", help=DB_HELP)
     ob.set_defaults(handler=observe_command)

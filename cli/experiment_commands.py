@@ -13,13 +13,12 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from cli.common import UsageError, split_list
+
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _tracking(args: argparse.Namespace) -> Any:
@@ -34,9 +33,8 @@ def _clear_errors(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        from mlflow.exceptions import MlflowException
-
-        from cli.main import UsageError
+        # MLflow's error class, as experiments/ (the one layer that imports MLflow) sees it
+        from experiments.models import MlflowException
 
         # MLflow's download progress bars are noise in a command's output.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -87,7 +85,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from experiments.evaluate import evaluate_policies
 
     report = evaluate_policies(
-        _split(args.policies),
+        split_list(args.policies),
         args.scenarios,
         args.seeds,
         warm_start=args.warm_start,
@@ -101,12 +99,23 @@ def evaluate_command(args: argparse.Namespace) -> int:
 @_clear_errors
 def promote_command(args: argparse.Namespace) -> int:
     """``autopilot promote``."""
-    from experiments.promote import promote
+    from experiments.promote import CHALLENGER_URI, promote, promote_from_log
 
+    if args.evidence == "log":
+        if args.log is None:
+            raise ValueError("--evidence log needs --log FILE.jsonl (a decision log)")
+        from_log = promote_from_log(
+            args.log,
+            challenger=args.challenger or CHALLENGER_URI,
+            champion=args.champion,
+            tracking=_tracking(args),
+        )
+        print(from_log.summary())
+        return 0
     decision = promote(
         scenarios=args.scenarios,
         seeds=args.seeds,
-        baselines=_split(args.baselines),
+        baselines=split_list(args.baselines),
         tracking=_tracking(args),
     )
     print(decision.summary())
@@ -116,18 +125,28 @@ def promote_command(args: argparse.Namespace) -> int:
 @_clear_errors
 def thresholds_command(args: argparse.Namespace) -> int:
     """``autopilot thresholds``."""
-    from experiments.thresholds import run_thresholds
+    from experiments.thresholds import ThresholdsFile, run_thresholds
 
-    document = run_thresholds(
-        args.policy,
-        scenarios=args.scenarios,
-        seeds=args.seeds,
-        horizon=args.horizon,
-        stride=args.stride,
-        min_samples=args.min_samples,
-        output=args.output,
-        tracking=_tracking(args),
-    )
+    document: ThresholdsFile
+    if args.evidence == "log":
+        from experiments.feedback import thresholds_from_log
+
+        if args.log is None:
+            raise ValueError("--evidence log needs --log FILE.jsonl (a decision log)")
+        document = thresholds_from_log(
+            args.log, min_samples=args.min_samples, output=args.output, tracking=_tracking(args)
+        )
+    else:
+        document = run_thresholds(
+            args.policy,
+            scenarios=args.scenarios,
+            seeds=args.seeds,
+            horizon=args.horizon,
+            stride=args.stride,
+            min_samples=args.min_samples,
+            output=args.output,
+            tracking=_tracking(args),
+        )
     for name, entry in document.thresholds.items():
         shown = "default (too few samples)" if entry.threshold is None else f"{entry.threshold:g}"
         print(f"  {name:<20}{shown:>26}   samples {entry.samples}")
@@ -247,6 +266,20 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     promote.add_argument(
         "--baselines", default="rules,noop,random", help="the bar when there is no champion"
     )
+    promote.add_argument(
+        "--evidence",
+        choices=("sim", "log"),
+        default="sim",
+        help="sim: paired simulator rollouts (default); log: the High-Confidence Policy "
+        "Improvement gate on a decision log (--log)",
+    )
+    promote.add_argument("--log", type=Path, metavar="FILE.jsonl", help="with --evidence log")
+    promote.add_argument(
+        "--challenger", help="with --evidence log: spec or model URI (default: @challenger)"
+    )
+    promote.add_argument(
+        "--champion", help="with --evidence log: spec or model URI (default: @champion, else rules)"
+    )
     _common(promote)
     promote.set_defaults(handler=promote_command)
 
@@ -262,6 +295,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     thresholds.add_argument("--min-samples", type=_positive_int, default=10)
     thresholds.add_argument("--output", default="guardrails/thresholds.yaml")
+    thresholds.add_argument(
+        "--evidence",
+        choices=("sim", "log"),
+        default="sim",
+        help="sim: counterfactual simulator rollouts (default); log: logged outcomes (--log)",
+    )
+    thresholds.add_argument("--log", type=Path, metavar="FILE.jsonl", help="with --evidence log")
     _common(thresholds)
     thresholds.set_defaults(handler=thresholds_command)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 _DB_HELP = "database URL (default: $AUTOPILOT_DB_URL or sqlite:///autopilot.db)"
@@ -45,6 +44,8 @@ def agent_run(args: argparse.Namespace) -> int:
     from agent.scheduling import EmbeddedScheduler, RunOutcome, describe_schedule
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for chatty in ("apscheduler", "alembic"):  # a line per tick and per migration check
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     settings = _settings(args)
     cycle_expr = args.cycle_schedule or settings.cycle_schedule
     monitor_expr = args.monitor_schedule or settings.monitor_schedule
@@ -71,9 +72,12 @@ def agent_run(args: argparse.Namespace) -> int:
     print(
         f"autopilot agent run on {engine.url.render_as_string(hide_password=True)} ({mode}): "
         f"cycle {describe_schedule(cycle_expr)}, monitor {describe_schedule(monitor_expr)}; "
-        f"{len(settings.alert_webhooks)} webhooks",
+        f"webhooks: {len(settings.alert_webhooks)}",
         flush=True,
     )
+    for job, upcoming in scheduler.next_runs().items():
+        shown = f"{upcoming:%Y-%m-%d %H:%M:%S} UTC" if upcoming else "never (off)"
+        print(f"  next {job}: {shown}", flush=True)
     code = scheduler.serve()
     print("autopilot agent run: stopped", flush=True)
     return code
@@ -84,26 +88,22 @@ def agent_status(args: argparse.Namespace) -> int:
     from sqlalchemy.orm import Session
 
     from agent.db import DatabaseError, connect
-    from agent.scheduling import JOBS, parse_schedule
-    from agent.ticks import recent_runs
+    from agent.scheduling import job_statuses
 
     settings = _settings(args)
     try:
         engine = connect(settings.db_url)
         with Session(engine) as session:
-            runs = {job: recent_runs(session, job, args.limit) for job in JOBS}
+            statuses = job_statuses(session, settings, limit=args.limit)
     except DatabaseError as error:
         return _fail("agent status", error)
-    now = datetime.now(UTC)
-    expressions = {"cycle": settings.cycle_schedule, "monitor": settings.monitor_schedule}
-    for job in JOBS:
-        trigger = parse_schedule(expressions[job])
-        upcoming = trigger.get_next_fire_time(None, now) if trigger else None
+    for status in statuses:
+        upcoming = status.next_run
         nxt = f"{upcoming:%Y-%m-%d %H:%M:%S} UTC" if upcoming else "never (off)"
-        print(f"{job}: schedule {expressions[job]}, next {nxt}")
-        if not runs[job]:
+        print(f"{status.job}: schedule {status.schedule}, next {nxt}")
+        if not status.runs:
             print("  no runs yet")
-        for run in runs[job]:
+        for run in status.runs:
             ended = f"{run.finished_at:%H:%M:%S}" if run.finished_at else "-"
             cycle = f" cycle {run.cycle_id}" if run.cycle_id else ""
             print(
@@ -189,7 +189,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         ("worker", "a Celery worker for the scheduled passes (options go to celery worker)"),
         ("beat", "Celery beat with the two schedules (options go to celery beat)"),
     ):
-        c = subparsers.add_parser(name, help=help_text, add_help=False)
+        # "+" as the option prefix: every "-" option goes to Celery untouched
+        c = subparsers.add_parser(name, help=help_text, add_help=False, prefix_chars="+")
         c.add_argument("celery_args", nargs=argparse.REMAINDER)
         c.set_defaults(handler=celery_command, celery_command=name)
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from cli.common import split_list
+from environment import MAX_EPISODE_STEPS
 from environment.scenarios import SCENARIO_NAMES
 from policies.evaluation import EvaluationResult, evaluate
 from policies.registry import load_policy
@@ -41,6 +44,26 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help=f"comma-separated scenarios, or 'all' ({', '.join(SCENARIO_NAMES)})",
     )
     simulate.add_argument("--seeds", type=int, default=5, help="episodes per scenario")
+    simulate.add_argument(
+        "--log",
+        type=Path,
+        metavar="FILE.jsonl",
+        help="instead of the table, write the decision log of ONE behaviour policy (the "
+        "decision-log contract, readable by 'autopilot ope')",
+    )
+    simulate.add_argument(
+        "--explore",
+        type=float,
+        default=0.1,
+        metavar="EPS",
+        help="with --log: mix in uniform exploration with weight EPS in [0, 1] (default 0.1)",
+    )
+    simulate.add_argument(
+        "--steps",
+        type=int,
+        default=MAX_EPISODE_STEPS,
+        help=f"with --log: decisions per episode at most (default {MAX_EPISODE_STEPS})",
+    )
     simulate.set_defaults(handler=_simulate)
 
 
@@ -88,15 +111,6 @@ def _nanmean(values: Any) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def _parse_list(text: str, allowed: Sequence[str] | None = None) -> list[str]:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise ValueError(f"expected a comma-separated list, got {text!r}")
-    if allowed is not None and items == ["all"]:
-        return list(allowed)
-    return items
-
-
 def _demo(args: argparse.Namespace) -> int:
     from experiments.demo import DemoConfig, run_demo  # MLflow and torch load only here
 
@@ -109,7 +123,28 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    names = _parse_list(args.policies)
-    scenarios = _parse_list(args.scenarios, SCENARIO_NAMES)
+    names = split_list(args.policies)
+    scenarios = split_list(args.scenarios, SCENARIO_NAMES)
+    if args.log is not None:
+        return _simulate_log(args, names, scenarios)
     print(comparison_table(compare_policies(names, scenarios, args.seeds)))
+    return 0
+
+
+def _simulate_log(args: argparse.Namespace, names: list[str], scenarios: list[str]) -> int:
+    from policies.exploration import LogConfig, check_explore, simulate_log
+    from policies.logged import write_jsonl
+
+    if len(names) != 1:
+        raise ValueError(f"--log writes the log of one behaviour policy, got --policies {names}")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    config = LogConfig(
+        scenarios=tuple(scenarios),
+        seeds=tuple(range(args.seeds)),
+        explore=check_explore(args.explore),
+        steps=args.steps,
+    )
+    count = write_jsonl(args.log, simulate_log(load_policy(names[0]), config))
+    print(f"wrote {count} decisions of {names[0]} (explore {config.explore:g}) to {args.log}")
     return 0

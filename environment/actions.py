@@ -142,3 +142,61 @@ def check_action(action: object) -> int:
             f"({', '.join(f'{i}={n}' for i, n in enumerate(ACTION_NAMES))})"
         )
     return index
+
+
+# --- pacing: how often each action may run --------------------------------------------------
+
+CYCLE_HOURS = 4.0
+"""Hours between two agent cycles (``0 */4 * * *``), one environment step: 24 h /
+``BusinessParams.steps_per_day`` (tested equal)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionPacing:
+    """How often one action may run, the one home of these numbers.
+
+    - ``cooldown_hours`` and ``max_per_day``: the safety floor the live guardrails enforce
+      (:data:`agent.guardrails.BUILT_IN_LIMITS` is derived from them); ``requires_approval``:
+      never without a human.
+    - ``habit_hours``: how long the rules policy itself waits before proposing the action
+      again (its cooldown in cycles is ``habit_hours / CYCLE_HOURS``); ``None``: the rules
+      never propose it. A habit longer than the floor is deliberate: the floor stops harm,
+      the habit is what pays in simulation (an effect needs days to show).
+    """
+
+    cooldown_hours: float
+    max_per_day: int
+    habit_hours: float | None = None
+    requires_approval: bool = False
+
+    @property
+    def habit_cycles(self) -> int | None:
+        """The rules' cooldown in cycles."""
+        return None if self.habit_hours is None else round(self.habit_hours / CYCLE_HOURS)
+
+
+_DAY = 24.0
+PACING: dict[str, ActionPacing] = {
+    # Messages fatigue the audience (half-life ~4 days): at most one campaign or prompt a week.
+    "retention_campaign": ActionPacing(7 * _DAY, 1, habit_hours=7 * _DAY),
+    "upgrade_prompt": ActionPacing(7 * _DAY, 1, habit_hours=7 * _DAY),
+    "onboarding_boost": ActionPacing(3 * _DAY, 1, habit_hours=3 * _DAY),
+    # Card networks count retries (Visa: <= 15 in 30 days): one round a day.
+    "payment_retry": ActionPacing(20.0, 1, habit_hours=_DAY),
+    # Repairs may run twice a day; the rules wait for the last repair to show in the KPIs
+    # (a data fix lands a cycle later, a cleanup's bloat relief over days).
+    "data_fix": ActionPacing(12.0, 2, habit_hours=_DAY),
+    "orphan_cleanup": ActionPacing(12.0, 2, habit_hours=3 * _DAY),
+    "scale_infra": ActionPacing(_DAY, 1, habit_hours=2 * _DAY),
+    # Engineering work: the team takes one at a time. A funnel fix lands after 18 steps and
+    # its effect needs weeks to read, so the rules wait a month.
+    "funnel_fix": ActionPacing(7 * _DAY, 1, habit_hours=30 * _DAY),
+    "shift_marketing": ActionPacing(14 * _DAY, 1, habit_hours=20 * _DAY),
+    # The one habit shorter than its floor: the rules would ship weekly, the guardrails allow
+    # one feature a fortnight live (in simulation, where no guardrail runs, weekly pays).
+    "ship_feature": ActionPacing(14 * _DAY, 1, habit_hours=7 * _DAY),
+    # Prices always need a human and change at most once a week; the rules never price.
+    "price_increase": ActionPacing(7 * _DAY, 1, requires_approval=True),
+    "price_decrease": ActionPacing(7 * _DAY, 1, requires_approval=True),
+}
+"""Pacing of every action but ``noop`` (tested to cover the catalogue)."""

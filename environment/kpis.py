@@ -162,6 +162,29 @@ N_KPIS = len(KPI_SPECS)
 TARGETED: tuple[KpiSpec, ...] = tuple(spec for spec in KPI_SPECS if spec.target is not None)
 SPEC_BY_NAME: dict[str, KpiSpec] = {spec.name: spec for spec in KPI_SPECS}
 
+
+@dataclass(frozen=True, slots=True)
+class PaymentBands:
+    """What the billing KPIs' values mean: the one home of the numbers that detection
+    (:mod:`agent.detect`) and the rules policy (:mod:`policies.rules`) share.
+
+    - ``outage_failure_rate``: a ``billing_failure_rate`` at or above it is a processor outage
+      (normal is 5-14%, Recurly; the simulator's outages decline 40-70%): retries wait.
+    - ``backlog_act``, ``backlog_medium``, ``backlog_high``: ``failed_payment_backlog`` bands.
+      The rules policy retries from ``backlog_act``; detection calls a backlog medium (healed
+      without a human) from ``backlog_medium`` and high from ``backlog_high``. The policy acts
+      earlier than the safety net on purpose: a retry is cheap, a human's attention is not.
+    """
+
+    outage_failure_rate: float = 0.30
+    backlog_act: float = 0.005
+    backlog_medium: float = 0.01
+    backlog_high: float = 0.03
+
+
+PAYMENT_BANDS = PaymentBands()
+
+
 RECENT_ACTION_NAMES: tuple[str, ...] = ACTION_NAMES[1:]
 """The actions whose recency the observation carries (every action but ``noop``)."""
 RECENT_HORIZON_CYCLES = 180

@@ -26,7 +26,7 @@ from stable_baselines3.common.logger import KVWriter, Logger
 from torch import nn
 
 import environment
-from experiments.config import SB3_PARAMS, NoParams
+from experiments.hyperparams import SB3_PARAMS, NoParams
 from policies.bandits import (
     EpsilonGreedyBandit,
     EpsilonGreedyConfig,
@@ -40,8 +40,7 @@ from policies.bandits import (
 from policies.base import Policy
 from policies.evaluation import fit_online
 from policies.rules import RulesConfig, RulesPolicy
-from policies.sb3 import ALGORITHMS as SB3_ALGORITHMS
-from policies.sb3 import SB3Policy, make_training_env
+from policies.sb3 import SB3Policy, train_sb3
 from policies.simple import NoopPolicy, RandomPolicy
 
 Family = Literal["sb3", "bandit", "fixed"]
@@ -172,19 +171,18 @@ def train_sb3_policy(
     hooks: TrainingHooks,
 ) -> SB3Policy:
     """Train an SB3 model; SB3's logger writes only to ``hooks.sb3_output``."""
-    vec = make_training_env(scenario, n_envs, seed, params.reward_scale)
-    try:
-        model = SB3_ALGORITHMS[algo](
-            "MlpPolicy", vec, seed=seed, device="cpu", verbose=0, **sb3_kwargs(params)
-        )
-        outputs = [hooks.sb3_output] if hooks.sb3_output is not None else []
-        model.set_logger(Logger(folder=None, output_formats=outputs))
-        model.learn(
-            total_timesteps=timesteps, callback=_HooksCallback(hooks, eval_every, timesteps)
-        )
-    finally:
-        vec.close()
-    return SB3Policy(model)
+    outputs = [hooks.sb3_output] if hooks.sb3_output is not None else []
+    return train_sb3(
+        algo,
+        scenario,
+        timesteps,
+        seed,
+        n_envs=n_envs,
+        reward_scale=params.reward_scale,
+        callback=_HooksCallback(hooks, eval_every, timesteps),
+        logger=Logger(folder=None, output_formats=outputs),
+        **sb3_kwargs(params),
+    )
 
 
 def train_bandit(

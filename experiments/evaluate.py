@@ -28,9 +28,11 @@ import mlflow
 from environment.scenarios import SCENARIO_NAMES
 from experiments import plots
 from experiments.config import expand_scenarios
+from experiments.models import load_policy_uri
 from experiments.tracking import Tracking, configure, log_metrics, log_params, metric_key, start_run
 from policies.base import OnlineLearner, Policy
 from policies.evaluation import Comparison, EvaluationResult, compare, evaluate, fit_online
+from policies.validation import check_seeds
 
 DEFAULT_SEEDS = tuple(range(10))
 """Evaluation and promotion seeds (training evaluates on 1,000+ and learns on others)."""
@@ -75,20 +77,6 @@ def comparison_metrics(comparison: Comparison, prefix: str = "") -> dict[str, fl
     return metrics
 
 
-def check_seeds(seeds: int | Sequence[int]) -> tuple[int, ...]:
-    """A seed count ``n`` (seeds ``0 .. n-1``) or explicit seeds; ``ValueError`` naming it."""
-    if isinstance(seeds, bool):
-        raise ValueError(f"seeds={seeds!r} is invalid: must be a count >= 1 or a list of seeds")
-    if isinstance(seeds, int):
-        if seeds < 1:
-            raise ValueError(f"seeds={seeds!r} is invalid: must be a count >= 1")
-        return tuple(range(seeds))
-    values = tuple(seeds)
-    if not values or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in values):
-        raise ValueError(f"seeds={list(values)!r} is invalid: must be integers >= 0")
-    return values
-
-
 @dataclass(frozen=True)
 class EvaluationReport:
     """What ``autopilot evaluate`` measured: one result per policy, in the order given, and
@@ -111,8 +99,6 @@ class EvaluationReport:
 
 def load_for_evaluation(spec: str, warm_start: int, tracking: Tracking) -> Policy:
     """The policy ``spec`` names, warm-started if it is a fresh online learner."""
-    from experiments.models import load_policy_uri
-
     policy = load_policy_uri(spec, tracking=tracking)
     fresh = ":" not in spec and "/" not in spec
     if fresh and warm_start > 0 and isinstance(policy, OnlineLearner):

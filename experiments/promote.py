@@ -16,14 +16,27 @@ with its interval, overall and per scenario, the relative difference, the win sh
 ``promotion/evidence.json``, ``promotion/table.txt`` and ``plots/comparison.png``. On
 promotion the previous champion (if any) keeps the alias ``previous-champion``, for rollback,
 and the promoted version gets tags ``promoted_by_run`` and ``promoted_over``.
+
+**Evidence from the decision log** (``autopilot promote --evidence log --log FILE.jsonl``,
+:func:`promote_from_log`): instead of simulator rollouts, the High-Confidence Policy
+Improvement gate of :mod:`policies.gate` on the logged decisions (an export of the database or
+a simulator log): the challenger replaces the champion only when the ``1 - delta`` lower bound
+of its doubly-robust value minus the champion's, on a held-out test split, is above zero, with
+at least ``min_samples`` usable decisions and an effective sample size of at least
+``min_ess`` (``delta``, ``min_samples`` and ``min_ess`` are the ``learning_*`` settings). "No
+solution found" keeps the champion. The bar is the registry's champion or, with none, the
+first baseline (``rules``). The run is logged in the same experiment with tag
+``evidence=log``; the registry aliases move only when the challenger is a registered version.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 
@@ -41,6 +54,9 @@ from experiments.models import (
 )
 from experiments.tracking import Tracking, configure, log_metrics, log_params, start_run
 from policies.evaluation import Comparison, EvaluationResult, compare, evaluate
+from policies.gate import GateConfig, GateResult, high_confidence_gate
+from policies.logged import bandit_feedback, read_jsonl
+from policies.ope import action_distribution
 
 DEFAULT_BASELINES = ("rules", "noop", "random")
 PREVIOUS_CHAMPION = "previous-champion"
@@ -208,4 +224,147 @@ def promote(
         )
 
 
-__all__ = ["DEFAULT_BASELINES", "PromotionDecision", "decide", "promote"]
+# --- evidence from the decision log -----------------------------------------------------------
+
+CHALLENGER_URI = f"models:/{REGISTERED_MODEL}@{CHALLENGER}"
+_OWN_MODEL = re.compile(
+    rf"^models:/{re.escape(REGISTERED_MODEL)}(?:@(?P<alias>[\w-]+)|/(?P<n>\d+))$"
+)
+
+
+@dataclass(frozen=True)
+class LogPromotionDecision:
+    """The outcome of ``autopilot promote --evidence log`` and its evidence."""
+
+    gate: GateResult
+    challenger: str
+    champion: str
+    run_id: str
+    champion_version: str | None
+    """The registry's champion version after the decision (``None`` if there is none)."""
+
+    @property
+    def promoted(self) -> bool:
+        """Whether the gate promoted the challenger."""
+        return self.gate.promoted
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        gate = self.gate
+        head = "PROMOTED" if gate.promoted else "KEPT"
+        lines = [f"{head}: {gate.reason}"]
+        if gate.candidate is not None:
+            lines.append(
+                f"challenger {self.challenger}: {gate.candidate_value:.5g}, champion "
+                f"{self.champion}: {gate.champion_value:.5g} (doubly robust, test split of "
+                f"{gate.n_test}); {1 - gate.delta:g} lower bound of the difference "
+                f"{gate.lower_bound:+.5g}; ESS {gate.ess:.1f}"
+            )
+        lines.append(f"champion: {self.champion_version or 'none'}; evidence in run {self.run_id}")
+        return "\n".join(lines)
+
+
+def _registered_version(store: Tracking, uri: str) -> str | None:
+    """The ``autopilot-policy`` version a ``models:/autopilot-policy...`` URI names, else
+    ``None`` (a plain spec, or another model)."""
+    match = _OWN_MODEL.match(uri.strip())
+    if match is None:
+        return None
+    found = model_version(store, match.group("alias") or match.group("n"))
+    return None if found is None else str(found.version)
+
+
+def promote_from_log(
+    log: str | Path,
+    *,
+    challenger: str = CHALLENGER_URI,
+    champion: str | None = None,
+    config: GateConfig | None = None,
+    tracking: Tracking | None = None,
+    experiment: str = "autopilot-promote",
+) -> LogPromotionDecision:
+    """Apply the log-evidence rule of the module docstring and log the evidence.
+
+    ``challenger`` / ``champion``: policy specs or model URIs; ``champion`` default: the
+    registry's champion, else ``rules``. ``config``: default from the ``learning_*`` settings.
+    """
+    from agent.settings import get_settings  # the settings are the gate's defaults
+
+    if config is None:
+        settings = get_settings()
+        config = GateConfig(
+            delta=settings.learning_delta,
+            min_samples=settings.learning_min_samples,
+            min_ess=settings.learning_min_ess,
+        )
+    store = tracking or configure()
+    current = model_version(store, CHAMPION)
+    if champion is None:
+        champion = (
+            f"models:/{REGISTERED_MODEL}/{current.version}"
+            if current is not None
+            else DEFAULT_BASELINES[0]
+        )
+    records = read_jsonl(log)
+    feedback, counts = bandit_feedback(records)
+    challenger_policy = load_policy_uri(challenger, tracking=store)
+    champion_policy = load_policy_uri(champion, tracking=store)
+    gate = high_confidence_gate(
+        feedback,
+        action_distribution(champion_policy, feedback.obs),
+        {challenger: action_distribution(challenger_policy, feedback.obs)},
+        config,
+    )
+    tags = {"autopilot.command": "promote", "evidence": "log"}
+    with start_run(store, experiment, "promote from log", tags=tags) as run:
+        log_params(
+            {
+                "challenger": challenger,
+                "champion": champion,
+                "log": str(log),
+                "records": len(records),
+                "used": counts.used,
+                "delta": config.delta,
+                "min_samples": config.min_samples,
+                "min_ess": config.min_ess,
+                "split_seed": config.seed,
+            }
+        )
+        figures = {
+            "gate/lower_bound": gate.lower_bound,
+            "gate/difference": gate.difference,
+            "gate/challenger_value": gate.candidate_value,
+            "gate/champion_value": gate.champion_value,
+            "gate/ess": gate.ess,
+            "gate/n_test": float(gate.n_test),
+        }
+        log_metrics({key: value for key, value in figures.items() if math.isfinite(value)})
+        mlflow.set_tags(
+            {"decision": "promoted" if gate.promoted else "kept", "reason": gate.reason}
+        )
+        mlflow.log_text(
+            json.dumps(gate.to_dict(), indent=1, default=str), "promotion/evidence.json"
+        )
+        new_champion = None if current is None else str(current.version)
+        version = _registered_version(store, challenger) if gate.promoted else None
+        if version is not None:
+            if current is not None and str(current.version) != version:
+                set_alias(store, PREVIOUS_CHAMPION, str(current.version))
+            set_alias(store, CHAMPION, version)
+            client = store.client()
+            client.set_model_version_tag(
+                REGISTERED_MODEL, version, "promoted_by_run", run.info.run_id
+            )
+            client.set_model_version_tag(REGISTERED_MODEL, version, "promoted_over", champion)
+            new_champion = version
+        return LogPromotionDecision(gate, challenger, champion, run.info.run_id, new_champion)
+
+
+__all__ = [
+    "DEFAULT_BASELINES",
+    "LogPromotionDecision",
+    "PromotionDecision",
+    "decide",
+    "promote",
+    "promote_from_log",
+]

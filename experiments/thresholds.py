@@ -62,18 +62,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import yaml
 from numpy.typing import NDArray
 
 import environment
+from agent.thresholds_file import SCHEMA_VERSION
 from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP
+from experiments.config import expand_scenarios
+from experiments.models import load_policy_uri
+from experiments.tracking import configure, log_metrics, log_params, start_run
 from policies.base import EnvAware, Episodic, Policy
+from policies.validation import check_number, check_seeds
 
 DEFAULT_THRESHOLDS_PATH = Path("guardrails/thresholds.yaml")
 """Where ``autopilot thresholds`` writes by default (relative to the working directory)."""
 
-SCHEMA_VERSION = 1
 EVALUATION_SEED_START = 1_000
 HOLD_ALL = math.inf
 """The threshold that holds every decision of an action for approval."""
@@ -106,12 +111,6 @@ class DecisionSamples:
             raise ValueError(f"actions must be in [0, {N_ACTIONS - 1}]")
         if not np.isfinite(self.values).all() or not np.isfinite(self.confidences).all():
             raise ValueError("confidences and values must be finite")
-
-
-def _check_positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} is invalid: must be an integer >= 1")
-    return value
 
 
 def _rollout_value(
@@ -148,8 +147,8 @@ def collect_decisions(
     """Run ``policy`` for one episode per (scenario, seed) and measure the counterfactual
     value of every ``stride``-th non-noop decision over ``horizon`` steps (module docstring).
     The policy's memory is reset at each episode start, as evaluation does."""
-    _check_positive("horizon", horizon)
-    _check_positive("stride", stride)
+    check_number("horizon", horizon, 1, integer=True)
+    check_number("stride", stride, 1, integer=True)
     if not scenarios or not seeds:
         raise ValueError("collect_decisions needs at least one scenario and one seed")
     actions: list[int] = []
@@ -262,7 +261,7 @@ def optimal_thresholds(
     samples: DecisionSamples, *, min_samples: int = 10
 ) -> dict[str, ActionThreshold]:
     """The threshold of every action but ``noop`` (module docstring), by action name."""
-    _check_positive("min_samples", min_samples)
+    check_number("min_samples", min_samples, 1, integer=True)
     out: dict[str, ActionThreshold] = {}
     for index, name in enumerate(ACTION_NAMES):
         if index == NOOP:
@@ -348,40 +347,6 @@ def write_thresholds(document: ThresholdsFile, path: str | Path = DEFAULT_THRESH
     return file
 
 
-def read_thresholds(path: str | Path = DEFAULT_THRESHOLDS_PATH) -> dict[str, float]:
-    """The ``thresholds`` mapping of a file written by :func:`write_thresholds`, validated:
-    known action names (not ``noop``), numbers in [0, 1] or ``.inf``."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"thresholds file {str(file)!r} does not exist")
-    try:
-        document = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ValueError(f"thresholds file {str(file)!r} is not valid YAML: {error}") from None
-    if not isinstance(document, dict) or document.get("version") != SCHEMA_VERSION:
-        raise ValueError(
-            f"thresholds file {str(file)!r} must be a mapping with version: {SCHEMA_VERSION}"
-        )
-    raw = document.get("thresholds") or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"thresholds file {str(file)!r}: 'thresholds' must be a mapping")
-    allowed = [n for n in ACTION_NAMES if n != "noop"]
-    out: dict[str, float] = {}
-    for name, value in raw.items():
-        if name not in allowed:
-            raise ValueError(
-                f"thresholds file {str(file)!r}: unknown action {name!r}; allowed: {allowed}"
-            )
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok or not ((math.isinf(value) and value > 0) or 0.0 <= value <= 1.0):
-            raise ValueError(
-                f"thresholds file {str(file)!r}: {name}={value!r} must be a number in [0, 1] "
-                "or .inf"
-            )
-        out[name] = float(value)
-    return out
-
-
 # --- the command ----------------------------------------------------------------------------
 
 
@@ -406,13 +371,6 @@ def run_thresholds(
     Evaluation seeds ``1000 ..`` are used (``seeds`` is a count or a list), kept apart from the
     promotion seeds.
     """
-    import mlflow
-
-    from experiments.config import expand_scenarios
-    from experiments.evaluate import check_seeds
-    from experiments.models import load_policy_uri
-    from experiments.tracking import configure, log_metrics, log_params, start_run
-
     names = expand_scenarios(
         "all"
         if scenarios is None or (isinstance(scenarios, str) and scenarios == "all")
@@ -424,9 +382,9 @@ def run_thresholds(
         seed_list = tuple(EVALUATION_SEED_START + s for s in check_seeds(seeds))
     else:
         seed_list = check_seeds(seeds)
-    _check_positive("horizon", horizon)
-    _check_positive("stride", stride)
-    _check_positive("min_samples", min_samples)
+    check_number("horizon", horizon, 1, integer=True)
+    check_number("stride", stride, 1, integer=True)
+    check_number("min_samples", min_samples, 1, integer=True)
     target = Path(output)
     if target.exists() and target.is_dir():
         raise ValueError(f"thresholds output {str(target)!r} is a folder; give a file path")

@@ -18,7 +18,6 @@ database; :meth:`MlflowOutputFormat.close` flushes and waits.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -33,10 +32,7 @@ from mlflow.entities import Metric, Param
 from mlflow.utils.async_logging.run_operations import RunOperations
 from stable_baselines3.common.logger import KVWriter
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-"""The embedded default: an SQLite file in the working directory."""
-
-TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+from agent.settings import DEFAULT_TRACKING_URI, get_settings
 
 ALLOWED_SCHEMES = (
     "sqlite",
@@ -73,8 +69,9 @@ def check_tracking_uri(uri: str) -> str:
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
-    """The tracking URI to use: ``uri``, else ``$MLFLOW_TRACKING_URI``, else the default."""
-    chosen = uri or os.environ.get(TRACKING_URI_ENV) or DEFAULT_TRACKING_URI
+    """The tracking URI to use: ``uri``, else the settings' ``mlflow_tracking_uri``
+    (``AUTOPILOT_MLFLOW_TRACKING_URI``, else ``$MLFLOW_TRACKING_URI``, else the default)."""
+    chosen = uri or get_settings().mlflow_tracking_uri
     return check_tracking_uri(chosen)
 
 

@@ -56,12 +56,11 @@ from policies.base import (
     PolicyFileError,
     check_action_index,
     check_obs,
-    check_range,
-    config_error,
     observation_rng,
     one_hot,
     prob_beats_runner_up,
 )
+from policies.validation import check_range
 
 N_FEATURES = N_OBS + 1
 """Features of the linear models: an intercept and the observation."""
@@ -70,11 +69,6 @@ N_FEATURES = N_OBS + 1
 def features(obs: Obs) -> NDArray[np.float64]:
     """``[1, obs]`` per row. obs: shape (n, N_OBS) -> float64, shape (n, N_FEATURES)."""
     return np.hstack([np.ones((len(obs), 1)), obs.astype(np.float64)])
-
-
-def _check_seed(owner: object, seed: object) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise config_error(owner, "seed", seed, "an integer >= 0")
 
 
 def _check_update(reward: object, propensity: object) -> tuple[float, float]:
@@ -185,7 +179,7 @@ class EpsilonGreedyConfig:
     def __post_init__(self) -> None:
         check_range(self, "epsilon", 0.0, 1.0)
         check_range(self, "ridge", 0.0, open_low=True)
-        _check_seed(self, self.seed)
+        check_range(self, "seed", 0, integer=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,10 +224,8 @@ class ThompsonConfig:
     def __post_init__(self) -> None:
         check_range(self, "scale", 0.0, open_low=True)
         check_range(self, "ridge", 0.0, open_low=True)
-        if isinstance(self.samples, bool) or not isinstance(self.samples, int):
-            raise config_error(self, "samples", self.samples, "an integer in [1, 100000]")
-        check_range(self, "samples", 1, 100_000)
-        _check_seed(self, self.seed)
+        check_range(self, "samples", 1, 100_000, integer=True)
+        check_range(self, "seed", 0, integer=True)
 
 
 ConfigT = TypeVar("ConfigT")

@@ -34,6 +34,10 @@ from numpy.typing import NDArray
 from environment.actions import ACTION_NAMES, N_ACTIONS
 from environment.kpis import N_OBS
 
+# Re-exported: rules and the oracle import the config validators from here.
+from policies.validation import check_range as check_range
+from policies.validation import config_error as config_error
+
 Obs = NDArray[np.float32]
 PROPENSITY_TOLERANCE = 1e-6
 """How far from 1 a decision's propensities may sum (float32 inputs, float64 sums)."""
@@ -187,28 +191,6 @@ def check_action_index(action: object) -> int:
     if not 0 <= int(action) < N_ACTIONS:
         raise ValueError(f"action {action!r} outside [0, {N_ACTIONS - 1}]")
     return int(action)
-
-
-def config_error(owner: object, name: str, value: object, allowed: str) -> ValueError:
-    """The error a frozen config raises for a bad field: names the class, field and value."""
-    return ValueError(f"{type(owner).__name__}.{name}={value!r} is invalid: must be {allowed}")
-
-
-def check_range(
-    owner: object, name: str, low: float, high: float = math.inf, *, open_low: bool = False
-) -> None:
-    """Raise :func:`config_error` unless ``owner.name`` is a finite number in the range."""
-    value = getattr(owner, name)
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and (value > low if open_low else value >= low)
-        and value <= high
-    )
-    if not ok:
-        bracket = "(" if open_low else "["
-        raise config_error(owner, name, value, f"a number in {bracket}{low}, {high}]")
 
 
 # --- shared maths -------------------------------------------------------------------------

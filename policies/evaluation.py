@@ -41,6 +41,7 @@ from environment.actions import ACTION_NAMES, N_ACTIONS
 from environment.kpis import KPI_NAMES, N_KPIS
 from environment.scenarios import SCENARIO_NAMES
 from policies.base import EnvAware, Episodic, OnlineLearner, Policy
+from policies.validation import check_names, check_number, check_seeds
 
 CONFIDENCE = 0.95
 
@@ -248,29 +249,7 @@ def compare(result_a: EvaluationResult, result_b: EvaluationResult) -> Compariso
 
 
 def _check_scenarios(scenarios: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(scenarios, str):
-        scenarios = [scenarios]
-    names = tuple(scenarios)
-    if not names:
-        raise ValueError(f"scenarios must name at least one of {list(SCENARIO_NAMES)}")
-    unknown = [s for s in names if s not in SCENARIO_NAMES]
-    if unknown:
-        raise ValueError(f"unknown scenarios {unknown}; allowed: {list(SCENARIO_NAMES)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"scenarios must be distinct, got {list(names)}")
-    return names
-
-
-def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
-    values = tuple(seeds)
-    if not values:
-        raise ValueError("seeds must hold at least one seed")
-    bad = [s for s in values if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0]
-    if bad:
-        raise ValueError(f"seeds must be integers >= 0, got {bad}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"seeds must be distinct, got {list(values)}")
-    return tuple(int(s) for s in values)
+    return check_names(scenarios, SCENARIO_NAMES, "scenarios")
 
 
 def _check_policy(policy: object) -> Policy:
@@ -363,7 +342,7 @@ def evaluate(
     """
     policy = _check_policy(policy)
     names = _check_scenarios(scenarios)
-    seed_list = _check_seeds(seeds)
+    seed_list = check_seeds(seeds)
     if learn and not isinstance(policy, OnlineLearner):
         raise TypeError(f"learn=True needs an OnlineLearner; {policy.name!r} is not one")
     shape = (len(names), len(seed_list))
@@ -426,9 +405,8 @@ def fit_online(
     names = _check_scenarios(scenarios)
     if not isinstance(policy, OnlineLearner):
         raise TypeError(f"fit_online needs an OnlineLearner; {policy.name!r} is not one")
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes={episodes!r} must be an integer >= 1")
-    _check_seeds([seed])
+    check_number("episodes", episodes, 1, integer=True)
+    check_number("seed", seed, 0, integer=True)
     envs = {name: environment.make_env(name, params=params) for name in names}
     history = np.zeros(episodes)
     try:

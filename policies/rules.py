@@ -57,7 +57,13 @@ import numpy as np
 
 from environment import actions as A
 from environment.actions import ACTION_NAMES, N_ACTIONS
-from environment.kpis import RECENT_HORIZON_CYCLES, SPEC_BY_NAME, decode, decode_cycles_since
+from environment.kpis import (
+    PAYMENT_BANDS,
+    RECENT_HORIZON_CYCLES,
+    SPEC_BY_NAME,
+    decode,
+    decode_cycles_since,
+)
 from policies import storage
 from policies.base import (
     ArrayPolicy,
@@ -71,6 +77,13 @@ from policies.base import (
 
 NEVER = 10**9
 """Cycles since an action that was never executed."""
+
+RULES_HABIT_CYCLES: tuple[tuple[str, int], ...] = tuple(
+    (name, cycles)
+    for name in ACTION_NAMES
+    if name in A.PACING and (cycles := A.PACING[name].habit_cycles) is not None
+)
+"""The rules' cooldowns: each action's habit of :data:`environment.actions.PACING`, in cycles."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,26 +117,15 @@ class RulesConfig:
     (a competitor launch), not against the structural ~18% at-risk share."""
     churn_threshold: float = 0.05
     """Monthly churn above which a low LTV:CAC is blamed on churn rather than on CAC."""
-    backlog_threshold: float = 0.005
+    backlog_threshold: float = PAYMENT_BANDS.backlog_act
     """Ceiling on ``failed_payment_backlog`` (past-due accounts / paying accounts)."""
-    outage_failure_rate: float = 0.15
+    outage_failure_rate: float = PAYMENT_BANDS.outage_failure_rate
     """``billing_failure_rate`` above which the processor is taken to be down: hold retries."""
     orphan_threshold: float = 1_500.0
     """Ceiling on ``orphaned_records``."""
     max_message_pressure: float = 0.5
     """Hold campaigns and prompts while messages per account (7 days) exceed this."""
-    cooldowns: tuple[tuple[str, int], ...] = (
-        ("retention_campaign", 42),
-        ("data_fix", 6),
-        ("orphan_cleanup", 18),
-        ("payment_retry", 6),
-        ("onboarding_boost", 18),
-        ("funnel_fix", 180),
-        ("upgrade_prompt", 42),
-        ("scale_infra", 12),
-        ("shift_marketing", 120),
-        ("ship_feature", 42),
-    )
+    cooldowns: tuple[tuple[str, int], ...] = RULES_HABIT_CYCLES
     """(action, cycles) pairs: the minimum cycles between two executions of the action."""
 
     def __post_init__(self) -> None:

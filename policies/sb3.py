@@ -46,6 +46,8 @@ import torch
 from numpy.typing import NDArray
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor
@@ -64,12 +66,11 @@ from policies.base import (
     Obs,
     PolicyFileError,
     check_obs,
-    check_range,
-    config_error,
     observation_rng,
     one_hot,
     softmax,
 )
+from policies.validation import check_names, check_number, check_range, config_error
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
 """Supported algorithms by registry name."""
@@ -79,34 +80,6 @@ TIE_TOLERANCE = 1e-4
 META_ENTRY = "autopilot.json"
 _POINT_MASS = np.eye(N_ACTIONS)
 _POINT_MASS.flags.writeable = False  # shared by decisions: read-only
-
-DEFAULT_HYPERPARAMS: dict[str, dict[str, Any]] = {
-    "ppo": {
-        "n_steps": 256,
-        "batch_size": 256,
-        "n_epochs": 10,
-        "learning_rate": 3e-4,
-        "gamma": 0.995,
-        "gae_lambda": 0.95,
-        "ent_coef": 0.01,
-        "clip_range": 0.2,
-    },
-    "a2c": {"n_steps": 16, "learning_rate": 7e-4, "gamma": 0.995, "ent_coef": 0.01},
-    "dqn": {
-        "learning_rate": 5e-4,
-        "buffer_size": 100_000,
-        "learning_starts": 2_000,
-        "batch_size": 128,
-        "gamma": 0.99,
-        "train_freq": 4,
-        "target_update_interval": 2_000,
-        "exploration_fraction": 0.3,
-        "exploration_final_eps": 0.05,
-    },
-}
-"""Hyperparameters :func:`train_sb3` starts from (per-step rewards are ~1, an episode is 540
-steps and delayed actions pay off days later, hence ``gamma`` 0.995 for the on-policy ones);
-keyword arguments override them."""
 
 
 def _check_algo(algo: object) -> str:
@@ -131,8 +104,7 @@ class SB3Config:
         if not isinstance(self.deterministic, bool):
             raise config_error(self, "deterministic", self.deterministic, "True or False")
         check_range(self, "temperature", 0.0, open_low=True)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise config_error(self, "seed", self.seed, "an integer >= 0")
+        check_range(self, "seed", 0, integer=True)
 
 
 # --- exporting the network ------------------------------------------------------------------
@@ -368,32 +340,21 @@ class SB3Policy(ArrayPolicy):
 # --- training -------------------------------------------------------------------------------
 
 
-def _scenario_list(scenario: str | Sequence[str]) -> tuple[str, ...]:
-    names = (scenario,) if isinstance(scenario, str) else tuple(scenario)
-    unknown = [s for s in names if s not in SCENARIO_NAMES]
-    if not names or unknown:
-        raise ValueError(
-            f"unknown scenarios {unknown or list(names)}; allowed: {list(SCENARIO_NAMES)}"
-        )
-    return names
-
-
 def make_training_env(
-    scenario: str | Sequence[str] = "mixed",
-    n_envs: int = 4,
-    seed: int = 0,
-    reward_scale: float = 0.1,
+    scenario: str | Sequence[str],
+    n_envs: int,
+    seed: int,
+    reward_scale: float,
     params: dict[str, Any] | None = None,
 ) -> DummyVecEnv:
     """``n_envs`` monitored copies of the environment; copy ``i`` runs scenario
-    ``scenarios[i % len]``. Rewards are multiplied by ``reward_scale`` for training only (it
-    keeps value targets near 1, so value gradients do not crowd out the policy's under a shared
-    gradient-norm clip); serving never sees it."""
-    names = _scenario_list(scenario)
-    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
-        raise ValueError(f"n_envs={n_envs!r} must be an integer >= 1")
-    if not (isinstance(reward_scale, int | float) and reward_scale > 0):
-        raise ValueError(f"reward_scale={reward_scale!r} must be a number > 0")
+    ``scenarios[i % len]`` (a name may repeat, to weigh it). Rewards are multiplied by
+    ``reward_scale`` for training only (it keeps value targets near 1, so value gradients do
+    not crowd out the policy's under a shared gradient-norm clip); serving never sees it."""
+    names = check_names(scenario, SCENARIO_NAMES, "scenarios", distinct=False)
+    check_number("n_envs", n_envs, 1, integer=True)
+    check_number("seed", seed, 0, integer=True)
+    check_number("reward_scale", reward_scale, 0.0, open_low=True)
 
     def factory(index: int) -> Callable[[], gym.Env[Any, Any]]:
         def build() -> gym.Env[Any, Any]:
@@ -410,35 +371,41 @@ def make_training_env(
 
 def train_sb3(
     algo: str,
-    scenario: str | Sequence[str] = "mixed",
-    timesteps: int = 300_000,
-    seed: int = 0,
+    scenario: str | Sequence[str],
+    timesteps: int,
+    seed: int,
     *,
-    n_envs: int = 8,
-    reward_scale: float = 0.1,
+    n_envs: int,
+    reward_scale: float,
     config: SB3Config | None = None,
     params: dict[str, Any] | None = None,
+    callback: BaseCallback | None = None,
+    logger: Logger | None = None,
     verbose: int = 0,
     **hyperparams: Any,
 ) -> SB3Policy:
     """Train ``algo`` (ppo, a2c, dqn) with an ``MlpPolicy`` for ``timesteps`` environment steps.
 
-    scenario: one name or a list (spread over the ``n_envs`` copies); hyperparams: keyword
-    arguments of the SB3 algorithm, over :data:`DEFAULT_HYPERPARAMS`. Returns the served
-    policy (version ``"0"`` until saved).
+    scenario: one name or a list (spread over the ``n_envs`` copies, see
+    :func:`make_training_env`); hyperparams: keyword arguments of the SB3 algorithm, passed as
+    given (what is not given is stable-baselines3's own default). This wrapper holds no
+    hyperparameter values of its own: the project's are ``experiments/configs/<algo>.yaml``,
+    which ``autopilot train`` reads. ``callback`` and ``logger`` go to SB3's ``learn`` and
+    ``set_logger``. Returns the served policy (version ``"0"`` until saved).
     """
     name = _check_algo(algo)
-    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
-        raise ValueError(f"timesteps={timesteps!r} must be an integer >= 1")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be an integer >= 0")
-    cls = ALGORITHMS[name]
-    settings = {**DEFAULT_HYPERPARAMS[name], **hyperparams}
+    check_number("timesteps", timesteps, 1, integer=True)
     vec = make_training_env(scenario, n_envs, seed, reward_scale, params)
     try:
-        model = cls("MlpPolicy", vec, seed=seed, device="cpu", verbose=verbose, **settings)
-    except TypeError as error:
-        raise ValueError(f"bad hyperparameters for {name}: {error}") from None
-    model.learn(total_timesteps=timesteps)
-    vec.close()
+        try:
+            model = ALGORITHMS[name](
+                "MlpPolicy", vec, seed=seed, device="cpu", verbose=verbose, **hyperparams
+            )
+        except TypeError as error:
+            raise ValueError(f"bad hyperparameters for {name}: {error}") from None
+        if logger is not None:
+            model.set_logger(logger)
+        model.learn(total_timesteps=timesteps, callback=callback)
+    finally:
+        vec.close()
     return SB3Policy(model, config)

@@ -15,7 +15,8 @@ import numpy as np
 
 from environment.actions import N_ACTIONS, NOOP
 from policies import storage
-from policies.base import ArrayPolicy, DecisionArrays, Obs, check_range, observation_rng
+from policies.base import ArrayPolicy, DecisionArrays, Obs, observation_rng
+from policies.validation import check_range
 
 
 class NoopPolicy(ArrayPolicy):
@@ -55,9 +56,7 @@ class RandomPolicy(ArrayPolicy):
 
     def __init__(self, seed: int = 0, version: str = "1") -> None:
         self.seed = seed
-        check_range(self, "seed", 0, 2**63 - 1)
-        if not isinstance(seed, int):
-            raise ValueError(f"RandomPolicy.seed={seed!r} is invalid: must be an integer >= 0")
+        check_range(self, "seed", 0, 2**63 - 1, integer=True)
         self.name = "random"
         self.version = version
 

@@ -21,7 +21,7 @@ from agent.orchestrator import resolve_thresholds
 from agent.settings import Settings
 from api.cycles import ENDPOINT_KINDS, cycle_body, run_cycle
 from api.deps import CallerDep, EngineDep, PolicyDep, SessionDep, SettingsDep, allow
-from api.pagination import Cursor, Limit, check_limit
+from api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit
 from api.problems import COMMON_ERRORS, problem_responses
 from api.schemas import CycleResponse, DryRunRequest, SystemState, json_safe
 from api.state import system_state
@@ -55,10 +55,10 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.get("/api/autonomous/decisions", dependencies=[reader], responses=errors)
     def decisions(
-        session: SessionDep, settings: SettingsDep, cursor: Cursor = None, limit: Limit = None
+        session: SessionDep, cursor: Cursor = None, limit: Limit = DEFAULT_PAGE_SIZE
     ) -> dict[str, Any]:
         """The decision log, newest first, in the decision-log record format (with ``id``)."""
-        size = check_limit(limit, settings)
+        size = limit
         query = select(DecisionRecord).order_by(DecisionRecord.id.desc()).limit(size + 1)
         if cursor is not None:
             query = query.where(DecisionRecord.id < cursor)

@@ -7,7 +7,7 @@ name. An operator cannot approve a decision it requested itself.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Body, Query
 from sqlalchemy import select
@@ -16,8 +16,8 @@ from agent import actuators, api_keys, approvals, audit
 from agent.api_keys import Principal
 from agent.models import AuditLog
 from agent.orchestrator import kill_switch_state, set_kill_switch
-from api.deps import PolicyDep, SessionDep, SettingsDep, allow
-from api.pagination import Cursor, Limit, check_limit, page_of
+from api.deps import PolicyDep, SessionDep, allow
+from api.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit, RowId, page_of
 from api.problems import COMMON_ERRORS, Problem, problem_responses
 from api.schemas import (
     ApprovalOut,
@@ -35,9 +35,9 @@ from api.state import policy_out
 router = APIRouter(prefix="/api/v1", tags=["operator"])
 READERS = ("viewer", "operator")
 Operator = Annotated[Principal, allow("operator")]
-Status = Annotated[
-    str | None, Query(description=f"one of {list(approvals.STATUSES)}", max_length=20)
-]
+ApprovalStatus = Literal["pending", "approved", "rejected", "expired", "refused"]
+assert set(get_args(ApprovalStatus)) == set(approvals.STATUSES)
+Status = Annotated[ApprovalStatus | None, Query(description="only approvals in this status")]
 
 
 def _approval_problem(error: approvals.ApprovalError) -> Problem:
@@ -52,17 +52,13 @@ def _approval_problem(error: approvals.ApprovalError) -> Problem:
     responses=problem_responses(*COMMON_ERRORS),
 )
 def list_approvals(
-    session: SessionDep, settings: SettingsDep, status: Status = None, cursor: Cursor = None,
-    limit: Limit = None,
+    session: SessionDep, status: Status = None, cursor: Cursor = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
 ) -> Any:  # fmt: skip
     """Approvals, newest first (expired ones marked first)."""
-    if status is not None and status not in approvals.STATUSES:
-        raise Problem(
-            422, f"unknown approval status {status!r}; allowed: {list(approvals.STATUSES)}"
-        )
     rows = [a.to_dict() for a in approvals.list_approvals(session, status)]
     session.commit()
-    return page_of(rows, cursor, limit, settings)
+    return page_of(rows, cursor, limit)
 
 
 @router.post(
@@ -71,7 +67,7 @@ def list_approvals(
     responses=problem_responses(*COMMON_ERRORS, 404, 409),
 )
 def approve(
-    approval_id: int, session: SessionDep, caller: Operator,
+    approval_id: RowId, session: SessionDep, caller: Operator,
     body: Annotated[NoteRequest | None, Body()] = None,
 ) -> Any:  # fmt: skip
     """Approve and execute a held decision (live)."""
@@ -95,7 +91,7 @@ def approve(
     responses=problem_responses(*COMMON_ERRORS, 404, 409),
 )
 def reject(
-    approval_id: int, session: SessionDep, caller: Operator,
+    approval_id: RowId, session: SessionDep, caller: Operator,
     body: Annotated[NoteRequest | None, Body()] = None,
 ) -> Any:  # fmt: skip
     """Reject a held decision (nothing executes)."""
@@ -116,10 +112,10 @@ def _note(body: NoteRequest | None) -> str | None:
     response_model=UndoResponse,
     responses=problem_responses(*COMMON_ERRORS, 404, 409),
 )
-def undo(execution_id: int, session: SessionDep, caller: Operator) -> Any:
+def undo(execution_id: RowId, session: SessionDep, caller: Operator) -> Any:
     """Reverse an execution exactly (audited)."""
     try:
-        execution = actuators.undo(session, execution_id, actor=caller.name)
+        execution = actuators.undo(session, execution_id, actor=caller.name).execution
     except actuators.ActuatorError as error:
         message = str(error)
         raise Problem(404 if "does not exist" in message else 409, message) from None
@@ -139,10 +135,10 @@ def undo(execution_id: int, session: SessionDep, caller: Operator) -> Any:
     responses=problem_responses(*COMMON_ERRORS),
 )
 def audit_trail(
-    session: SessionDep, settings: SettingsDep, cursor: Cursor = None, limit: Limit = None
+    session: SessionDep, cursor: Cursor = None, limit: Limit = DEFAULT_PAGE_SIZE
 ) -> Any:
     """The audit trail, newest first."""
-    size = check_limit(limit, settings)
+    size = limit
     query = select(AuditLog).order_by(AuditLog.id.desc()).limit(size + 1)
     if cursor is not None:
         query = query.where(AuditLog.id < cursor)
@@ -190,11 +186,6 @@ def kill_switch(session: SessionDep) -> Any:
 )
 def set_kill(body: KillSwitchRequest, session: SessionDep, caller: Operator) -> Any:
     """Turn the kill switch on (``reason`` required) or off; audited."""
-    if body.on and not body.reason:
-        raise Problem(
-            422, "reason: required (1 to 500 characters) when turning the kill switch on",
-            errors=[{"field": "reason", "message": "required when on is true"}],
-        )  # fmt: skip
     set_kill_switch(session, body.on, reason=body.reason, by=caller.name)
     session.commit()
     on, reason = kill_switch_state(session)

@@ -20,11 +20,20 @@ from sqlalchemy import Engine, text
 
 from agent.db import DatabaseUnreachable, make_engine, ping, upgrade
 from agent.seed import SeedConfig, SeedResult, seed
+from agent.settings import get_settings
 
 POSTGRES_ENV = "AUTOPILOT_TEST_POSTGRES_URL"
 SEED_END = datetime(2025, 6, 1)
 SEED_CONFIG = SeedConfig(users=3000, days=35, scenario="steady", seed=7, end=SEED_END)
 """The business most tests read: about 3k accounts and 100k events, seeded in a few seconds."""
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    """Each test reads the settings anew, so ``monkeypatch.setenv`` reaches them."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 def sqlite_url(path: Path) -> str:

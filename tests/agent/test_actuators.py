@@ -55,7 +55,9 @@ def test_execute_then_undo_restores_every_table_exactly(
     assert changed != before
     with session_factory(engine)() as session:
         undone = undo(session, execution_id, actor="tester", now=result.as_of)
-        assert undone.status == "undone"
+        session.commit()
+        assert undone.execution.status == "undone"
+        assert undone.complete, undone.conflicts
     assert table_checksums(engine) == before
     with session_factory(engine)() as session:
         with pytest.raises(ActuatorError, match=f"execution {execution_id} was already undone"):
@@ -146,18 +148,20 @@ def test_data_fix_normalizes_fixable_emails_and_flags_the_rest(
 ) -> None:
     engine, result = seeded
     with session_factory(engine)() as session:
-        session.add(
-            User(email="  Mixed.Case @Example.COM ", signup_at=result.as_of - timedelta(days=3))
-        )
-        session.add(User(email="broken@", signup_at=result.as_of - timedelta(days=3)))
+        signup = result.as_of - timedelta(days=3)
+        unsafe = ("broken@", "ann @example.com", "a@b.c; DROP TABLE users;--")
+        session.add(User(email="  Mixed.Case@Example.COM ", signup_at=signup))
+        session.add_all(User(email=email, signup_at=signup) for email in unsafe)
         session.commit()
         outcome = execute(session, "data_fix", result.as_of, cycle_id=None)
         session.commit()
         emails = set(session.scalars(select(User.email)).all())
         old = outcome.execution.undo["old"]  # type: ignore[index]
-    assert "mixed.case@example.com" in emails and "broken@" in emails
-    assert "  Mixed.Case @Example.COM " in old.values()
-    assert outcome.execution.effect["flagged_unfixable"] >= 1
+    assert "mixed.case@example.com" in emails
+    assert "  Mixed.Case@Example.COM " in old.values()
+    # only trimming and case are provably safe: the rest is flagged, never rewritten
+    assert set(unsafe) <= emails and not set(unsafe) & set(old.values())
+    assert outcome.execution.effect["flagged_unfixable"] >= len(unsafe)
     assert _count(engine, Outbox, Outbox.topic == actuators.REVIEW_TOPIC) == 1
 
 
@@ -166,7 +170,8 @@ def test_data_fix_normalizes_fixable_emails_and_flags_the_rest(
     [
         ("a@b.co", "a@b.co"),
         (" A@B.Co ", "a@b.co"),
-        ("ann @example.com", "ann@example.com"),
+        ("ann @example.com", None),  # an inner space is not provably a typo: flagged
+        ("a@b.c; DROP TABLE users;--", None),
         ("ann@", None),
         ("@x.com", None),
         ("annexample.com", None),

@@ -18,7 +18,9 @@ def test_cycle_approvals_undo_audit_and_kill_switch(
     db = ["--db", str(engine.url)]
     at = result.as_of.isoformat()
     assert main(["cycle", *db, "--as-of", at, "--policy", "rules"]) == 0
-    assert "(full, dry_run)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(full, dry_run)" in out and f"database {engine.url}" in out
+    assert "governance: built-in defaults; thresholds: built-in thresholds" in out
     assert main(["cycle", "--live", *db, "--as-of", at, "--policy", "rules"]) == 0
     assert "needs_approval" in capsys.readouterr().out
     with session_factory(engine)() as session:
@@ -57,3 +59,11 @@ def test_a_missing_database_is_reported(
 ) -> None:
     assert main(["cycle", "--db", f"sqlite:///{tmp_path}/nothing.db"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_bad_setting_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AUTOPILOT_DB_URL", " ")
+    assert main(["cycle"]) == 2
+    assert "AUTOPILOT_DB_URL must be a non-empty string" in capsys.readouterr().err

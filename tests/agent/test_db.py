@@ -27,6 +27,7 @@ from agent.db import (
 from agent.models import Base
 from agent.observe import observe
 from agent.seed import SeedResult
+from agent.settings import get_settings
 from cli.main import main
 from tests.agent.conftest import SEED_END
 
@@ -120,6 +121,7 @@ def test_the_url_comes_from_the_argument_the_environment_or_the_default(
     monkeypatch.delenv(DB_URL_ENV, raising=False)
     assert resolve_url() == "sqlite:///autopilot.db"
     monkeypatch.setenv(DB_URL_ENV, "sqlite:///other.db")
+    get_settings.cache_clear()
     assert resolve_url() == "sqlite:///other.db"
     assert resolve_url("sqlite:///given.db") == "sqlite:///given.db"
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from agent.guardrails import (
-    KILL_SWITCH_ENV,
     ActionRule,
     Governance,
     GovernanceError,
@@ -16,10 +15,11 @@ from agent.guardrails import (
     Verdict,
     default_thresholds,
     evaluate_decision,
-    kill_switch_from_env,
     load_governance,
     parse_governance,
 )
+from agent.kill_switch import KILL_SWITCH_ENV
+from agent.settings import Settings
 from environment.actions import action_index
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -155,10 +155,13 @@ def test_kill_switch_reason_is_reported() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "on"), [("1", True), ("ON", True), ("true", True), ("0", False), ("", False)]
+    ("value", "on"), [("1", True), ("ON", True), ("true", True), ("0", False), ("off", False)]
 )
-def test_kill_switch_environment_variable(value: str, on: bool) -> None:
-    assert kill_switch_from_env({KILL_SWITCH_ENV: value})[0] is on
+def test_kill_switch_environment_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str, on: bool
+) -> None:
+    monkeypatch.setenv(KILL_SWITCH_ENV, value)
+    assert Settings().kill_switch is on
 
 
 def test_governance_file_round_trip(tmp_path: Path) -> None:

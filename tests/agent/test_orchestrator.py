@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from agent.audit import verify_chain
-from agent.db import session_factory
+from agent.db import session_factory, session_scope
 from agent.guardrails import Governance
 from agent.models import AuditLog, CycleLock, DecisionRecord, Execution
 from agent.orchestrator import (
@@ -24,6 +24,7 @@ from agent.orchestrator import (
 )
 from agent.seed import SeedResult
 from environment.actions import ACTION_NAMES
+from experiments.models import load_policy_uri
 from tests.agent.checksums import table_checksums
 
 EAGER = dict.fromkeys(ACTION_NAMES, 0.0)
@@ -88,7 +89,7 @@ def test_live_cycle_executes_records_and_audits_every_decision(
 
 def test_kill_switch_blocks_every_execution(seeded: tuple[Engine, SeedResult]) -> None:
     engine, result = seeded
-    with session_factory(engine)() as session:
+    with session_scope(engine) as session:
         set_kill_switch(session, True, reason="incident 42", by="ops", now=result.as_of)
     outcome = run_full_cycle(
         engine, dry_run=False, policy="rules", as_of=result.as_of, thresholds=EAGER
@@ -114,7 +115,7 @@ def test_kill_switch_from_the_environment(
 
 def test_a_second_cycle_reports_that_one_is_running(seeded: tuple[Engine, SeedResult]) -> None:
     engine, result = seeded
-    with cycle_lock(engine, result.as_of), pytest.raises(CycleRunning, match="already running"):
+    with cycle_lock(engine), pytest.raises(CycleRunning, match="already running"):
         run_full_cycle(engine, policy="rules", as_of=result.as_of)
     run_full_cycle(engine, policy="rules", as_of=result.as_of)  # released afterwards
     with session_factory(engine)() as session:
@@ -167,8 +168,10 @@ def test_a_corrupt_champion_falls_back_to_rules(
     corrupt.mkdir()
     (corrupt / "MLmodel").write_text("this: [is not, a model")
     (corrupt / "policy.bin").write_bytes(b"\x00garbage")
-    with caplog.at_level(logging.WARNING, logger="agent.orchestrator"):
-        outcome = run_full_cycle(engine, policy=str(corrupt), as_of=result.as_of)
+    with caplog.at_level(logging.WARNING, logger="agent.cycle_config"):
+        outcome = run_full_cycle(
+            engine, policy=str(corrupt), as_of=result.as_of, load_policy=load_policy_uri
+        )
     assert outcome.policy_name == "rules"
     assert "fell back to rules" in outcome.policy_note
     assert "fell back to rules" in caplog.text
@@ -183,3 +186,56 @@ def test_no_champion_uses_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("AUTOPILOT_POLICY_URI", str(tmp_path / "missing-model"))
     policy, note = resolve_policy(None)
     assert policy.name == "rules" and str(tmp_path / "missing-model") in note
+
+
+class _BrokenPolicy:
+    """A policy whose decision fails: the cycle must leave nothing half-done."""
+
+    name = "broken"
+    version = "0"
+
+    def decide(self, obs: object) -> object:
+        raise RuntimeError("the model crashed")
+
+
+def _counts(engine: Engine) -> tuple[int, int]:
+    with session_factory(engine)() as session:
+        decisions = session.scalar(select(func.count()).select_from(DecisionRecord)) or 0
+        locks = session.scalar(select(func.count()).select_from(CycleLock)) or 0
+    return decisions, locks
+
+
+def test_a_cycle_in_the_callers_session_is_the_callers_to_commit(
+    seeded: tuple[Engine, SeedResult],
+) -> None:
+    engine, result = seeded
+    before, _ = _counts(engine)
+    with session_factory(engine)() as session:
+        outcome = run_full_cycle(session, policy="rules", as_of=result.as_of)
+        assert outcome.decisions
+        session.rollback()
+    assert _counts(engine) == (before, 0)  # nothing kept, the lock released
+    with session_scope(engine) as session:
+        outcome = run_full_cycle(session, policy="rules", as_of=result.as_of)
+    assert _counts(engine) == (before + len(outcome.decisions), 0)
+
+
+def test_a_failed_cycle_is_recorded_and_keeps_no_decision(
+    seeded: tuple[Engine, SeedResult],
+) -> None:
+    engine, result = seeded
+    before, _ = _counts(engine)
+    with pytest.raises(RuntimeError, match="the model crashed"):
+        run_full_cycle(engine, policy=_BrokenPolicy(), as_of=result.as_of)  # type: ignore[arg-type]
+    assert _counts(engine) == (before, 0)
+    with session_factory(engine)() as session:
+        failed = session.scalars(
+            select(AuditLog).where(AuditLog.action == "cycle_failed").order_by(AuditLog.id.desc())
+        ).first()
+        assert failed is not None and "the model crashed" in failed.details["error"]
+
+
+def test_the_cycle_says_what_it_decided_with(seeded: tuple[Engine, SeedResult]) -> None:
+    engine, result = seeded
+    outcome = run_full_cycle(engine, policy="rules", as_of=result.as_of, thresholds=EAGER)
+    assert "governance: built-in defaults; thresholds: given thresholds" in outcome.summary()

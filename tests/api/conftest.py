@@ -113,6 +113,11 @@ def start(source: Path, tmp_path: Path, **settings: Any) -> Iterator[Api]:
         mlflow_tracking_uri=settings.pop("mlflow_tracking_uri", f"sqlite:///{tmp_path}/none.db"),
         **settings,
     )
+    yield from serve(config, path)
+
+
+def serve(config: Settings, path: Path) -> Iterator[Api]:
+    """The app on ``config`` with one key per role, started (lifespan run)."""
     engine = make_engine(config.db_url)
     keys = make_keys(engine)
     with TestClient(create_app(config), raise_server_exceptions=False) as client:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,19 +106,19 @@ def _kpis(**changes: object) -> dict[str, object]:
 @pytest.mark.parametrize(
     ("body", "field", "match"),
     [
-        ({"kpis": _kpis(activation_rate=1.5)}, "kpis", r"activation_rate=1.5 is outside \[0.0, 1.0\]"),
-        ({"kpis": _kpis(health_score=-0.1)}, "kpis", r"outside \[0.0, 100.0\]"),
-        ({"kpis": _kpis(mrr=-1.0)}, "kpis", "mrr=-1.0 is outside"),
+        ({"kpis": _kpis(activation_rate=1.5)}, "kpis.activation_rate", "less than or equal to 1"),
+        ({"kpis": _kpis(health_score=-0.1)}, "kpis.health_score", "greater than or equal to 0"),
+        ({"kpis": _kpis(mrr=-1.0)}, "kpis.mrr", "greater than or equal to 0"),
         ({"kpis": _kpis(bogus=1.0)}, "kpis", r"unknown KPI names \['bogus'\]; allowed"),
         ({"kpis": {"mrr": 1.0}}, "kpis", "KPIs missing"),
         ({"kpis": _kpis(mrr="high")}, "kpis.mrr", "number"),
         ({"kpis": _kpis(mrr=True)}, "kpis.mrr", "number"),
-        ({"kpis": KPIS, "excluded_actions": ["nope"]}, "excluded_actions", r"unknown action names \['nope'\]"),
+        ({"kpis": KPIS, "excluded_actions": ["nope"]}, "excluded_actions", r"names \['nope'\]"),
         ({"kpis": KPIS, "excluded_actions": ["noop", "noop"]}, "excluded_actions", "duplicates"),
         ({"kpis": KPIS, "excluded_actions": list(ACTION_NAMES)}, "excluded_actions", "at most 12"),
         ({"kpis": KPIS, "recent_actions": {"nope": 1}}, "recent_actions", "unknown action names"),
-        ({"kpis": KPIS, "recent_actions": {"noop": -1}}, "recent_actions.noop", "greater than or equal to 0"),
-        ({"kpis": KPIS, "recent_actions": {"noop": 100_001}}, "recent_actions.noop", "less than or equal"),
+        ({"kpis": KPIS, "recent_actions": {"noop": -1}}, "recent_actions.noop", ">= 0|equal to 0"),
+        ({"kpis": KPIS, "recent_actions": {"noop": 100_001}}, "recent_actions.noop", "less than"),
         ({"kpis": KPIS, "mode": "execute"}, "mode", "advise"),
         ({"kpis": KPIS, "event_id": "has space"}, "event_id", "pattern"),
         ({"kpis": KPIS, "event_id": "x" * 65}, "event_id", "at most 64"),
@@ -133,7 +134,7 @@ def test_bad_input_is_422_naming_the_field(
     assert response.headers["content-type"] == "application/problem+json"
     errors = response.json()["errors"]
     assert any(e["field"] == field for e in errors), errors
-    assert any(pytest.importorskip("re").search(match, e["message"]) for e in errors), errors
+    assert any(re.search(match, e["message"]) for e in errors), errors
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])

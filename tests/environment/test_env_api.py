@@ -161,11 +161,17 @@ def test_invalid_actions_are_rejected(action: object, message: str) -> None:
         env.step(action)  # type: ignore[arg-type]
 
 
-def test_numpy_integer_actions_are_accepted() -> None:
-    env = SaaSOpsEnv()
-    env.reset(seed=0)
-    env.step(np.int64(4))
-    env.step(np.array(4))
+@pytest.mark.parametrize("action", [np.int64(4), np.array(4), np.int32(4)])
+def test_numpy_integer_actions_are_accepted(action: object) -> None:
+    """A NumPy integer (or 0-d array) steps exactly as the plain ``int`` does."""
+    plain, numpy_env = SaaSOpsEnv(), SaaSOpsEnv()
+    plain.reset(seed=0)
+    numpy_env.reset(seed=0)
+    obs_a, reward_a, *_, info_a = plain.step(4)
+    obs_b, reward_b, *_, info_b = numpy_env.step(action)  # type: ignore[arg-type]
+    assert info_b["action"] == info_a["action"] == ACTION_NAMES[4]
+    assert reward_b == reward_a
+    np.testing.assert_array_equal(obs_b, obs_a)
 
 
 @pytest.mark.parametrize(

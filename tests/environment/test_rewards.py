@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from environment import actions as A
@@ -27,13 +29,33 @@ def episode_return(state: BusinessState, actions: list[int], params: BusinessPar
     return total
 
 
-def test_reward_formula(steady: BusinessState, params: BusinessParams) -> None:
-    state = dynamics.transition(steady, A.DATA_FIX, params, None)
+@pytest.mark.parametrize(
+    "weights",
+    [
+        {},  # the calibrated weights
+        {
+            "value_weight": 2.0,
+            "equity_weight": 0.3,
+            "alignment_weight": 0.2,
+            "failure_penalty": 7.0,
+        },
+    ],
+)
+def test_reward_formula(
+    steady: BusinessState, params: BusinessParams, weights: dict[str, float]
+) -> None:
+    """The reward is the documented formula over the weights of ``BusinessParams``, read from
+    the parameters (the second case moves every weight away from its default)."""
+    p = dataclasses.replace(params, **weights)
+    state = dynamics.transition(steady, A.DATA_FIX, p, None)
     value = (
-        state.last_revenue - state.last_costs + params.equity_weight * state.last_equity_change
-    ) / dynamics.revenue_scale(params)
-    assert dynamics.reward(state, 80.0, params, False) == pytest.approx(value + 0.5 * 0.8)
-    assert dynamics.reward(state, 80.0, params, True) == pytest.approx(value + 0.4 - 100.0)
+        state.last_revenue - state.last_costs + p.equity_weight * state.last_equity_change
+    ) / dynamics.revenue_scale(p)
+    alive = p.value_weight * value + p.alignment_weight * 80.0 / 100.0
+    assert dynamics.reward(state, 80.0, p, False) == pytest.approx(alive, rel=1e-12)
+    assert dynamics.reward(state, 80.0, p, True) == pytest.approx(
+        alive - p.failure_penalty, rel=1e-12
+    )
     assert state.last_action_cost == A.ACTIONS[A.DATA_FIX].cost
 
 

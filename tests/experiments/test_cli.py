@@ -91,7 +91,7 @@ def test_train_evaluate_promote_thresholds_tune(
         (["train", "--algo", "xgboost"], "unknown algo 'xgboost'; allowed: ['ppo'"),
         (
             ["train", "--algo", "ppo", "--set", "n_steps=many"],
-            "PPOParams.n_steps='many' is invalid: must be an integer",
+            "PPOParams.n_steps='many' is invalid: Input should be a valid integer",
         ),
         (["train", "--algo", "ppo", "--set", "wings=2"], "unknown --set key 'wings'; allowed:"),
         (["train", "--algo", "ppo", "--config", "missing.yaml"], "'missing.yaml' does not exist"),

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from pathlib import Path
 
 import pytest
 
+from experiments.algorithms import ALGORITHMS
 from experiments.config import (
-    PPOParams,
+    TrainConfig,
     algorithm_names,
     default_config_path,
     load_config,
     load_search_space,
+    read_config_file,
+    settable_fields,
     write_config,
 )
+from experiments.hyperparams import NoParams, PPOParams
+from policies import sb3
 
 
 @pytest.mark.parametrize("algo", algorithm_names())
@@ -59,19 +66,20 @@ def test_written_config_reloads_identically(tmp_path: Path) -> None:
     ("algo", "overrides", "match"),
     [
         ("sklearn", [], r"unknown algo 'sklearn'; allowed: \['ppo', 'a2c'"),
-        ("ppo", ["n_steps=abc"], r"PPOParams\.n_steps='abc' is invalid: must be an integer"),
-        ("ppo", ["learning_rate=-1"], r"PPOParams\.learning_rate=-1\.0 is invalid"),
-        ("ppo", ["gamma=1.5"], r"PPOParams\.gamma=1\.5 is invalid: must be a number in \[0"),
-        ("ppo", ["activation=gelu"], r"activation='gelu' is invalid: must be one of \['tanh'"),
-        ("ppo", ["net_arch=0,64"], r"net_arch=\(0, 64\) is invalid"),
+        ("ppo", ["n_steps=abc"], r"PPOParams\.n_steps='abc' is invalid: .* valid integer"),
+        ("ppo", ["learning_rate=-1"], r"learning_rate='-1' is invalid: .* greater than 0"),
+        ("ppo", ["gamma=1.5"], r"PPOParams\.gamma='1.5' is invalid: .* less than or equal to 1"),
+        ("ppo", ["activation=gelu"], r"activation='gelu' is invalid: Input should be 'tanh' or"),
+        ("ppo", ["net_arch=0,64"], r"net_arch\.0='0' is invalid: .* greater than or equal to 1"),
+        ("ppo", ["net_arch=,"], r"net_arch=\[\] is invalid: .* at least 1 item"),
         ("ppo", ["wings=2"], r"unknown --set key 'wings'; allowed: \['scenario'"),
         ("ppo", ["hyperparameters.alpha=1"], "unknown --set key 'hyperparameters.alpha'"),
         ("ppo", ["learning_rate"], "--set 'learning_rate' is invalid: must be key=value"),
-        ("ppo", ["scenario=moon"], r"TrainConfig\.scenario='moon' is invalid: must be one of"),
+        ("ppo", ["scenario=moon"], r"TrainConfig\.scenario='moon' is invalid: unknown scenario"),
         ("ppo", ["eval_scenarios=moon"], r"unknown scenarios \['moon'\]; allowed: 'all' or"),
-        ("ppo", ["timesteps=0"], r"TrainConfig\.timesteps=0 is invalid: must be an integer >= 1"),
-        ("ppo", ["register=maybe"], r"TrainConfig\.register='maybe' is invalid: must be true"),
-        ("linucb", ["seed=-1"], r"TrainConfig\.seed=-1 is invalid"),
+        ("ppo", ["timesteps=0"], r"TrainConfig\.timesteps='0' is invalid: .* greater than"),
+        ("ppo", ["register=maybe"], r"TrainConfig\.register='maybe' is invalid: .* valid boolean"),
+        ("linucb", ["seed=-1"], r"TrainConfig\.seed='-1' is invalid"),
         ("thompson", ["samples=0"], r"ThompsonConfig\.samples=0 is invalid"),
     ],
 )
@@ -123,3 +131,67 @@ def test_bad_search_spaces(tmp_path: Path, space: str, match: str) -> None:
     path.write_text(f"algo: ppo\n{space}\n", encoding="utf-8")
     with pytest.raises(ValueError, match=match):
         load_search_space("ppo", path)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("gamma=1.0", 1.0),  # at the upper bound of [0, 1]
+        ("gamma=0.9999999", 0.9999999),
+        ("gamma=1.0000001", None),
+        ("learning_rate=1e-12", 1e-12),  # (0, 1]: just above the open lower bound
+        ("learning_rate=0", None),
+        ("n_envs=64", 64),  # [1, 64]
+        ("n_envs=65", None),
+        ("n_envs=1", 1),
+        ("n_envs=0", None),
+        ("net_arch=4096", (4096,)),  # widths in [1, 4096]
+        ("net_arch=4097", None),
+        ("n_steps=2", 2),  # PPO needs two steps per rollout
+        ("n_steps=1", None),
+        ("max_grad_norm=inf", None),  # finite numbers only
+    ],
+)
+def test_ranges_hold_at_their_boundaries(override: str, expected: object) -> None:
+    name = override.partition("=")[0]
+    if expected is None:
+        with pytest.raises(ValueError, match=rf"\.{name}(\.0)?='.*' is invalid"):
+            load_config("ppo", overrides=[override])
+        return
+    config = load_config("ppo", overrides=[override])
+    owner = config if name == "n_envs" else config.hyperparameters
+    assert getattr(owner, name) == expected
+
+
+def test_a_field_missing_from_the_file_is_named(tmp_path: Path) -> None:
+    text = default_config_path("ppo").read_text(encoding="utf-8")
+    path = tmp_path / "ppo.yaml"
+    path.write_text(text.replace("  gamma: 0.995\n", "").replace("eval_seeds: 3\n", ""), "utf-8")
+    with pytest.raises(ValueError, match=r"PPOParams\.gamma is missing: the config file must"):
+        load_config("ppo", path)
+    path.write_text(text.replace("eval_seeds: 3\n", ""), "utf-8")
+    with pytest.raises(ValueError, match=r"TrainConfig\.eval_seeds is missing"):
+        load_config("ppo", path)
+
+
+@pytest.mark.parametrize("algo", algorithm_names())
+def test_the_yaml_is_the_only_source_of_the_values(algo: str) -> None:
+    """Every run setting and every hyperparameter is written in the algorithm's YAML; the
+    classes and the SB3 wrapper hold no second copy. (``rules``: its config is the operator's
+    thresholds, whose home is :mod:`policies.rules`, not a hyperparameter file.)"""
+    document = read_config_file(default_config_path(algo))
+    assert set(TrainConfig.FIELDS_FROM_FILE) <= set(document)
+    params_cls = ALGORITHMS[algo].params
+    if ALGORITHMS[algo].family != "fixed":
+        assert set(document["hyperparameters"]) == set(settable_fields(params_cls))
+    if ALGORITHMS[algo].family == "sb3" or params_cls is NoParams:
+        assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(params_cls))
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(TrainConfig))
+
+
+def test_the_sb3_wrapper_has_no_hyperparameter_defaults() -> None:
+    assert not hasattr(sb3, "DEFAULT_HYPERPARAMS")
+    signature = inspect.signature(sb3.train_sb3)
+    for name in ("timesteps", "seed", "n_envs", "reward_scale"):
+        assert signature.parameters[name].default is inspect.Parameter.empty, name
+    assert signature.parameters["hyperparams"].kind is inspect.Parameter.VAR_KEYWORD

@@ -43,7 +43,9 @@ def observations() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def ppo_policy() -> SB3Policy:
-    return train_sb3("ppo", "steady", 128, seed=0, n_envs=2, n_steps=64, batch_size=64, n_epochs=1)
+    return train_sb3(
+        "ppo", "steady", 128, 0, n_envs=2, reward_scale=0.1, n_steps=64, batch_size=64, n_epochs=1
+    )
 
 
 def _log(policy: Policy, tracking: Tracking) -> str:

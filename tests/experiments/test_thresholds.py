@@ -10,13 +10,13 @@ import pytest
 import yaml
 
 from agent.guardrails import Governance, GuardContext, Verdict, evaluate_decision
+from agent.thresholds_file import read_thresholds
 from environment.actions import ACTION_NAMES, action_index
 from experiments.thresholds import (
     DecisionSamples,
     ThresholdsFile,
     best_threshold,
     optimal_thresholds,
-    read_thresholds,
     run_thresholds,
     write_thresholds,
 )

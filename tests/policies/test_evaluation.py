@@ -152,10 +152,11 @@ def test_fit_online_trains_in_place() -> None:
     ("kwargs", "error", "match"),
     [
         ({"scenarios": ["atlantis"]}, ValueError, r"unknown scenarios \['atlantis'\]"),
-        ({"scenarios": []}, ValueError, "at least one of"),
+        ({"scenarios": []}, ValueError, r"scenarios=\[\] is invalid: must be one or more of"),
         ({"scenarios": ["steady", "steady"]}, ValueError, "scenarios must be distinct"),
-        ({"seeds": []}, ValueError, "at least one seed"),
-        ({"seeds": [-1]}, ValueError, r"seeds must be integers >= 0, got \[-1\]"),
+        ({"seeds": []}, ValueError, r"seeds=\[\] is invalid: must be a count >= 1 or a list"),
+        ({"seeds": [0, -1]}, ValueError, r"seeds\[1\]=-1 is invalid: must be an integer >= 0"),
+        ({"seeds": [0.5]}, ValueError, r"seeds\[0\]=0.5 is invalid: must be an integer >= 0"),
         ({"seeds": [1, 1]}, ValueError, "seeds must be distinct"),
         ({"learn": True}, TypeError, "learn=True needs an OnlineLearner; 'noop'"),
         ({"policy": "rules"}, TypeError, "expected a Policy"),
@@ -174,7 +175,8 @@ def test_bad_evaluation_arguments(
     ("kwargs", "error", "match"),
     [
         ({"policy": NoopPolicy()}, TypeError, "fit_online needs an OnlineLearner"),
-        ({"episodes": 0}, ValueError, "episodes=0 must be an integer >= 1"),
+        ({"episodes": 0}, ValueError, "episodes=0 is invalid: must be an integer >= 1"),
+        ({"seed": -1}, ValueError, "seed=-1 is invalid: must be an integer >= 0"),
     ],
 )
 def test_bad_fit_online_arguments(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -112,10 +114,41 @@ def test_cooldown_holds_an_action_back_then_releases_it(healthy: dict[str, float
 
 
 def test_rules_read_only_the_observation(healthy: dict[str, float]) -> None:
-    """Same observation, same decision: nothing but the obs (and the memory) is read."""
+    """A decision is a function of the observation and the cooldown memory, nothing else.
+
+    The rules run an episode of the ``mixed`` scenario; each step's memory (a copy of the
+    policy) and observation are kept. Replayed afterwards, in reverse order, on a read-only
+    copy of the observation and with the environment gone, every decision is the same: a rule
+    that read the environment, the clock, a global draw or the order of calls would differ.
+    That the observation is read at all: changing one KPI in it changes the decision.
+    """
+    env = environment.make_env("mixed")
+    obs, _ = env.reset(seed=3)
     policy = RulesPolicy()
-    obs = encode({**healthy, "orphaned_records": 6_000.0})
-    assert policy.decide(obs).action == policy.decide(obs.copy()).action == A.ORPHAN_CLEANUP
+    policy.reset()
+    episode: list[tuple[RulesPolicy, np.ndarray, tuple[int, float]]] = []
+    for _ in range(120):
+        memory = copy.deepcopy(policy)
+        decision = policy.decide(obs)
+        episode.append((memory, obs.copy(), (decision.action, decision.confidence)))
+        policy.record(decision.action)
+        obs, _, terminated, truncated, _ = env.step(decision.action)
+        if terminated or truncated:
+            break
+    env.close()
+    del env
+    actions = {expected[0] for _, _, expected in episode}
+    assert len(actions) >= 3, "the episode must exercise several rules"
+    for memory, seen, expected in reversed(episode):
+        frozen = seen.copy()
+        frozen.setflags(write=False)
+        replayed = memory.decide(frozen)
+        assert (replayed.action, replayed.confidence) == expected
+
+    quiet = encode(healthy)
+    breached = encode({**healthy, "orphaned_records": 6_000.0})
+    assert RulesPolicy().decide(quiet).action == A.NOOP
+    assert RulesPolicy().decide(breached).action == A.ORPHAN_CLEANUP
 
 
 def test_rules_beat_noop_on_every_scenario() -> None:

@@ -129,15 +129,24 @@ def test_missing_model_file(tmp_path: Path) -> None:
     ("kwargs", "match"),
     [
         ({"algo": "sac"}, r"unknown algorithm 'sac'; allowed: \['a2c', 'dqn', 'ppo'\]"),
-        ({"timesteps": 0}, "timesteps=0 must be an integer >= 1"),
-        ({"seed": -2}, "seed=-2 must be an integer >= 0"),
+        ({"timesteps": 0}, "timesteps=0 is invalid: must be an integer >= 1"),
+        ({"timesteps": 1.5}, "timesteps=1.5 is invalid: must be an integer >= 1"),
+        ({"seed": -2}, "seed=-2 is invalid: must be an integer >= 0"),
         ({"scenario": "moon_landing"}, r"unknown scenarios \['moon_landing'\]"),
-        ({"n_envs": 0}, "n_envs=0 must be an integer >= 1"),
+        ({"n_envs": 0}, "n_envs=0 is invalid: must be an integer >= 1"),
+        ({"reward_scale": 0.0}, r"reward_scale=0.0 is invalid: must be a number in \(0.0, inf\]"),
         ({"not_a_hyperparameter": 1}, "bad hyperparameters for ppo"),
     ],
 )
 def test_train_sb3_rejects_bad_arguments(kwargs: dict[str, object], match: str) -> None:
-    arguments: dict[str, object] = {"algo": "ppo", "scenario": "steady", "timesteps": 64}
+    arguments: dict[str, object] = {
+        "algo": "ppo",
+        "scenario": "steady",
+        "timesteps": 64,
+        "seed": 0,
+        "n_envs": 1,
+        "reward_scale": 0.1,
+    }
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=match):
         train_sb3(**arguments)  # type: ignore[arg-type]
@@ -163,10 +172,15 @@ def test_wrapping_something_else_is_rejected() -> None:
 
 @pytest.mark.slow
 def test_ppo_learns_to_beat_random_on_a_small_budget() -> None:
+    from experiments.algorithms import sb3_kwargs
+    from experiments.config import load_config
     from policies.evaluation import compare, evaluate
     from policies.simple import RandomPolicy
 
-    ppo = train_sb3("ppo", "steady", 20_000, seed=0, n_envs=4)
+    params = load_config("ppo").hyperparameters  # the project's values: the YAML
+    ppo = train_sb3(
+        "ppo", "steady", 20_000, 0, n_envs=4, reward_scale=params.reward_scale, **sb3_kwargs(params)
+    )
     seeds = [0, 1, 2]
     diff = compare(
         evaluate(ppo, ["steady"], seeds, record_kpis=False),

@@ -229,3 +229,38 @@ def test_alerts_list_shows_each_alert_and_its_delivery_state(
     assert main(["alerts", "list", "--db", sqlite_url]) == 0
     out = capsys.readouterr().out
     assert "critical_issue" in out and "ops delivered (1 tries)" in out
+
+
+def test_every_kill_switch_change_is_its_own_alert(engine: Engine) -> None:
+    from agent.alerts import kill_switch_alert
+
+    settings = settings_for(alert_cooldown_s=3600)
+    with Session(engine) as session:
+        on = kill_switch_alert(session, True, "incident 42", "alice", now=T0, settings=settings)
+        off = kill_switch_alert(
+            session, False, "", "bob", now=T0 + timedelta(seconds=1), settings=settings
+        )
+        again = kill_switch_alert(
+            session, True, "", "bob", now=T0 + timedelta(seconds=2), settings=settings
+        )
+        session.commit()
+        assert on is not None and off is not None and again is not None
+        assert (on.severity, on.summary) == ("critical", "kill switch on by alice: incident 42")
+        assert (off.severity, off.summary) == ("info", "kill switch off by bob")
+
+
+def test_one_attempt_per_call_leaves_a_failure_pending_until_its_backoff(engine: Engine) -> None:
+    with serve([(503, "1")]) as receiver:
+        settings = settings_for(hook(receiver))
+        raise_one(engine, settings)
+        first = deliver_pending(engine, settings, attempts_now=1)
+        with Session(engine) as session:
+            delivery = session.scalars(select(AlertDelivery)).one()
+        assert (first.pending, delivery.status, delivery.attempts) == ([delivery.id], "pending", 1)
+        assert delivery.next_attempt_at - utc_now() > timedelta(seconds=0.5)  # Retry-After: 1
+        assert deliver_pending(engine, settings, attempts_now=1).pending == []  # not due yet
+        time.sleep(1.1)
+        assert deliver_pending(engine, settings, attempts_now=1).delivered == [delivery.id]
+    assert [r.status for r in receiver.requests] == [503, 200]
+    with pytest.raises(ValueError, match="attempts_now must be at least 1 or None, got 0"):
+        deliver_pending(engine, settings, attempts_now=0)

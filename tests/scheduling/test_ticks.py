@@ -17,9 +17,13 @@ NOW = datetime(2026, 12, 1, 12, 0, 1)
 LEASE_S = 10.0
 
 
-@pytest.fixture
-def engine(sqlite_url: str) -> Engine:
-    return make_engine(sqlite_url)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest) -> Engine:
+    """The claim on SQLite and on PostgreSQL (the store of several schedulers)."""
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    engine = make_engine(url)
+    request.addfinalizer(engine.dispose)
+    return engine
 
 
 def _crashed_claim(engine: Engine, lease_end: datetime, runner: str = "deadhost:4242") -> None:

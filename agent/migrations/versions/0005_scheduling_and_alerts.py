@@ -7,7 +7,7 @@
 - ``alert_deliveries``: the outbox, one row per alert and webhook, with its attempts.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01 23:45:00
 """
 

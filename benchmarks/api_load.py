@@ -1,0 +1,217 @@
+"""Load on `autopilot serve` over loopback: decide against a trivial endpoint, and batches.
+
+For each worker count (default 1 and 2) the script starts ``autopilot serve`` on a fresh
+SQLite database with one client key, then drives, one after the other and each for
+``--duration`` seconds with ``--connections`` concurrent connections (an asyncio httpx client;
+``wrk`` is not installed here):
+
+1. ``GET /healthz`` (the trivial endpoint: the reference of the same run);
+2. ``POST /api/v1/decide`` (one context, a fresh event id each, written to the decision log);
+3. ``POST /api/v1/decide/batch`` with ``--batch`` contexts.
+
+It prints requests/s, the median and p99 latency of each, the ratio decide / trivial, and
+decisions/s of the batches. Targets (issue 10): decide >= 0.8x the trivial endpoint's
+requests/s, p99 <= 30 ms at 32 connections; batch of 100 >= 20,000 decisions/s.
+
+The load generator runs on the same machine as the server, so both share the CPU; the
+ratio against the trivial endpoint of the same run is the figure to compare, not the
+absolute rates.
+
+    PYTHONPATH=. python benchmarks/api_load.py --duration 20 --connections 32 --workers 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+KPIS: dict[str, float] = {
+    "activation_rate": 0.35,
+    "d7_retention": 0.22,
+    "signup_to_activation": 0.33,
+    "conversion_rate": 0.04,
+    "ltv_cac": 3.2,
+    "health_score": 82.0,
+    "alignment_score": 80.0,
+    "data_quality_issue_rate": 0.01,
+    "orphaned_records": 120.0,
+    "billing_failure_rate": 0.05,
+    "failed_payment_backlog": 0.004,
+    "at_risk_share": 0.12,
+    "message_pressure": 0.3,
+    "mrr": 90_000.0,
+    "mrr_growth": 0.01,
+    "churn_rate": 0.03,
+    "cac": 350.0,
+    "arpa": 75.0,
+}
+
+
+@dataclass(frozen=True)
+class Load:
+    """What one endpoint sustained."""
+
+    name: str
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+async def _drive(
+    url: str, method: str, body: Any, headers: dict[str, str], seconds: float, connections: int
+) -> Load:
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=30.0, headers=headers) as client:
+        stop = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < stop:
+                began = time.perf_counter()
+                response = await client.request(method, url, json=body)
+                latencies.append(time.perf_counter() - began)
+                if response.status_code != 200:
+                    errors += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - began
+    ms = np.asarray(latencies) * 1000.0
+    return Load(
+        name=url.rsplit("/", 2)[-1] if "batch" not in url else "batch",
+        requests=len(latencies),
+        errors=errors,
+        seconds=elapsed,
+        p50_ms=float(np.percentile(ms, 50)),
+        p99_ms=float(np.percentile(ms, 99)),
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _autopilot(*args: str, env: dict[str, str], cwd: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError("autopilot serve exited before answering")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"autopilot serve did not become ready within {timeout} s")
+
+
+def run(workers: int, args: argparse.Namespace, folder: Path) -> list[Load]:
+    """Serve with ``workers`` workers and drive the three endpoints."""
+    db = folder / f"bench-{workers}.db"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "AUTOPILOT_DB_URL": f"sqlite:///{db}",
+        "AUTOPILOT_POLICY_URI": args.policy,
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    _autopilot("db", "upgrade", "--db", f"sqlite:///{db}", env=env, cwd=folder)
+    out = _autopilot(
+        "api-key", "create", "--role", "client", "--name", "bench", env=env, cwd=folder
+    )
+    headers = {"X-API-Key": out.strip().splitlines()[-1]}
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port),
+         "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+        env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, server)
+        runs = [
+            ("GET", f"{base}/healthz", None),
+            ("POST", f"{base}/api/v1/decide", {"kpis": KPIS}),
+            ("POST", f"{base}/api/v1/decide/batch", {"items": [{"kpis": KPIS}] * args.batch}),
+        ]
+        results = []
+        for method, url, body in runs:
+            results.append(
+                asyncio.run(_drive(url, method, body, headers, args.duration, args.connections))
+            )
+        return results
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per endpoint")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--batch", type=int, default=100, help="contexts per batch request")
+    parser.add_argument("--policy", default="rules", help="AUTOPILOT_POLICY_URI of the server")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="autopilot-api-load-"))
+    try:
+        print(
+            f"{args.connections} connections, {args.duration:.0f} s per endpoint, "
+            f"policy {args.policy}, batch {args.batch}, {os.cpu_count()} CPUs"
+        )
+        print(f"{'workers':>7} {'endpoint':>8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+              f"{'errors':>7}")  # fmt: skip
+        for workers in args.workers:
+            trivial, decide, batch = run(workers, args, folder)
+            for load in (trivial, decide, batch):
+                print(
+                    f"{workers:>7} {load.name:>8} {load.rate:>9.1f} {load.p50_ms:>8.1f} "
+                    f"{load.p99_ms:>8.1f} {load.errors:>7}"
+                )
+            print(
+                f"{workers:>7} decide/trivial = {decide.rate / trivial.rate:.2f}x "
+                f"(target >= 0.8x); decide p99 {decide.p99_ms:.1f} ms (target <= 30 ms); "
+                f"batch {batch.rate * args.batch:,.0f} decisions/s (target >= 20,000)"
+            )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The dashboard's first load and partial refreshes, in Chromium, against ``/healthz``.
+
+For each business size: a seeded SQLite file (the browser tests' harness: ``autopilot db
+upgrade``, ``seed-db``, a few cycles), the real app (``api.main:create_app`` under uvicorn) on
+loopback, one signed-in Chromium. Measured with the browser's navigation timing (``startTime``
+to ``loadEventEnd``: document, scripts, styles and the charts drawn) for ``/`` and for
+``/healthz`` on the same server in the same run, and with ``performance.now()`` around each
+section's partial refresh (``GET /dashboard/sections/NAME``, as the page's script does).
+Medians over ``--repeats`` loads; the ratio to ``/healthz`` is the figure that travels between
+machines. Target (issue 11): first load under 1 s at 100k users.
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/dashboard_load.py --users 10000 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from api.dashboard_views import SECTIONS  # noqa: E402
+from tests.browser.conftest import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    create_keys,
+    seed_database,
+    start_server,
+)
+
+NAVIGATION_MS = """() => { const n = performance.getEntriesByType('navigation')[0];
+  return n.loadEventEnd - n.startTime; }"""
+REFRESH_MS = """async (name) => { const t0 = performance.now();
+  const r = await fetch('/dashboard/sections/' + name, {credentials: 'same-origin'});
+  await r.text(); return performance.now() - t0; }"""
+
+
+def _load_ms(page: Any, url: str) -> float:
+    page.goto(url, wait_until="load")
+    return float(page.evaluate(NAVIGATION_MS))
+
+
+def measure(users: int, days: int, repeats: int) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as folder:
+        workdir = Path(folder)
+        began = time.perf_counter()
+        db_url, env = seed_database(workdir, users=users, days=days, timeout_s=3600)
+        seeded_s = time.perf_counter() - began
+        keys = create_keys(db_url)
+        server = start_server(env, workdir / "server.log")
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+                )
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(server.url + "/")
+                page.fill("#api-key", keys["operator"])
+                page.click("button[type=submit]")
+                page.wait_for_selector("#sec-header")
+                for _ in range(2):  # warm both paths
+                    _load_ms(page, server.url + "/")
+                    _load_ms(page, server.url + "/healthz")
+                page_ms, health_ms = [], []
+                for _ in range(repeats):  # interleaved, so drift hits both alike
+                    page_ms.append(_load_ms(page, server.url + "/"))
+                    health_ms.append(_load_ms(page, server.url + "/healthz"))
+                _load_ms(page, server.url + "/")
+                refresh = {
+                    name: statistics.median(
+                        float(page.evaluate(REFRESH_MS, name)) for _ in range(repeats)
+                    )
+                    for name in SECTIONS
+                }
+                browser.close()
+        finally:
+            server.stop()
+    first = statistics.median(page_ms)
+    health = statistics.median(health_ms)
+    return {
+        "users": users,
+        "seeded_s": seeded_s,
+        "first_load_ms": first,
+        "healthz_ms": health,
+        "ratio": first / health if health else float("nan"),
+        "refresh_ms": refresh,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, nargs="+", default=[10_000])
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args(argv)
+    if not CHROMIUM.exists():
+        print(f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh", file=sys.stderr)
+        return 2
+    for users in args.users:
+        r = measure(users, args.days, args.repeats)
+        worst = max(r["refresh_ms"], key=r["refresh_ms"].get)
+        print(
+            f"users {r['users']:>7,} (seeded in {r['seeded_s']:.0f} s): first load median "
+            f"{r['first_load_ms']:.0f} ms, /healthz {r['healthz_ms']:.0f} ms "
+            f"(ratio {r['ratio']:.1f}); partial refresh medians: "
+            + ", ".join(f"{n} {ms:.0f} ms" for n, ms in r["refresh_ms"].items())
+            + f" (slowest: {worst})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""What every command group shares: the usage error, argument types, the one-line failure,
+the settings a command runs with, and its database session.
+
+Kept free of heavy imports (no SQLAlchemy engine, MLflow or torch at import time), so that
+``autopilot --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from agent.settings import Settings
+
+DB_HELP = "database URL (default: $AUTOPILOT_DB_URL, else sqlite:///autopilot.db)"
+
+
+class UsageError(Exception):
+    """Bad command-line input; printed without a traceback, exit status 2."""
+
+
+def timestamp(value: str) -> datetime:
+    """An ISO-8601 date or date-time (naive is UTC), as an argparse type."""
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 date or time such as 2025-06-01T12:00, got {value!r}"
+        ) from None
+
+
+def split_list(text: str, allowed: Sequence[str] | None = None) -> list[str]:
+    """The items of a comma-separated list; ``all`` alone means every ``allowed`` item. Raises
+    ``ValueError`` for an empty list (the items themselves are checked where they are used)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise ValueError(f"expected a comma-separated list, got {text!r}")
+    if allowed is not None and items == ["all"]:
+        return list(allowed)
+    return items
+
+
+def fail(command: str, error: Exception) -> int:
+    """Print an operational failure as one line; exit status 1."""
+    print(f"autopilot {command}: error: {error}", file=sys.stderr)
+    return 1
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    """The settings, with the flags this command was given on top (``--db``)."""
+    from agent.settings import get_settings
+
+    settings = get_settings()
+    overrides = {"db_url": getattr(args, "db", None)}
+    changes = {key: value for key, value in overrides.items() if value is not None}
+    return settings.model_copy(update=changes) if changes else settings
+
+
+@contextmanager
+def database_session(args: argparse.Namespace, *, check: bool = True) -> Iterator[Session]:
+    """A session on the command's database in one transaction (committed when the command
+    succeeds, rolled back when it fails): the command owns the transaction."""
+    from agent.db import connect, session_scope
+
+    engine = connect(settings_for(args).db_url, check=check)
+    try:
+        with session_scope(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def describe_settings_error(error: Any) -> str:
+    """A pydantic ``ValidationError`` of the settings as one line per bad variable."""
+    return "; ".join(
+        str(item.get("msg", item)).removeprefix("Value error, ") for item in error.errors()
+    )
+
+
+def load_policy_uri(uri: str) -> Any:
+    """:func:`experiments.models.load_policy_uri`, imported (with MLflow) on first use."""
+    from experiments.models import load_policy_uri as load
+
+    return load(uri)

@@ -1,0 +1,74 @@
+"""The decision API and the operator's controls on PostgreSQL (marker ``postgres``): each test
+in a fresh schema of the server named by ``AUTOPILOT_TEST_POSTGRES_URL``, dropped afterwards."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from agent import decision_log
+from agent.db import DatabaseUnreachable, make_engine, ping, upgrade
+from agent.settings import Settings
+from tests.api.conftest import KPIS, Api, serve
+
+POSTGRES_ENV = "AUTOPILOT_TEST_POSTGRES_URL"
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_api(tmp_path: Path) -> Iterator[Api]:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set; PostgreSQL tests need a server URL")
+    admin = make_engine(url)
+    try:
+        ping(admin)
+    except DatabaseUnreachable as error:
+        pytest.skip(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {error}")
+    schema = f"autopilot_api_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    scoped = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    try:
+        engine = make_engine(scoped)
+        upgrade(engine)
+        engine.dispose()
+        config = Settings(
+            db_url=scoped,
+            policy_uri="rules",
+            mlflow_tracking_uri=f"sqlite:///{tmp_path}/none.db",
+        )
+        yield from serve(config, tmp_path)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_decide_reward_log_on_postgres(pg_api: Api, tmp_path: Path) -> None:
+    body = {"kpis": KPIS, "event_id": "pg-1"}
+    first = pg_api.post("/api/v1/decide", "client", body)
+    assert first.status_code == 200, first.text
+    assert pg_api.post("/api/v1/decide", "client", body).json() == first.json()
+    batch = pg_api.post("/api/v1/decide/batch", "client", {"items": [{"kpis": KPIS}] * 5})
+    assert [i["status"] for i in batch.json()["items"]] == [200] * 5
+    assert pg_api.post("/api/v1/events/pg-1/reward", "client", {"value": 2.0}).status_code == 200
+    assert pg_api.post("/api/v1/events/pg-1/reward", "client", {"value": 3.0}).status_code == 409
+    with Session(pg_api.engine) as session:
+        assert decision_log.export_jsonl(session, tmp_path / "pg.jsonl") == 6
+    assert pg_api.client.get("/readyz").json()["ready"] is True
+
+
+def test_controls_on_postgres(pg_api: Api) -> None:
+    on = pg_api.post("/api/v1/kill-switch", "operator", {"on": True, "reason": "pg drill"})
+    assert on.status_code == 200 and on.json()["on"] is True
+    assert pg_api.get("/api/v1/audit/verify", "viewer").json()["ok"] is True
+    cycle = pg_api.post("/api/autonomous/run-cycle", "admin")
+    assert cycle.status_code == 200, cycle.text
+    assert cycle.json()["mode"] == "dry_run"
