@@ -273,7 +273,7 @@ class DecisionRecord(Base):
     policy_name: Mapped[str] = mapped_column(String(100))
     policy_version: Mapped[str] = mapped_column(String(300))
     context_obs: Mapped[list[Any]] = mapped_column(JSON)
-    """The observation vector, float32 shape (N_KPIS,), as a list."""
+    """The observation vector, float32 shape (N_OBS,), as a list."""
     context_kpis: Mapped[dict[str, Any]] = mapped_column(JSON)
     propensities: Mapped[list[Any]] = mapped_column(JSON)
     """Shape (N_ACTIONS,), sums to 1."""

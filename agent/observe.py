@@ -245,7 +245,8 @@ class KpiSnapshot:
     data_since: datetime | None = None
 
     def encode(self) -> NDArray[np.float32]:
-        """The environment's observation vector for these KPIs: float32, shape (N_KPIS,)."""
+        """The environment's observation vector for these KPIs: float32, shape (N_OBS,), with
+        no recent actions (the cycle's memory of executions is not wired in yet)."""
         return encode(self.kpis)
 
 

@@ -148,8 +148,9 @@ def decide_one(
 
 
 def observation(request: DecideRequest) -> np.ndarray:
-    """The environment's observation of the request's KPIs, float32 shape (N_KPIS,)."""
-    return encode_vector(list(request.kpi_values.values()))
+    """The environment's observation of the request's KPIs and recent actions, float32 shape
+    (N_OBS,)."""
+    return encode_vector(list(request.kpi_values.values()), request.recent_actions)
 
 
 def decide_many(

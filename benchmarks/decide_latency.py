@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from environment.kpis import N_KPIS, OBS_HIGH, OBS_LOW
+from environment.kpis import N_OBS, OBS_HIGH, OBS_LOW
 from policies.bandits import BANDITS, Bandit
 from policies.base import ArrayPolicy
 from policies.rules import RulesPolicy
@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
-    obs = rng.uniform(OBS_LOW, OBS_HIGH, size=(args.calls, N_KPIS)).astype(np.float32)
+    obs = rng.uniform(OBS_LOW, OBS_HIGH, size=(args.calls, N_OBS)).astype(np.float32)
     batch = obs[: args.batch]
 
     ppo = train_sb3(

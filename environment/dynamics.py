@@ -64,12 +64,19 @@ import numpy as np
 
 from environment import actions as A
 from environment.actions import ACTIONS, N_ACTIONS
-from environment.kpis import KPI_NAMES, N_KPIS, alignment_of, kpi_vector
+from environment.kpis import (
+    KPI_NAMES,
+    N_KPIS,
+    RECENT_HORIZON_CYCLES,
+    alignment_of,
+    kpi_vector,
+)
 from environment.params import BusinessParams
 from environment.scenarios import SHOCK_KINDS, Scenario, Shock
 from environment.state import COHORT_DAYS, MATURED_WINDOW, MONTH_DAYS, WEEK_DAYS, BusinessState
 
 _COMPETITOR, _OUTAGE, _CORRUPTION, _VIRAL, _INCIDENT, _SLUMP = range(len(SHOCK_KINDS))
+_NEVER_RAN = (RECENT_HORIZON_CYCLES,) * N_ACTIONS
 BURN_IN_DAYS = 120
 """Days the business runs under its pre-autopilot routine before an episode starts."""
 _EMA_DAY = 1.0
@@ -342,8 +349,11 @@ def _rough_start(p: BusinessParams) -> BusinessState:
         onboarding=0.0,
         funnel_quality=p.initial_funnel_quality,
         feature_level=0.0,
+        prompt_readiness=1.0,
+        pushed_pro=0.0,
         pending=(),
         recent_use=(0.0,) * N_ACTIONS,
+        cycles_since=_NEVER_RAN,
         cash=p.initial_cash,
         last_revenue=0.0,
         last_costs=0.0,
@@ -391,6 +401,7 @@ def _burned_in(p: BusinessParams) -> BusinessState:
     state.paying_at_start = state.paying
     state.cash = p.initial_cash
     state.recent_use = (0.0,) * N_ACTIONS
+    state.cycles_since = _NEVER_RAN
     state.pending = ()
     state.last_equity_change = 0.0
     return state
@@ -423,6 +434,8 @@ def initial(p: BusinessParams, scenario: Scenario, rng: np.random.Generator) -> 
     s.conversions_days = tuple(v * s.active_free / free_before for v in s.conversions_days)
     s.paying_churn_days = tuple(v * s.paying / paying_before for v in s.paying_churn_days)
     s.paying_at_start = s.paying
+    # The equity describes the perturbed base, or step 1 would book the perturbation as value.
+    s.customer_equity = customer_equity(s, p)
     s.shocks = scenario.draw(rng, p.steps_per_day)
     return s
 
@@ -443,6 +456,7 @@ def transition(
     dt = p.dt_days
     shocks = shock_levels(s.shocks, s.t)
     cost = _take_action(s, action, p)
+    s.cycles_since = _count_cycles(s.cycles_since, action)
     _apply_due_effects(s, p, shocks, rng)
     _corruption_onset(s, p, shocks)
     _infrastructure(s, p, shocks, dt)
@@ -462,6 +476,14 @@ def transition(
     if s.t % p.steps_per_day == 0:
         _end_of_day(s, p, health)
     return s
+
+
+def _count_cycles(cycles_since: tuple[int, ...], action: int) -> tuple[int, ...]:
+    """One more step since every action, capped at the horizon; the executed action's is 1."""
+    counted = [min(c + 1, RECENT_HORIZON_CYCLES) for c in cycles_since]
+    if action != A.NOOP:
+        counted[action] = 1
+    return tuple(counted)
 
 
 def _take_action(s: BusinessState, action: int, p: BusinessParams) -> float:
@@ -536,19 +558,22 @@ def _effect(
     elif action == A.FUNNEL_FIX:
         s.funnel_quality += p.funnel_gap_closed * (1.0 - s.funnel_quality)
     elif action == A.UPGRADE_PROMPT:
+        ready = reach * s.prompt_readiness
         converted = (
             s.active_free
             * p.prompt_conversion
-            * reach
+            * ready
             * s.price_level**-p.price_conversion_elasticity
         )
-        upgraded = s.paying_basic * p.prompt_pro_share * reach
+        upgraded = s.paying_basic * p.prompt_pro_share * ready
         s.messages_today += s.active_free + s.paying_basic
         s.active_free -= converted
         s.paying_basic += converted * (1 - p.pro_share) - upgraded
         s.paying_pro += converted * p.pro_share + upgraded
+        s.pushed_pro += upgraded * p.pushed_downgrade_share
         s.conversions_today += converted
         s.fatigue += p.prompt_fatigue
+        s.prompt_readiness *= 1.0 - min(reach, 1.0)
     elif action == A.PRICE_INCREASE:
         log_willing_before = log_willing_to_pay(s.price_level, p)
         s.price_level *= 1.0 + p.price_step
@@ -761,6 +786,7 @@ def _remove_paying(s: BusinessState, accounts: float) -> None:
     share = min(accounts / paying, 1.0)
     s.paying_basic *= 1.0 - share
     s.paying_pro *= 1.0 - share
+    s.pushed_pro *= 1.0 - share
 
 
 def _billing(s: BusinessState, p: BusinessParams, shocks: list[float], dt: float) -> float:
@@ -822,6 +848,12 @@ def _decay(s: BusinessState, p: BusinessParams) -> None:
     s.retry_pressure *= keep.retry_pressure
     s.channel_mix = p.base_channel_mix + (s.channel_mix - p.base_channel_mix) * keep.channel_mix
     s.funnel_quality *= keep.funnel
+    s.prompt_readiness = 1.0 - (1.0 - s.prompt_readiness) * keep.readiness
+    if s.pushed_pro > 0.0:
+        downgraded = min(s.pushed_pro * (1.0 - keep.downgrade), s.paying_pro)
+        s.pushed_pro -= downgraded
+        s.paying_pro -= downgraded
+        s.paying_basic += downgraded
     if any(s.recent_use):
         memory = keep.recent_use
         # Memories below a thousandth of a use are forgotten, so quiet stretches cost nothing.

@@ -11,7 +11,13 @@ from numpy.typing import NDArray
 
 from environment import dynamics
 from environment.actions import ACTION_NAMES, N_ACTIONS, check_action
-from environment.kpis import KPI_NAMES, OBS_HIGH, OBS_LOW, encode_vector
+from environment.kpis import (
+    KPI_NAMES,
+    OBS_HIGH,
+    OBS_LOW,
+    encode_vector,
+    recent_from_state,
+)
 from environment.params import BusinessParams
 from environment.render import render_ansi, render_rgb
 from environment.scenarios import SHOCK_KINDS, get_scenario
@@ -49,8 +55,9 @@ class SaaSOpsEnv(gym.Env[Obs, np.int64]):
 
     ## Observation Space
 
-    ``Box(low, 1, (18,), float32)``: the KPIs of :mod:`environment.kpis`, measured with
-    sampling noise (shrinking as the base grows) and encoded into the box:
+    ``Box(low, 1, (30,), float32)``: the 18 KPIs of :mod:`environment.kpis`, measured with
+    sampling noise (shrinking as the base grows), then 12 recent-action entries, and encoded
+    into the box:
 
     | index | KPI | unit | encoding | min | max |
     |---|---|---|---|---|---|
@@ -72,6 +79,12 @@ class SaaSOpsEnv(gym.Env[Obs, np.int64]):
     | 15 | churn_rate | per month | x / (x + 0.05) | 0 | 1 |
     | 16 | cac | USD | x / (x + 400) | 0 | 1 |
     | 17 | arpa | USD/month | x / (x + 80) | 0 | 1 |
+
+    | 18-29 | cycles_since_<action> | cycles | min(c, 180) / 180 | 0 | 1 |
+
+    Entries 18-29 follow :data:`environment.kpis.RECENT_ACTION_NAMES` (every action but noop):
+    the cycles since the action last executed (1: the last step; 180, i.e. 30 days, or more:
+    never), so every policy, the rules' cooldowns included, is a function of its observation.
 
     ``info["kpis"]`` holds the same measured KPIs by name in natural units, ``info["true_kpis"]``
     the noise-free ones.
@@ -147,7 +160,9 @@ class SaaSOpsEnv(gym.Env[Obs, np.int64]):
         self._state = state
         failed = dynamics.terminal(state, self.params)
         obs, info = self._observe(state)
-        reward = dynamics.reward(state, self._kpis["alignment_score"], self.params, failed)
+        # The reward reads the true alignment, as planners and tests do: measurement noise
+        # belongs to the observation, not to the objective.
+        reward = dynamics.reward(state, info["true_kpis"]["alignment_score"], self.params, failed)
         info["action"] = ACTION_NAMES[index]
         info["action_cost"] = state.last_action_cost
         return obs, reward, failed, False, info
@@ -195,7 +210,7 @@ class SaaSOpsEnv(gym.Env[Obs, np.int64]):
         if self.render_mode == "rgb_array":
             self._history.append(kpis)
         info: dict[str, Any] = {"kpis": kpis, "true_kpis": truth, "cash": state.cash}
-        return encode_vector(measured), info
+        return encode_vector(measured, recent_from_state(state.cycles_since)), info
 
 
 __all__ = ["KPI_NAMES", "SaaSOpsEnv"]

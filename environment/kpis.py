@@ -49,6 +49,8 @@ from enum import StrEnum
 import numpy as np
 from numpy.typing import NDArray
 
+from environment.actions import ACTION_NAMES, N_ACTIONS
+
 
 class Direction(StrEnum):
     """Which side of its target a KPI should be on."""
@@ -182,8 +184,23 @@ class PaymentBands:
 
 PAYMENT_BANDS = PaymentBands()
 
-OBS_LOW: NDArray[np.float32] = np.array([spec.low for spec in KPI_SPECS], dtype=np.float32)
-OBS_HIGH: NDArray[np.float32] = np.ones(N_KPIS, dtype=np.float32)
+
+RECENT_ACTION_NAMES: tuple[str, ...] = ACTION_NAMES[1:]
+"""The actions whose recency the observation carries (every action but ``noop``)."""
+RECENT_HORIZON_CYCLES = 180
+"""Cycles (30 days of 4-hour cycles) beyond which an action counts as "long ago / never": the
+longest cooldown or effect memory a policy needs (``funnel_fix``'s 180-cycle cooldown)."""
+RECENT_FEATURES: tuple[str, ...] = tuple(f"cycles_since_{name}" for name in RECENT_ACTION_NAMES)
+"""Names of the recent-action entries of the observation, in observation order."""
+OBS_NAMES: tuple[str, ...] = KPI_NAMES + RECENT_FEATURES
+"""Every entry of the observation vector: the KPIs, then the recent actions."""
+N_RECENT = len(RECENT_FEATURES)
+N_OBS = len(OBS_NAMES)
+
+OBS_LOW: NDArray[np.float32] = np.array(
+    [spec.low for spec in KPI_SPECS] + [0.0] * N_RECENT, dtype=np.float32
+)
+OBS_HIGH: NDArray[np.float32] = np.ones(N_OBS, dtype=np.float32)
 
 # Per-KPI constants as plain tuples: on 18 numbers a Python loop beats numpy's call overhead.
 _ENCODING: tuple[tuple[Scale, float], ...] = tuple((spec.scale, spec.half) for spec in KPI_SPECS)
@@ -230,8 +247,58 @@ def check_kpis(kpis: Mapping[str, float]) -> None:
         raise ValueError(f"KPIs must be finite numbers, got {bad}")
 
 
-def encode_vector(values: Sequence[float]) -> NDArray[np.float32]:
-    """:func:`encode` of KPI values in :data:`KPI_NAMES` order."""
+def encode_recent_actions(cycles_since: Mapping[str, int] | None = None) -> list[float]:
+    """The recent-action part of the observation: per action of :data:`RECENT_ACTION_NAMES`,
+    ``min(c, H) / H`` with ``c`` the cycles since the action last executed (1: in the cycle
+    just completed, 0: in the current one) and ``H`` :data:`RECENT_HORIZON_CYCLES`.
+
+    A missing entry means "long ago / never" and encodes to 1.0; a ``noop`` entry is ignored
+    (doing nothing has no recency). The one encoding for the environment (its state's
+    ``cycles_since``), the agent's cycle (from its executions table) and the API (a request's
+    ``recent_actions``). ``ValueError`` names an unknown action or a count that is not an
+    integer >= 0.
+    """
+    cycles_since = dict(cycles_since or {})
+    unknown = sorted(set(cycles_since) - set(ACTION_NAMES))
+    if unknown:
+        raise ValueError(f"recent actions {unknown} are unknown; allowed: {list(ACTION_NAMES)}")
+    encoded = []
+    for name in RECENT_ACTION_NAMES:
+        cycles = cycles_since.get(name, RECENT_HORIZON_CYCLES)
+        if isinstance(cycles, bool) or not isinstance(cycles, int | np.integer) or cycles < 0:
+            raise ValueError(
+                f"recent action {name!r}: cycles since {cycles!r} must be an integer >= 0"
+            )
+        encoded.append(min(int(cycles), RECENT_HORIZON_CYCLES) / RECENT_HORIZON_CYCLES)
+    return encoded
+
+
+def recent_from_state(cycles_since: Sequence[int]) -> dict[str, int]:
+    """The ``{action: cycles_since}`` mapping of a per-action-index sequence (``noop`` and
+    entries at the horizon left out: "never")."""
+    return {
+        name: int(cycles_since[index])
+        for index, name in enumerate(ACTION_NAMES)
+        if index and cycles_since[index] < RECENT_HORIZON_CYCLES
+    }
+
+
+def decode_cycles_since(obs: NDArray[np.floating] | Sequence[float]) -> NDArray[np.int64]:
+    """Cycles since each action index last executed, int64 shape (N_ACTIONS,), from a full
+    observation (``noop`` and "never" read as :data:`RECENT_HORIZON_CYCLES`). An observation of
+    the KPIs only reads as "never" everywhere."""
+    out = np.full(N_ACTIONS, RECENT_HORIZON_CYCLES, dtype=np.int64)
+    values = np.asarray(obs, dtype=np.float64)
+    if values.shape == (N_OBS,):
+        out[1:] = np.rint(values[N_KPIS:] * RECENT_HORIZON_CYCLES).astype(np.int64)
+    return out
+
+
+def encode_vector(
+    values: Sequence[float], cycles_since: Mapping[str, int] | None = None
+) -> NDArray[np.float32]:
+    """The observation of KPI values in :data:`KPI_NAMES` order and the recent actions
+    (:func:`encode_recent_actions`; ``None``: none recently), float32 shape (N_OBS,)."""
     encoded = []
     for (scale, half), value in zip(_ENCODING, values, strict=True):
         if scale is Scale.UNIT:
@@ -243,24 +310,32 @@ def encode_vector(values: Sequence[float]) -> NDArray[np.float32]:
             encoded.append(value / (value + half))
         else:
             encoded.append(math.tanh(value / half))
+    encoded.extend(encode_recent_actions(cycles_since))
     return np.array(encoded, dtype=np.float32)
 
 
-def encode(kpis: Mapping[str, float]) -> NDArray[np.float32]:
-    """The observation vector of a KPI set.
+def encode(
+    kpis: Mapping[str, float], cycles_since: Mapping[str, int] | None = None
+) -> NDArray[np.float32]:
+    """The observation vector of a KPI set and the recent actions.
 
-    kpis: every name in :data:`KPI_NAMES`, in natural units.
-    Returns float32, shape (N_KPIS,), each entry in ``[OBS_LOW[i], OBS_HIGH[i]]``.
+    kpis: every name in :data:`KPI_NAMES`, in natural units. cycles_since: ``{action: cycles
+    since it last executed}`` (:func:`encode_recent_actions`); missing actions: never.
+    Returns float32, shape (N_OBS,), each entry in ``[OBS_LOW[i], OBS_HIGH[i]]``.
     """
-    return encode_vector(kpi_vector(kpis))
+    return encode_vector(kpi_vector(kpis), cycles_since)
 
 
 def decode(obs: NDArray[np.floating] | list[float]) -> dict[str, float]:
     """The KPIs (natural units) an observation vector encodes; inverse of :func:`encode`.
 
-    obs: shape (N_KPIS,). Raises ``ValueError`` on another shape.
+    obs: shape (N_OBS,) (the recent actions are ignored; see :func:`decode_cycles_since`) or
+    (N_KPIS,). Raises ``ValueError`` on another shape.
     """
     values = np.asarray(obs, dtype=np.float64)
-    if values.shape != (N_KPIS,):
-        raise ValueError(f"observation must have shape ({N_KPIS},), got {values.shape}")
+    if values.shape not in {(N_OBS,), (N_KPIS,)}:
+        raise ValueError(
+            f"observation must have shape ({N_OBS},) or ({N_KPIS},), got {values.shape}"
+        )
+    values = values[:N_KPIS]
     return {spec.name: spec.decode(float(v)) for spec, v in zip(KPI_SPECS, values, strict=True)}

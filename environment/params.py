@@ -24,6 +24,8 @@ class StepDecay(NamedTuple):
     channel_mix: float
     recent_use: float
     funnel: float
+    readiness: float
+    downgrade: float
 
 
 def _bounded(default: float, low: float, high: float = math.inf) -> Any:
@@ -128,7 +130,8 @@ class BusinessParams:
     infra_cost_per_month: float = _bounded(25_000.0, 0.0)
     """Hosting cost per month at the starting capacity (assumption; inside the 21% COGS)."""
     capacity_step: float = _bounded(0.25, 0.0, 10.0)
-    """Capacity (and its cost) added by one ``scale_infra``."""
+    """Capacity (and its cost) added by one ``scale_infra`` (assumption, range 0.1-0.5: one
+    more node in a pool of a few)."""
 
     # --- money --------------------------------------------------------------------------------
     marketing_per_day: float = _bounded(3_000.0, 0.0)
@@ -146,31 +149,54 @@ class BusinessParams:
     (``agent.seed.scaled_params``) pays proportionally for engineering and campaigns."""
     campaign_cost_per_message: float = _bounded(0.05, 0.0)
     """USD per win-back message (assumption)."""
-    win_back_rate: float = _bounded(0.12, 0.0, 1.0)
-    """At-risk accounts won back by one fresh campaign: ~12% win-back read rate (Return Path)."""
+    win_back_rate: float = _bounded(0.03, 0.0, 1.0)
+    """At-risk accounts won back by one fresh campaign. Assumption, plausible range 1-5%: the
+    sheet has no SaaS reactivation rate; Return Path's ~12% is a win-back *read* rate, and a
+    reactivation needs a read, a click (2.9% of recipients per campaign, Mailchimp 2019) and a
+    return, so the rate sits well below the read rate."""
     campaign_fatigue: float = _bounded(0.4, 0.0)
-    """Fatigue added by a retention campaign: 26% unsubscribe for too many emails
-    (MarketingSherpa 2017)."""
+    """Fatigue added by a retention campaign. Assumption, plausible range 0.2-0.6: with
+    ``fatigue_churn`` one campaign is harmless and a weekly barrage is not; the sheet's figures
+    are shares of unsubscribe *reasons* (26% "too many emails", MarketingSherpa 2017) and a
+    0.25% unsubscribe rate per campaign (Mailchimp 2019), not a churn magnitude."""
     prompt_fatigue: float = _bounded(0.3, 0.0)
-    """Fatigue added by an upgrade prompt."""
+    """Fatigue added by an upgrade prompt (assumption, range 0.1-0.5: an in-product prompt
+    annoys less than an email campaign)."""
     fatigue_half_life_days: float = _bounded(4.0, 0.01)
     """Days for fatigue to halve."""
     fatigue_churn: float = _bounded(1.2, 0.0)
     """At-risk hazard multiplier is ``1 + fatigue_churn * fatigue**2``: harmless once,
     damaging when repeated."""
     prompt_conversion: float = _bounded(0.015, 0.0, 1.0)
-    """Share of free activated accounts an unfatigued upgrade prompt converts (assumption;
-    the sheet has vendor claims only)."""
-    prompt_pro_share: float = _bounded(0.05, 0.0, 1.0)
-    """Share of basic accounts an unfatigued prompt moves to pro."""
+    """Share of free activated accounts an unfatigued prompt to a fully ready audience
+    converts (assumption, range 0.5-3%; the sheet has vendor claims only)."""
+    prompt_pro_share: float = _bounded(0.02, 0.0, 1.0)
+    """Share of basic accounts an unfatigued prompt to a fully ready audience moves to pro
+    (assumption, range 1-5%). With ``prompt_refill_days`` it bounds the expansion prompts can
+    add: about ``prompt_pro_share * 365 / prompt_refill_days`` of basic accounts a year (12%,
+    +$100 each, ~9% of MRR), inside the 0-10% expansion that a net revenue retention of 100%
+    (ACV < $12k) to 110% with a gross retention of 90-93% implies (SaaS Capital 2023)."""
+    prompt_refill_days: float = _bounded(60.0, 1.0)
+    """Days for the audience's readiness to upgrade to refill (time constant): a prompt
+    converts the ready share of accounts and leaves the rest for later (assumption, range
+    30-120 days: upgrade intent comes with growing usage, over months)."""
+    pushed_downgrade_share: float = _bounded(0.2, 0.0, 1.0)
+    """Share of prompted upgrades that downgrade again within about a month (assumption,
+    range 10-30%: a pushed upgrade is bought before the need)."""
+    downgrade_days: float = _bounded(30.0, 1.0)
+    """Mean days until a regretted, prompted upgrade downgrades (assumption: one billing
+    cycle)."""
     onboarding_lift: float = _bounded(0.6, 0.0, 10.0)
-    """Activation hazard multiplier gained by one onboarding boost (saturating)."""
+    """Activation hazard multiplier gained by one onboarding boost (saturating). Assumption,
+    range 0.2-1.0: guided onboarding moves a cohort's activation by a few points, of the order
+    of the sheet's vertical spread (24-55%, Userpilot 2024), not beyond it."""
     onboarding_half_life_days: float = _bounded(3.0, 0.01)
     """Days for an onboarding lift to halve."""
     onboarding_late_activation: float = _bounded(0.01, 0.0, 1.0)
     """Share of unactivated accounts an onboarding boost activates."""
     funnel_gap_closed: float = _bounded(0.5, 0.0, 1.0)
-    """Share of the funnel leak one fix closes (diminishing by construction)."""
+    """Share of the funnel leak one fix closes (diminishing by construction). Assumption,
+    range 0.2-0.6: one engineering fix removes the biggest leak, not all of them."""
     initial_funnel_quality: float = _bounded(0.8, 0.01, 1.0)
     """Funnel quality at the start: multiplies signups and activation."""
     funnel_decay_per_day: float = _bounded(0.002, 0.0, 1.0)
@@ -199,17 +225,20 @@ class BusinessParams:
     raise, one step up pays over a quarter and two or more do not; the sheet has no SaaS
     figure)."""
     marketing_mix_step: float = _bounded(0.3, 0.0, 1.0)
-    """Share of the remaining broad spend one shift moves to targeted channels."""
+    """Share of the remaining broad spend one shift moves to targeted channels (assumption,
+    range 0.1-0.5)."""
     targeted_reach_loss: float = _bounded(0.35, 0.0, 1.0)
-    """Visitors lost at a fully targeted mix."""
+    """Visitors lost at a fully targeted mix (assumption, range 0.2-0.5)."""
     targeted_intent_gain: float = _bounded(0.8, 0.0)
-    """Activation gained at a fully targeted mix."""
+    """Activation gained at a fully targeted mix (assumption, range 0.3-1.0: product-led
+    activation runs below sales-led, Userpilot 2024)."""
     base_channel_mix: float = _bounded(0.2, 0.0, 1.0)
     """Targeted share the mix drifts back to as campaigns end."""
     mix_half_life_days: float = _bounded(20.0, 0.01)
     """Days for a marketing shift to fade halfway."""
     feature_boost: float = _bounded(0.3, 0.0, 1.0)
-    """Conversion gain and at-risk hazard reduction of a shipped feature."""
+    """Conversion gain and at-risk hazard reduction of a shipped feature (assumption, range
+    0.1-0.4: a roadmap feature moves retention by points, not by multiples)."""
     feature_half_life_days: float = _bounded(60.0, 0.01)
     """Days for a shipped feature's effect to halve."""
     release_bug_probability: float = _bounded(0.25, 0.0, 1.0)
@@ -217,7 +246,8 @@ class BusinessParams:
     release_bug_defects: float = _bounded(0.02, 0.0, 1.0)
     """Share of records a buggy release corrupts."""
     max_features_in_flight: int = _bounded(2, 0, 100)
-    """Features the team can build at once; more wastes the cost."""
+    """Features the team can build at once; a third is refused by ``ship_feature``'s cost
+    being spent on nothing (assumption: one squad per feature, two squads)."""
     repeat_half_life_days: float = _bounded(2.0, 0.01)
     """Days for the diminishing-returns memory of each action to halve."""
 
@@ -287,6 +317,8 @@ class BusinessParams:
             channel_mix=keep(self.mix_half_life_days),
             recent_use=keep(self.repeat_half_life_days),
             funnel=1.0 - self.funnel_decay_per_day * self.dt_days,
+            readiness=math.exp(-self.dt_days / self.prompt_refill_days),
+            downgrade=math.exp(-self.dt_days / self.downgrade_days),
         )
 
     @property

@@ -96,10 +96,19 @@ class BusinessState:
     """0-1: how leak-free the signup and activation funnel is."""
     feature_level: float
     """0-1: the value of shipped features (decays)."""
+    prompt_readiness: float
+    """0-1: how much of the audience's readiness to upgrade is left; a prompt uses the share
+    it reaches, and readiness refills over ``prompt_refill_days``."""
+    pushed_pro: float
+    """Pro accounts that a prompt pushed and that will downgrade again (a subset of
+    ``paying_pro``)."""
     pending: tuple[tuple[int, int], ...]
     """Delayed effects as (due step, action index), by due step."""
     recent_use: tuple[float, ...]
     """Per action, a decaying count of recent uses (diminishing returns)."""
+    cycles_since: tuple[int, ...]
+    """Per action index, steps since it last executed (1: in the last step), capped at
+    :data:`environment.kpis.RECENT_HORIZON_CYCLES` ("never"); the observation carries it."""
     # --- money and the scenario -------------------------------------------------------------
     cash: float
     """USD in the bank."""

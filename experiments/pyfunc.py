@@ -3,10 +3,11 @@ propensities out.
 
 Signature (what ``mlflow models serve`` and ``mlflow.pyfunc.load_model(...).predict`` accept):
 
-- input: a DataFrame with one float column per KPI, named and ordered as
-  :data:`environment.kpis.KPI_NAMES`, holding the *encoded* observation
+- input: a DataFrame with one float column per observation entry (the KPIs, then the
+  recent actions), named and ordered as
+  :data:`environment.kpis.OBS_NAMES`, holding the *encoded* observation
   (:func:`environment.kpis.encode`), one row per observation; a float array of shape
-  (n, N_KPIS) is accepted too;
+  (n, N_OBS) is accepted too;
 - output: a DataFrame with one row per observation: ``action`` (long, the index),
   ``action_name`` (string), ``confidence`` (double in [0, 1]) and ``propensity_<action>``
   (double, one column per action of :data:`environment.actions.ACTION_NAMES`, summing to 1).
@@ -15,7 +16,7 @@ The model's files: the policy in its own format (``policy/``, written by ``polic
 ``policy/policy.json`` saying which loader reads it and which observation it expects::
 
     {"format": 1, "kind": "rules", "file": "policy.json.rules", "name": "rules",
-     "version": "1", "kpi_names": [...18 names...], "n_actions": 13}
+     "version": "1", "kpi_names": [...30 names...], "n_actions": 13}
 
 :func:`load_policy_artifact` reads that folder back into a :class:`~policies.base.Policy`
 without unpickling anything, so ``experiments.models.load_policy_uri`` does not depend on the
@@ -35,7 +36,7 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, DataType, Schema
 
 from environment.actions import ACTION_NAMES, N_ACTIONS
-from environment.kpis import KPI_NAMES, N_KPIS
+from environment.kpis import N_OBS, OBS_NAMES
 from policies.base import ArrayPolicy, Policy, PolicyFileError, check_obs
 
 ARTIFACT_FORMAT = 1
@@ -48,7 +49,7 @@ OUTPUT_COLUMNS = ("action", "action_name", "confidence", *PROPENSITY_COLUMNS)
 
 def signature() -> ModelSignature:
     """The model signature described in the module docstring."""
-    inputs = Schema([ColSpec(DataType.float, name) for name in KPI_NAMES])
+    inputs = Schema([ColSpec(DataType.float, name) for name in OBS_NAMES])
     outputs = Schema(
         [
             ColSpec(DataType.long, "action"),
@@ -65,7 +66,7 @@ ENTRY_FILE = Path(__file__).with_name("pyfunc_entry.py")
 
 
 def input_example(obs: np.ndarray | None = None) -> pd.DataFrame:
-    """Observations, float32 shape (n, N_KPIS), as the model's input DataFrame; by default
+    """Observations, float32 shape (n, N_OBS), as the model's input DataFrame; by default
     the first observation of the ``steady`` scenario with seed 0."""
     if obs is None:
         import environment
@@ -74,23 +75,23 @@ def input_example(obs: np.ndarray | None = None) -> pd.DataFrame:
         obs, _ = env.reset(seed=0)
         env.close()
     batch = check_obs(np.atleast_2d(obs), batch=True)
-    return pd.DataFrame(batch, columns=list(KPI_NAMES))
+    return pd.DataFrame(batch, columns=list(OBS_NAMES))
 
 
 def observations(model_input: Any) -> np.ndarray:
-    """The model's input as a validated float32 batch, shape (n, N_KPIS).
+    """The model's input as a validated float32 batch, shape (n, N_OBS).
 
     A DataFrame must have exactly the KPI columns (any order: they are reordered by name).
     """
     if isinstance(model_input, pd.DataFrame):
-        missing = [name for name in KPI_NAMES if name not in model_input.columns]
-        extra = [str(c) for c in model_input.columns if c not in KPI_NAMES]
+        missing = [name for name in OBS_NAMES if name not in model_input.columns]
+        extra = [str(c) for c in model_input.columns if c not in OBS_NAMES]
         if missing or extra:
             raise ValueError(
-                f"input columns must be the {N_KPIS} KPI names {list(KPI_NAMES)}; "
+                f"input columns must be the {N_OBS} observation names {list(OBS_NAMES)}; "
                 f"missing {missing}, unexpected {extra}"
             )
-        model_input = model_input[list(KPI_NAMES)].to_numpy(dtype=np.float32)
+        model_input = model_input[list(OBS_NAMES)].to_numpy(dtype=np.float32)
     array = np.asarray(model_input, dtype=np.float32)
     if array.ndim == 1:
         array = array[None, :]
@@ -174,7 +175,7 @@ def save_policy_artifact(policy: Policy, folder: str | Path) -> Path:
         "file": written.name,
         "name": policy.name,
         "version": policy.version,
-        "kpi_names": list(KPI_NAMES),
+        "kpi_names": list(OBS_NAMES),
         "n_actions": N_ACTIONS,
     }
     (directory / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -207,11 +208,11 @@ def load_policy_artifact(folder: str | Path, *, version: str | None = None) -> P
             raise ValueError(f"format {meta.get('format')!r}, this version reads {ARTIFACT_FORMAT}")
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise PolicyFileError(f"policy artifact {str(meta_file)!r} is corrupt: {error}") from None
-    if kpi_names != list(KPI_NAMES):
+    if kpi_names != list(OBS_NAMES):
         raise PolicyFileError(
             f"policy artifact {str(directory)!r} expects observations of shape "
             f"({len(kpi_names)},) over KPIs {kpi_names}, but the environment's observation has "
-            f"shape ({N_KPIS},) over {list(KPI_NAMES)}"
+            f"shape ({N_OBS},) over {list(OBS_NAMES)}"
         )
     if n_actions != N_ACTIONS:
         raise PolicyFileError(

@@ -6,7 +6,7 @@ action does not change the next context), which is their limit on this environme
 
 **Models.** UCB1 is context-free: a running mean and variance per action. The other three share
 a disjoint linear model (:class:`RidgeArms`): per action ``a`` a ridge regression of the reward
-on the features ``x = [1, obs]`` (``d = N_KPIS + 1``)::
+on the features ``x = [1, obs]`` (``d = N_OBS + 1``)::
 
     A_a = lambda I + sum x x^T,   b_a = sum r x,   theta_a = A_a^{-1} b_a
 
@@ -47,7 +47,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from environment.actions import N_ACTIONS
-from environment.kpis import N_KPIS
+from environment.kpis import N_OBS
 from policies import storage
 from policies.base import (
     ArrayPolicy,
@@ -62,12 +62,12 @@ from policies.base import (
 )
 from policies.validation import check_range
 
-N_FEATURES = N_KPIS + 1
+N_FEATURES = N_OBS + 1
 """Features of the linear models: an intercept and the observation."""
 
 
 def features(obs: Obs) -> NDArray[np.float64]:
-    """``[1, obs]`` per row. obs: shape (n, N_KPIS) -> float64, shape (n, N_FEATURES)."""
+    """``[1, obs]`` per row. obs: shape (n, N_OBS) -> float64, shape (n, N_FEATURES)."""
     return np.hstack([np.ones((len(obs), 1)), obs.astype(np.float64)])
 
 

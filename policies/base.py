@@ -1,9 +1,10 @@
 """The one protocol every decision-maker satisfies, and the record it returns.
 
-Given a KPI observation (float32, shape ``(N_KPIS,)``, as :func:`environment.kpis.encode`
-makes it), a policy answers which action, with what confidence, and with which propensities
-over all actions. Learning from rewards is a separate capability (:class:`OnlineLearner`), and
-so are two others a caller must honour when it runs a policy in a loop:
+Given an observation (float32, shape ``(N_OBS,)``: the KPIs, then the recent actions, as
+:func:`environment.kpis.encode` makes it), a policy answers which action, with what confidence,
+and with which propensities over all actions. Learning from rewards is a separate capability
+(:class:`OnlineLearner`), and so are two others a caller must honour when it runs a policy in a
+loop:
 
 - :class:`Episodic`: the policy remembers what was *executed* (the rules' cooldowns). The loop
   calls ``reset()`` when an episode (or a deployment) starts and ``record(action)`` once per
@@ -31,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from environment.actions import ACTION_NAMES, N_ACTIONS
-from environment.kpis import N_KPIS
+from environment.kpis import N_OBS
 
 # Re-exported: rules and the oracle import the config validators from here.
 from policies.validation import check_range as check_range
@@ -108,11 +109,11 @@ class Policy(Protocol):
     version: str
 
     def decide(self, obs: Obs) -> Decision:
-        """Decide for one observation, float32 shape (N_KPIS,)."""
+        """Decide for one observation, float32 shape (N_OBS,)."""
         ...
 
     def decide_batch(self, obs: Obs) -> list[Decision]:
-        """Decide for a batch, shape (n, N_KPIS); equal to ``decide`` row by row (the same
+        """Decide for a batch, shape (n, N_OBS); equal to ``decide`` row by row (the same
         actions, numbers within :data:`DECISION_TOLERANCE`)."""
         ...
 
@@ -163,7 +164,7 @@ class PolicyFileError(ValueError):
 def check_obs(obs: object, *, batch: bool = False) -> Obs:
     """Validate an observation (or a batch of them) and return it as float32.
 
-    obs: shape (N_KPIS,), or (n, N_KPIS) with ``batch=True``, n >= 1.
+    obs: shape (N_OBS,), or (n, N_OBS) with ``batch=True``, n >= 1.
     Raises ``ValueError`` naming the problem: wrong shape, not numeric, or NaN/inf entries.
     """
     try:
@@ -172,9 +173,9 @@ def check_obs(obs: object, *, batch: bool = False) -> Obs:
         raise ValueError(
             f"observation must be an array of numbers, got {type(obs).__name__}"
         ) from None
-    expected = f"(n, {N_KPIS})" if batch else f"({N_KPIS},)"
-    if (batch and (array.ndim != 2 or array.shape[1] != N_KPIS or array.shape[0] == 0)) or (
-        not batch and array.shape != (N_KPIS,)
+    expected = f"(n, {N_OBS})" if batch else f"({N_OBS},)"
+    if (batch and (array.ndim != 2 or array.shape[1] != N_OBS or array.shape[0] == 0)) or (
+        not batch and array.shape != (N_OBS,)
     ):
         raise ValueError(f"observation must have shape {expected}, got {array.shape}")
     if not np.isfinite(array).all():
@@ -272,19 +273,19 @@ class ArrayPolicy(ABC):
 
     @abstractmethod
     def _decide_arrays(self, obs: Obs) -> DecisionArrays:
-        """Decide for a validated batch, float32 shape (n, N_KPIS)."""
+        """Decide for a validated batch, float32 shape (n, N_OBS)."""
 
     @abstractmethod
     def save(self, path: str | Path) -> Path:
         """Write the policy to ``path``; return where it went."""
 
     def decide(self, obs: Obs) -> Decision:
-        """Decide for one observation, float32 shape (N_KPIS,)."""
+        """Decide for one observation, float32 shape (N_OBS,)."""
         arrays = self._decide_arrays(check_obs(obs)[None, :])
         return self._decision(arrays, 0)
 
     def decide_batch(self, obs: Obs) -> list[Decision]:
-        """Decide for a batch, shape (n, N_KPIS); equal to ``decide`` row by row."""
+        """Decide for a batch, shape (n, N_OBS); equal to ``decide`` row by row."""
         arrays = self._decide_arrays(check_obs(obs, batch=True))
         return [self._decision(arrays, i) for i in range(len(arrays.actions))]
 
@@ -300,7 +301,7 @@ class ArrayPolicy(ABC):
         )
 
     def decide_arrays(self, obs: Obs) -> DecisionArrays:
-        """Decide for a batch, shape (n, N_KPIS), returning arrays (no Decision objects)."""
+        """Decide for a batch, shape (n, N_OBS), returning arrays (no Decision objects)."""
         batch = check_obs(obs, batch=True)
         arrays = self._decide_arrays(batch)
         return arrays._replace(confidences=np.clip(arrays.confidences, 0.0, 1.0))

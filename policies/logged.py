@@ -12,7 +12,7 @@ one JSON object per line (``.jsonl``) with exactly these keys, in this order:
 ``policy``             str, non-empty: the policy's name
 ``policy_version``     str, non-empty: MLflow model URI or policy spec
 ``kpis``               {name: float}: KPI names of :data:`environment.kpis.KPI_NAMES`
-``obs``                list of N_KPIS finite floats: the environment's encoding
+``obs``                list of N_OBS finite floats: the environment's encoding
 ``probabilities``      list of N_ACTIONS floats in catalogue order, each >= 0, sum 1 (1e-6)
 ``proposed_action``    action name: what the policy proposed
 ``action``             action name: what was EXECUTED after the guardrails (``noop`` when
@@ -56,7 +56,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from environment.actions import ACTION_NAMES, N_ACTIONS, action_index
-from environment.kpis import KPI_NAMES, N_KPIS
+from environment.kpis import KPI_NAMES, N_OBS
 from policies.base import PROPENSITY_TOLERANCE
 
 SOURCES: tuple[str, ...] = ("policy", "self_healing", "api", "simulator")
@@ -121,7 +121,7 @@ class LoggedDecision:
             _set(self, name, _optional_int(name, getattr(self, name)))
         _set(self, "source", _one_of("source", self.source, SOURCES))
         _set(self, "kpis", _kpis(self.kpis))
-        _set(self, "obs", _floats("obs", self.obs, N_KPIS))
+        _set(self, "obs", _floats("obs", self.obs, N_OBS))
         _set(self, "probabilities", _probabilities(self.probabilities))
         for name in ("proposed_action", "action"):
             _set(self, name, _one_of(name, getattr(self, name), ACTION_NAMES))
@@ -140,7 +140,7 @@ class LoggedDecision:
 
     @property
     def obs_array(self) -> NDArray[np.float32]:
-        """The observation as the policies take it: float32, shape (N_KPIS,)."""
+        """The observation as the policies take it: float32, shape (N_OBS,)."""
         return np.asarray(self.obs, dtype=np.float32)
 
     @property
@@ -321,7 +321,7 @@ def parse_timestamp(name: str, text: object) -> datetime | None:
 class BanditFeedback(NamedTuple):
     """The usable part of a log as arrays (n rows), named as in Open Bandit Pipeline.
 
-    - ``obs``: float32 (n, N_KPIS), the context;
+    - ``obs``: float32 (n, N_OBS), the context;
     - ``actions``: int64 (n,), the executed action's index;
     - ``rewards``: float64 (n,);
     - ``pscores``: float64 (n,), the logged propensity of the executed action;

@@ -75,7 +75,7 @@ DEFAULT_RIDGE = 1.0
 def action_distribution(policy: Policy, obs: NDArray[np.floating]) -> Array:
     """``pi(a | x_i)`` for every logged context: float64, shape (n, N_ACTIONS).
 
-    ``obs``: shape (n, N_KPIS). A policy with a memory of executed actions
+    ``obs``: shape (n, N_OBS). A policy with a memory of executed actions
     (:class:`~policies.base.Episodic`, the rules' cooldowns) is ``reset()`` first and judged as
     freshly deployed on every context, since the log does not say what it would have executed
     before.
@@ -125,7 +125,7 @@ class RidgeRewardModel:
 
     ``theta_a = (lambda I + X_a^T X_a)^{-1} X_a^T r_a`` over the logged rounds where ``a`` was
     executed (the intercept is penalized too, so an action never executed predicts 0, and one
-    seen rarely shrinks to 0). ``coefficients``: float64, shape (N_ACTIONS, N_KPIS + 1).
+    seen rarely shrinks to 0). ``coefficients``: float64, shape (N_ACTIONS, N_OBS + 1).
     """
 
     coefficients: Array

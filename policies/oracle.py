@@ -7,11 +7,11 @@ achievable in this simulator?
 
 **Algorithm** (a rollout policy, Bertsekas' one-step policy improvement). At every cycle, for
 each candidate action ``a``: copy the current state, take ``a``, then follow the continuation
-policy (the rules baseline, with its cooldown memory carried over) for ``horizon - 1`` more
-cycles, summing the environment's reward (``gamma``-discounted). Do this ``rollouts`` times
-with common random numbers across actions (draw ``k`` uses the same generator for every
-action, so the comparison is paired), and take the action with the best mean. With long enough
-rollouts this is never worse than the continuation policy, in expectation.
+policy (the rules baseline, its cooldowns read from the simulated state's recent actions)
+for ``horizon - 1`` more cycles, summing the environment's reward (``gamma``-discounted). Do
+this ``rollouts`` times with common random numbers across actions (draw ``k`` uses the same
+generator for every action, so the comparison is paired), and take the action with the best
+mean. With long enough rollouts this is never worse than the continuation policy, in expectation.
 
 - Rollouts run the pure dynamics (:mod:`environment.dynamics`) on copies of the state, so the
   environment's own RNG is never touched: attaching the oracle does not change the episode.
@@ -57,6 +57,9 @@ from policies.base import (
 )
 from policies.rules import RulesConfig, RulesPolicy, ready_mask
 
+CONTINUATIONS = ("rules", "noop")
+"""Continuation policies a rollout may follow after its first action."""
+
 
 @dataclass(frozen=True, slots=True)
 class OracleConfig:
@@ -76,6 +79,14 @@ class OracleConfig:
     replan_every: int = 6
     """Plan every this many cycles (6: once a day); in between, act as the continuation policy
     does. A budget knob: the cost per episode falls by this factor."""
+    clairvoyant: bool = True
+    """``True``: rollouts run the copied state's full shock schedule, future shocks included
+    (an upper reference no real operator has). ``False``: they see only the shocks that have
+    begun, which the KPIs reveal (their remaining course is taken as drawn)."""
+    continuations: tuple[str, ...] = ("rules",)
+    """Continuation policies after the first action, from :data:`CONTINUATIONS`; an action is
+    worth its best rollout over them (policy improvement over the best of several bases, so a
+    continuation can repeat an action the rules' cooldown would hold)."""
 
     def __post_init__(self) -> None:
         for name, high in (("horizon", 10_000), ("rollouts", 1_000), ("replan_every", 10_000)):
@@ -88,6 +99,16 @@ class OracleConfig:
             raise config_error(self, "noise", self.noise, "True or False")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise config_error(self, "seed", self.seed, "an integer >= 0")
+        if not isinstance(self.clairvoyant, bool):
+            raise config_error(self, "clairvoyant", self.clairvoyant, "True or False")
+        if (
+            not isinstance(self.continuations, tuple)
+            or not self.continuations
+            or any(c not in CONTINUATIONS for c in self.continuations)
+        ):
+            raise config_error(
+                self, "continuations", self.continuations, f"a non-empty tuple of {CONTINUATIONS}"
+            )
 
     @property
     def candidates(self) -> tuple[int, ...]:
@@ -117,6 +138,7 @@ class LookaheadOracle(ArrayPolicy):
         self.continuation = RulesPolicy(continuation)
         self._env: SaaSOpsEnv | None = None
         self._candidates = self.config.candidates
+        self._cooldowns = self.continuation.config.cooldown_steps()
 
     # --- capabilities -----------------------------------------------------------------------
 
@@ -152,22 +174,20 @@ class LookaheadOracle(ArrayPolicy):
         if self._env is None:
             raise RuntimeError("the oracle has no environment: call attach(env) first")
         env = self._env
-        state = env.get_state()
+        state = self._belief(env.get_state())
         params = env.params
         kpis = dynamics.true_kpis(state, params)
-        base_action, _, _ = self.continuation.choose(kpis, self.continuation.ready())
+        base_action, _, _ = self.continuation.choose(kpis, self._ready(state))
         values = np.full(N_ACTIONS, np.nan)
         if base_action not in self._candidates or state.t % self.config.replan_every:
             return base_action, 1.0, values
         returns = np.zeros((self.config.rollouts, len(self._candidates)))
         for k in range(self.config.rollouts):
             for j, action in enumerate(self._candidates):
-                rng = (
-                    np.random.default_rng([self.config.seed, state.t, k])
-                    if self.config.noise
-                    else None
+                returns[k, j] = max(
+                    self._rollout(state, action, params, self._draw_rng(state.t, k), continuation)
+                    for continuation in self.config.continuations
                 )
-                returns[k, j] = self._rollout(state, action, params, rng)
         means = returns.mean(axis=0)
         values[list(self._candidates)] = means
         best = int(np.argmax(means))
@@ -180,10 +200,9 @@ class LookaheadOracle(ArrayPolicy):
         action: int,
         params: Any,
         rng: np.random.Generator | None,
+        continuation: str = "rules",
     ) -> float:
-        """Discounted return of ``action`` then the continuation for ``horizon - 1`` cycles."""
-        steps_since = self.continuation.steps_since.copy()
-        cooldowns = self.continuation.config.cooldown_steps()
+        """Discounted return of ``action`` then ``continuation`` for ``horizon - 1`` cycles."""
         total, discount = 0.0, 1.0
         for _ in range(self.config.horizon):
             state = dynamics.transition(state, action, params, rng)
@@ -193,11 +212,28 @@ class LookaheadOracle(ArrayPolicy):
             if failed:
                 break
             discount *= self.config.gamma
-            np.minimum(steps_since + 1, 10**9, out=steps_since)
-            if action != NOOP:
-                steps_since[action] = 0
-            action, _, _ = self.continuation.choose(kpis, ready_mask(steps_since, cooldowns))
+            if continuation == "rules":
+                action, _, _ = self.continuation.choose(kpis, self._ready(state))
+            else:
+                action = NOOP
         return total
+
+    def _draw_rng(self, t: int, k: int) -> np.random.Generator | None:
+        """The generator of rollout draw ``k`` at step ``t`` (the same for every action and
+        continuation: paired comparisons); ``None`` for the expected dynamics."""
+        return np.random.default_rng([self.config.seed, t, k]) if self.config.noise else None
+
+    def _belief(self, state: Any) -> Any:
+        """The state the rollouts start from: without the future shock schedule unless the
+        oracle is clairvoyant."""
+        if not self.config.clairvoyant:
+            state.shocks = tuple(shock for shock in state.shocks if shock.start <= state.t)
+        return state
+
+    def _ready(self, state: Any) -> np.ndarray:
+        """The continuation's off-cooldown actions in ``state``, by the state's cycles since
+        each action executed (what the observation carries)."""
+        return ready_mask(np.asarray(state.cycles_since, dtype=np.int64) - 1, self._cooldowns)
 
     def _decide_arrays(self, obs: Obs) -> DecisionArrays:
         if len(obs) != 1:
@@ -231,6 +267,8 @@ class LookaheadOracle(ArrayPolicy):
         try:
             known = {f.name for f in fields(OracleConfig)}
             raw = dict(document["config"])
+            if "continuations" in raw:
+                raw["continuations"] = tuple(raw["continuations"])
             unknown = sorted(set(raw) - known)
             if unknown:
                 raise ValueError(f"unknown OracleConfig fields {unknown}")

@@ -32,9 +32,12 @@ Prices are never changed by rules: an operator does not reprice from an ops loop
 **Cooldowns** make the baseline fair rather than a strawman: every action has diminishing
 returns when repeated, retries beyond ~2 rounds in 2 days cancel subscriptions, messages
 fatigue the audience, and delayed actions (``funnel_fix``, ``ship_feature``) show in the KPIs
-only days later. The cooldowns are counted in cycles since the action was last *executed*, so
-the policy is :class:`~policies.base.Episodic`: the loop calls ``reset()`` at the start and
-``record(action)`` after each cycle.
+only days later. The cooldowns are counted in cycles since the action was last *executed*, which
+the observation carries (its recent-action entries, :func:`environment.kpis.decode_cycles_since`),
+so the standard Gymnasium loop (decide, step) is correct with no other call. The policy keeps
+the :class:`~policies.base.Episodic` protocol as well: a loop that calls ``record(action)``
+(the agent's cycle, whose SQL observation may not carry recent actions yet) adds its memory,
+and the more recent of the two counts.
 
 **Confidence** is the severity of the breach that fired: ``1 - attainment`` of the KPI against
 the rule's threshold, i.e. ``1 - value / threshold`` for a floor and ``1 - threshold / value``
@@ -54,7 +57,13 @@ import numpy as np
 
 from environment import actions as A
 from environment.actions import ACTION_NAMES, N_ACTIONS
-from environment.kpis import PAYMENT_BANDS, SPEC_BY_NAME, decode
+from environment.kpis import (
+    PAYMENT_BANDS,
+    RECENT_HORIZON_CYCLES,
+    SPEC_BY_NAME,
+    decode,
+    decode_cycles_since,
+)
 from policies import storage
 from policies.base import (
     ArrayPolicy,
@@ -144,11 +153,12 @@ class RulesConfig:
                 or entry[0] == "noop"
                 or isinstance(entry[1], bool)
                 or not isinstance(entry[1], int)
-                or entry[1] < 0
+                or not 0 <= entry[1] <= RECENT_HORIZON_CYCLES
             ):
                 raise ValueError(
                     f"RulesConfig.cooldowns entry {entry!r} is invalid: must be (action, cycles)"
-                    f" with action in {list(ACTION_NAMES[1:])} and cycles an integer >= 0"
+                    f" with action in {list(ACTION_NAMES[1:])} and cycles an integer in "
+                    f"[0, {RECENT_HORIZON_CYCLES}] (the observation's recency horizon)"
                 )
 
     def cooldown_steps(self) -> np.ndarray:
@@ -324,11 +334,15 @@ class RulesPolicy(ArrayPolicy):
         if index != A.NOOP:
             self.steps_since[index] = 0
 
-    def ready(self) -> np.ndarray:
+    def ready(self, obs: Obs | None = None) -> np.ndarray:
         """bool, shape (N_ACTIONS,): which actions are past their cooldown, i.e. may run in
         the coming cycle (an action with cooldown ``c`` executed in cycle ``t`` may run again
-        in cycle ``t + c``)."""
-        return ready_mask(self.steps_since, self._cooldowns)
+        in cycle ``t + c``), by the more recent of the observation's recent actions (``obs``)
+        and the recorded memory."""
+        steps_since = self.steps_since
+        if obs is not None:
+            steps_since = np.minimum(steps_since, decode_cycles_since(obs) - 1)
+        return ready_mask(steps_since, self._cooldowns)
 
     # --- deciding ---------------------------------------------------------------------------
 
@@ -353,11 +367,11 @@ class RulesPolicy(ArrayPolicy):
         """The rule that fires for ``obs`` (``""`` when none does), for audit messages."""
         from policies.base import check_obs
 
-        return self.choose(decode(check_obs(obs)), self.ready())[2]
+        row = check_obs(obs)
+        return self.choose(decode(row), self.ready(row))[2]
 
     def _decide_arrays(self, obs: Obs) -> DecisionArrays:
-        ready = self.ready()
-        chosen = [self.choose(decode(row), ready) for row in obs]
+        chosen = [self.choose(decode(row), self.ready(row)) for row in obs]
         actions = np.array([c[0] for c in chosen], dtype=np.int64)
         confidences = np.array([c[1] for c in chosen], dtype=np.float64)
         return DecisionArrays(actions, confidences, one_hot(actions))

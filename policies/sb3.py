@@ -56,7 +56,7 @@ from torch import nn
 
 import environment
 from environment.actions import N_ACTIONS
-from environment.kpis import N_KPIS
+from environment.kpis import N_OBS
 from environment.scenarios import SCENARIO_NAMES
 from policies import storage
 from policies.base import (
@@ -179,13 +179,13 @@ class SB3Policy(ArrayPolicy):
         obs_space, act_space = model.observation_space, model.action_space
         if not (
             isinstance(obs_space, gym.spaces.Box)
-            and obs_space.shape == (N_KPIS,)
+            and obs_space.shape == (N_OBS,)
             and isinstance(act_space, gym.spaces.Discrete)
             and int(act_space.n) == N_ACTIONS
         ):
             raise ValueError(
                 f"model spaces {obs_space} / {act_space} do not match the environment's "
-                f"Box({N_KPIS},) / Discrete({N_ACTIONS})"
+                f"Box({N_OBS},) / Discrete({N_ACTIONS})"
             )
         self.model = model
         self.algo = algo
@@ -244,7 +244,7 @@ class SB3Policy(ArrayPolicy):
         return softmax(_forward(self._layers, obs))
 
     def decide(self, obs: Obs) -> Decision:
-        """Decide for one observation, float32 shape (N_KPIS,).
+        """Decide for one observation, float32 shape (N_OBS,).
 
         The serving path: for deterministic PPO/A2C it skips the batch machinery (same result
         as ``decide_batch(obs[None])[0]``, tested).

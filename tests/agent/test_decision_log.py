@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from agent import decision_log as log
 from agent.models import DecisionRecord
 from environment.actions import ACTION_NAMES, ACTIONS, N_ACTIONS, action_index
-from environment.kpis import KPI_NAMES, N_KPIS
+from environment.kpis import KPI_NAMES, N_OBS
 
 AT = datetime(2025, 6, 1, 12, 0)
 
@@ -29,7 +29,7 @@ def _record(session: Session, **overrides: object) -> DecisionRecord:
         "policy_name": "rules",
         "policy_version": "rules",
         "kpis": dict.fromkeys(KPI_NAMES, 0.5),
-        "obs": [0.5] * N_KPIS,
+        "obs": [0.5] * N_OBS,
         "probabilities": _uniform(),
         "proposed_action": "payment_retry",
         "confidence": 0.9,

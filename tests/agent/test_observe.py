@@ -14,7 +14,7 @@ from sqlalchemy import Engine, insert, text
 from agent.db import SchemaMissing, make_engine, session_scope
 from agent.models import BillingEvent, Event, Setting, Suggestion, User, Workflow
 from agent.observe import DEFECT_KINDS, SEGMENTS, KpiSnapshot, observe
-from environment.kpis import KPI_NAMES, alignment_score, encode
+from environment.kpis import KPI_NAMES, N_OBS, alignment_score, encode
 from tests.agent import handbuilt
 from tests.agent.handbuilt import A, at
 
@@ -43,7 +43,7 @@ def test_encode_is_the_environments_encoding(any_engine: Engine) -> None:
     handbuilt.build(any_engine)
     snapshot = snapshot_of(any_engine)
     obs = snapshot.encode()
-    assert obs.dtype == np.float32 and obs.shape == (len(KPI_NAMES),)
+    assert obs.dtype == np.float32 and obs.shape == (N_OBS,)
     np.testing.assert_array_equal(obs, encode(snapshot.kpis))
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from agent import decision_log
 from agent.models import DecisionRecord
 from environment.actions import ACTION_NAMES
-from environment.kpis import KPI_NAMES
+from environment.kpis import N_OBS
 from tests.api.conftest import KPIS, Api, start
 
 PROPENSITY_TOLERANCE = 1e-6
@@ -55,7 +55,7 @@ def test_decide_reward_and_the_log(api: Api, tmp_path: Path) -> None:
     assert line["proposed_action"] == decided["action"]
     assert line["probabilities"] == list(decided["probabilities"].values())
     assert line["kpis"] == KPIS
-    assert len(line["obs"]) == len(KPI_NAMES)
+    assert len(line["obs"]) == N_OBS
 
 
 def test_reward_errors(api: Api) -> None:

@@ -11,9 +11,9 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import environment
-from environment import ACTION_NAMES, ENV_ID, KPI_NAMES, MAX_EPISODE_STEPS, N_ACTIONS, N_KPIS
+from environment import ACTION_NAMES, ENV_ID, KPI_NAMES, MAX_EPISODE_STEPS, N_ACTIONS
 from environment.env import SaaSOpsEnv
-from environment.kpis import encode
+from environment.kpis import N_OBS, encode, recent_from_state
 
 
 def rollout(seed: int, steps: int, scenario: str = "mixed") -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +36,7 @@ def test_registered_with_the_horizon() -> None:
     assert env.spec is not None
     assert env.spec.max_episode_steps == MAX_EPISODE_STEPS == 540
     assert env.action_space == gym.spaces.Discrete(N_ACTIONS)
-    assert env.observation_space.shape == (N_KPIS,)
+    assert env.observation_space.shape == (N_OBS,)
 
 
 @pytest.mark.parametrize("scenario", ["steady", "mixed"])
@@ -73,7 +73,8 @@ def test_observations_stay_in_the_box_and_match_info() -> None:
     for _ in range(MAX_EPISODE_STEPS):
         assert env.observation_space.contains(obs)
         assert set(info["kpis"]) == set(KPI_NAMES)
-        np.testing.assert_array_equal(obs, encode(info["kpis"]))
+        recent = recent_from_state(env.unwrapped.state.cycles_since)  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(obs, encode(info["kpis"], recent))
         obs, _, terminated, truncated, info = env.step(env.action_space.sample())
         if terminated or truncated:
             break

@@ -12,7 +12,7 @@ from agent.db import make_engine, upgrade
 from agent.decision_log import record_decision
 from agent.learning import learn
 from environment.actions import N_ACTIONS
-from environment.kpis import N_KPIS
+from environment.kpis import N_OBS
 from experiments.learners import publish_learner
 from experiments.models import CHALLENGER, model_version
 from experiments.tracking import Tracking
@@ -37,7 +37,7 @@ def test_every_second_version_is_published_once(engine: Engine, tracking: Tracki
                 policy_name="rules",
                 policy_version="rules",
                 kpis={"mrr": 100.0 + i, "alignment_score": 50.0},
-                obs=[0.5] * N_KPIS,
+                obs=[0.5] * N_OBS,
                 probabilities=[1 / N_ACTIONS] * N_ACTIONS,
                 proposed_action="noop",
                 confidence=0.8,

@@ -13,7 +13,7 @@ import pytest
 
 import environment
 from environment.actions import ACTION_NAMES
-from environment.kpis import KPI_NAMES, N_KPIS, OBS_HIGH, OBS_LOW
+from environment.kpis import N_OBS, OBS_HIGH, OBS_LOW, OBS_NAMES
 from experiments import pyfunc
 from experiments.models import (
     CHALLENGER,
@@ -31,7 +31,7 @@ from policies.sb3 import SB3Policy, train_sb3
 def observations() -> np.ndarray:
     """Observations met on real episodes plus uniform draws over the box, float32 (n, 18)."""
     rng = np.random.default_rng(0)
-    rows = [rng.uniform(OBS_LOW, OBS_HIGH, size=(200, N_KPIS)).astype(np.float32)]
+    rows = [rng.uniform(OBS_LOW, OBS_HIGH, size=(200, N_OBS)).astype(np.float32)]
     env = environment.make_env("mixed")
     obs, _ = env.reset(seed=3)
     for _ in range(100):
@@ -63,7 +63,7 @@ def test_pyfunc_model_predicts_what_the_policy_decides(
     uri = _log(policy, tracking)
     model = mlflow.pyfunc.load_model(uri)
 
-    frame = model.predict(pd.DataFrame(observations, columns=list(KPI_NAMES)))
+    frame = model.predict(pd.DataFrame(observations, columns=list(OBS_NAMES)))
     expected = policy.decide_batch(observations)
     np.testing.assert_array_equal(frame["action"].to_numpy(), [d.action for d in expected])
     assert list(frame["action_name"]) == [d.action_name for d in expected]
@@ -77,7 +77,7 @@ def test_pyfunc_model_predicts_what_the_policy_decides(
     np.testing.assert_allclose(propensities.sum(axis=1), 1.0, rtol=0, atol=PROPENSITY_TOLERANCE)
     # The signature is the KPI observation in and the decision out.
     signature = model.metadata.signature
-    assert signature.inputs.input_names() == list(KPI_NAMES)
+    assert signature.inputs.input_names() == list(OBS_NAMES)
     assert signature.outputs.input_names() == list(pyfunc.OUTPUT_COLUMNS)
 
     # load_policy_uri returns a Policy deciding the same, versioned by the concrete URI.
@@ -175,5 +175,5 @@ def test_a_model_for_another_observation_shape_is_rejected(
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     meta["kpi_names"] = meta["kpi_names"][:-1]
     meta_file.write_text(json.dumps(meta), encoding="utf-8")
-    with pytest.raises(PolicyFileError, match=rf"shape \({N_KPIS - 1},\).*shape \({N_KPIS},\)"):
+    with pytest.raises(PolicyFileError, match=rf"shape \({N_OBS - 1},\).*shape \({N_OBS},\)"):
         load_policy_uri(str(model))

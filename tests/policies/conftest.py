@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import environment
-from environment.kpis import N_KPIS, OBS_HIGH, OBS_LOW
+from environment.kpis import N_OBS, OBS_HIGH, OBS_LOW
 from policies.bandits import BANDITS
 from policies.base import Policy
 from policies.oracle import LookaheadOracle, OracleConfig
@@ -33,9 +33,9 @@ def sb3_policies() -> dict[str, SB3Policy]:
 
 
 def random_obs(n: int, seed: int = 0) -> np.ndarray:
-    """Observations drawn uniformly from the observation box, float32 (n, N_KPIS)."""
+    """Observations drawn uniformly from the observation box, float32 (n, N_OBS)."""
     rng = np.random.default_rng(seed)
-    return rng.uniform(OBS_LOW, OBS_HIGH, size=(n, N_KPIS)).astype(np.float32)
+    return rng.uniform(OBS_LOW, OBS_HIGH, size=(n, N_OBS)).astype(np.float32)
 
 
 def trained_bandit(name: str) -> Policy:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from environment.actions import N_ACTIONS
-from environment.kpis import N_KPIS
+from environment.kpis import N_KPIS, N_OBS
 from policies.bandits import (
     BANDITS,
     EpsilonGreedyBandit,
@@ -32,8 +32,9 @@ def regret_curve(bandit: Policy, seed: int = 1) -> np.ndarray:
     contexts are uniform in the observation box; rewards carry N(0, 0.5^2) noise.
     """
     rng = np.random.default_rng(seed)
-    theta = rng.normal(0.0, 1.0, (N_ACTIONS, N_KPIS + 1))
+    theta = rng.normal(0.0, 1.0, (N_ACTIONS, N_OBS + 1))
     contexts = random_obs(HORIZON, seed=seed + 100)
+    contexts[:, N_KPIS:] = 1.0  # KPI contexts; no action ran recently (the common case)
     noise = rng.normal(0.0, 0.5, HORIZON)
     regret = np.zeros(HORIZON)
     for t, obs in enumerate(contexts):
@@ -107,15 +108,15 @@ def test_ucb1_tries_every_action_first() -> None:
 
 def test_sherman_morrison_matches_the_direct_inverse() -> None:
     rng = np.random.default_rng(0)
-    model = RidgeArms(N_ACTIONS, N_KPIS + 1, ridge=0.5)
-    xs = rng.random((400, N_KPIS + 1))
+    model = RidgeArms(N_ACTIONS, N_OBS + 1, ridge=0.5)
+    xs = rng.random((400, N_OBS + 1))
     arms = rng.integers(N_ACTIONS, size=400)
     rewards = rng.normal(size=400)
     for x, arm, r in zip(xs, arms, rewards, strict=True):
         model.update(int(arm), x, float(r))
     for arm in range(N_ACTIONS):
         mask = arms == arm
-        a = 0.5 * np.eye(N_KPIS + 1) + xs[mask].T @ xs[mask]
+        a = 0.5 * np.eye(N_OBS + 1) + xs[mask].T @ xs[mask]
         # float64 throughout; ~30 rank-one updates per arm accumulate rounding far below 1e-9
         np.testing.assert_allclose(model.a_inv[arm], np.linalg.inv(a), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(
@@ -130,7 +131,7 @@ def test_sherman_morrison_matches_the_direct_inverse() -> None:
 def test_sigma_estimates_the_noise() -> None:
     rng = np.random.default_rng(0)
     bandit = LinUCBBandit()
-    theta = rng.normal(size=N_KPIS + 1)
+    theta = rng.normal(size=N_OBS + 1)
     for obs in random_obs(2_000, seed=4):
         reward = float(theta @ np.r_[1.0, obs] + rng.normal(0.0, 0.3))
         bandit.update(obs, 0, reward, 1.0)

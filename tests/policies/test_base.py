@@ -45,12 +45,12 @@ def test_decision_accessors() -> None:
 @pytest.mark.parametrize(
     ("obs", "batch", "match"),
     [
-        (np.zeros(17), False, r"shape \(18,\), got \(17,\)"),
-        (np.zeros((1, 18)), False, r"shape \(18,\), got \(1, 18\)"),
-        (np.zeros(18), True, r"shape \(n, 18\), got \(18,\)"),
-        (np.zeros((0, 18)), True, r"shape \(n, 18\), got \(0, 18\)"),
-        (np.r_[np.zeros(3), np.nan, np.zeros(14)], False, r"NaN or inf \(first at index \[3\]\)"),
-        ([["a"] * 18], True, "array of numbers"),
+        (np.zeros(29), False, r"shape \(30,\), got \(29,\)"),
+        (np.zeros((1, 30)), False, r"shape \(30,\), got \(1, 30\)"),
+        (np.zeros(30), True, r"shape \(n, 30\), got \(30,\)"),
+        (np.zeros((0, 30)), True, r"shape \(n, 30\), got \(0, 30\)"),
+        (np.r_[np.zeros(3), np.nan, np.zeros(26)], False, r"NaN or inf \(first at index \[3\]\)"),
+        ([["a"] * 30], True, "array of numbers"),
     ],
 )
 def test_check_obs_names_the_problem(obs: object, batch: bool, match: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 from numpy.typing import NDArray
 
 from environment.actions import N_ACTIONS
-from environment.kpis import N_KPIS
+from environment.kpis import N_OBS
 from policies.gate import GateConfig, high_confidence_gate, one_sided_lower_bound
 from policies.logged import BanditFeedback
 
@@ -29,7 +29,7 @@ def gate_log(
     """The champion always picks action 0; the log is the champion with 50% uniform
     exploration. True mean reward: ``0.3 * obs[0] + gaps[a]`` (gap 0 for action 0, -0.2 for
     unlisted actions), plus N(0, 1) noise. Returns the log and the champion's distribution."""
-    obs = rng.uniform(0, 1, (n, N_KPIS))
+    obs = rng.uniform(0, 1, (n, N_OBS))
     champion = one_hot_rows(n, 0)
     behaviour = (1 - EXPLORE) * champion + EXPLORE / N_ACTIONS
     actions = (rng.random(n)[:, None] > behaviour.cumsum(axis=1)).sum(axis=1)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from environment.actions import ACTION_NAMES, N_ACTIONS
-from environment.kpis import N_KPIS
+from environment.kpis import N_OBS
 from policies.logged import (
     RECORD_KEYS,
     LogFormatError,
@@ -33,7 +33,7 @@ def record_dict(**overrides: Any) -> dict[str, Any]:
         "policy": "rules",
         "policy_version": "rules",
         "kpis": {"activation_rate": 0.41, "mrr": 120000.0},
-        "obs": [0.5] * N_KPIS,
+        "obs": [0.5] * N_OBS,
         "probabilities": [1.0 / N_ACTIONS] * N_ACTIONS,
         "proposed_action": "retention_campaign",
         "action": "retention_campaign",
@@ -89,9 +89,9 @@ BAD_FIELDS: list[tuple[dict[str, Any], str, str]] = [
     ({"source": "cron"}, "source", "allowed"),
     ({"kpis": {"happiness": 1.0}}, "kpis", "unknown KPI"),
     ({"kpis": {"mrr": "lots"}}, "kpis.mrr", "a number"),
-    ({"obs": [0.5] * (N_KPIS - 1)}, "obs", f"expected {N_KPIS} numbers, got {N_KPIS - 1}"),
-    ({"obs": [0.5] * (N_KPIS + 1)}, "obs", f"expected {N_KPIS} numbers, got {N_KPIS + 1}"),
-    ({"obs": [float("nan")] * N_KPIS}, "obs[0]", "finite"),
+    ({"obs": [0.5] * (N_OBS - 1)}, "obs", f"expected {N_OBS} numbers, got {N_OBS - 1}"),
+    ({"obs": [0.5] * (N_OBS + 1)}, "obs", f"expected {N_OBS} numbers, got {N_OBS + 1}"),
+    ({"obs": [float("nan")] * N_OBS}, "obs[0]", "finite"),
     ({"probabilities": [1.0] + [0.0] * (N_ACTIONS - 2)}, "probabilities", "expected 13"),
     ({"probabilities": [1.1, -0.1] + [0.0] * (N_ACTIONS - 2)}, "probabilities", ">= 0"),
     ({"probabilities": [0.5] + [0.0] * (N_ACTIONS - 1)}, "probabilities", "sum to 0.5"),
@@ -191,7 +191,7 @@ def test_bandit_feedback_keeps_usable_joined_records() -> None:
     assert feedback.actions.tolist() == [ACTION_NAMES.index("retention_campaign")]
     assert feedback.rewards.tolist() == [1.0]
     np.testing.assert_allclose(feedback.pscores, [1.0 / N_ACTIONS])
-    assert feedback.obs.shape == (1, N_KPIS)
+    assert feedback.obs.shape == (1, N_OBS)
     assert feedback.probabilities.shape == (1, N_ACTIONS)
     with pytest.raises(ValueError, match="no record of 2 is usable"):
         bandit_feedback(records[1:])

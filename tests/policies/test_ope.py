@@ -7,7 +7,7 @@ import pytest
 from numpy.typing import NDArray
 
 from environment.actions import N_ACTIONS
-from environment.kpis import N_KPIS
+from environment.kpis import N_OBS
 from policies.logged import BanditFeedback
 from policies.ope import (
     ESTIMATORS,
@@ -34,7 +34,7 @@ def row(*head: float) -> list[float]:
 def tiny_log() -> tuple[BanditFeedback, NDArray[np.float64], NDArray[np.float64]]:
     """Three rounds; the expected values are worked out by hand in the tests."""
     feedback = BanditFeedback(
-        obs=np.zeros((3, N_KPIS), dtype=np.float32),
+        obs=np.zeros((3, N_OBS), dtype=np.float32),
         actions=np.array([0, 1, 0]),
         rewards=np.array([1.0, 0.0, 3.0]),
         pscores=np.array([0.5, 0.25, 0.5]),
@@ -120,9 +120,9 @@ def test_the_ess_warning_boundary() -> None:
 
 def test_the_ridge_model_recovers_a_linear_reward() -> None:
     rng = np.random.default_rng(0)
-    obs = rng.uniform(0, 1, (4000, N_KPIS)).astype(np.float32)
+    obs = rng.uniform(0, 1, (4000, N_OBS)).astype(np.float32)
     actions = rng.integers(0, 2, 4000)
-    theta = rng.normal(size=(2, N_KPIS + 1))
+    theta = rng.normal(size=(2, N_OBS + 1))
     x = np.hstack([np.ones((4000, 1)), obs])
     rewards = (x * theta[actions]).sum(axis=1)
     feedback = BanditFeedback(
@@ -134,7 +134,7 @@ def test_the_ridge_model_recovers_a_linear_reward() -> None:
 
 
 def test_action_distribution_of_a_policy() -> None:
-    dist = action_distribution(NoopPolicy(), np.full((4, N_KPIS), 0.5, dtype=np.float32))
+    dist = action_distribution(NoopPolicy(), np.full((4, N_OBS), 0.5, dtype=np.float32))
     np.testing.assert_array_equal(dist, np.tile(row(1.0), (4, 1)))
 
 
@@ -146,12 +146,12 @@ N_ARMS_USED = 4
 def synthetic_log(
     rng: np.random.Generator, n: int, theta: NDArray[np.float64]
 ) -> tuple[BanditFeedback, NDArray[np.float64], float]:
-    """Contexts uniform in [0, 1]^N_KPIS; the true reward is linear per action plus N(0, 0.5^2)
+    """Contexts uniform in [0, 1]^N_OBS; the true reward is linear per action plus N(0, 0.5^2)
     noise, with a quadratic term the ridge model cannot fit (so DM is biased, DR is not). The
     behaviour policy: 0.4 on the best arm of a fixed score, 0.2 on each other of 4 arms. The
     target: softmax of another score over the same 4 arms. Returns the log, the target's
     distribution and the truth ``mean_i sum_a pi(a|x_i) E[r|x_i,a]``."""
-    obs = rng.uniform(0, 1, (n, N_KPIS))
+    obs = rng.uniform(0, 1, (n, N_OBS))
     x = np.hstack([np.ones((n, 1)), obs])
     means = np.zeros((n, N_ACTIONS))
     means[:, :N_ARMS_USED] = x @ theta.T + 2.0 * obs[:, :1] ** 2
@@ -174,7 +174,7 @@ def test_ips_and_dr_are_unbiased_with_known_truth() -> None:
     """Over 300 logs of 200 decisions, the mean error of IPS, SNIPS, DR and SNDR is within 4
     standard errors of zero (SNIPS and SNDR are biased only at O(1/n), far below that)."""
     rng = np.random.default_rng(42)
-    theta = rng.normal(0.0, 1.0, (N_ARMS_USED, N_KPIS + 1))
+    theta = rng.normal(0.0, 1.0, (N_ARMS_USED, N_OBS + 1))
     errors: dict[str, list[float]] = {name: [] for name in ESTIMATORS}
     for _ in range(300):
         feedback, target, truth = synthetic_log(rng, 200, theta)
@@ -190,7 +190,7 @@ def test_dr_stays_unbiased_with_a_wrong_reward_model() -> None:
     """A reward model off by +0.5 everywhere biases DM by +0.5; DR corrects it (its mean
     error over 300 logs is within 4 standard errors of zero)."""
     rng = np.random.default_rng(1)
-    theta = rng.normal(0.0, 1.0, (N_ARMS_USED, N_KPIS + 1))
+    theta = rng.normal(0.0, 1.0, (N_ARMS_USED, N_OBS + 1))
     dm, dr = [], []
     for _ in range(300):
         feedback, target, truth = synthetic_log(rng, 200, theta)
@@ -205,7 +205,7 @@ def test_coverage_of_the_dr_interval_on_synthetic_logs() -> None:
     """The 95% bootstrap interval of DR covers the truth in at least 85 of 100 logs of 300
     (the binomial 0.1% lower tail at 95% is 87)."""
     rng = np.random.default_rng(7)
-    theta = rng.normal(0.0, 1.0, (N_ARMS_USED, N_KPIS + 1))
+    theta = rng.normal(0.0, 1.0, (N_ARMS_USED, N_OBS + 1))
     covered = 0
     for _ in range(100):
         feedback, target, truth = synthetic_log(rng, 300, theta)

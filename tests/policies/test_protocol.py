@@ -110,10 +110,10 @@ def test_learning_and_memory_round_trip(name: str, make_policy: MakePolicy, tmp_
 @pytest.mark.parametrize(
     ("obs", "match"),
     [
-        (np.zeros(5, dtype=np.float32), r"shape \(18,\)"),
-        (np.zeros((2, 18), dtype=np.float32), r"shape \(18,\)"),
-        (np.full(18, np.nan, dtype=np.float32), "NaN or inf"),
-        (np.r_[np.zeros(17), np.inf].astype(np.float32), "NaN or inf"),
+        (np.zeros(5, dtype=np.float32), r"shape \(30,\)"),
+        (np.zeros((2, 30), dtype=np.float32), r"shape \(30,\)"),
+        (np.full(30, np.nan, dtype=np.float32), "NaN or inf"),
+        (np.r_[np.zeros(29), np.inf].astype(np.float32), "NaN or inf"),
         ("not an observation", "array of numbers"),
     ],
 )
@@ -128,7 +128,7 @@ def test_bad_observations_are_rejected(
 @pytest.mark.parametrize("name", POLICY_NAMES)
 def test_bad_batches_are_rejected(name: str, make_policy: MakePolicy) -> None:
     policy = make_policy(name)
-    with pytest.raises(ValueError, match=r"shape \(n, 18\)"):
-        policy.decide_batch(np.zeros(18, dtype=np.float32))
-    with pytest.raises(ValueError, match=r"shape \(n, 18\)"):
-        policy.decide_batch(np.zeros((0, 18), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"shape \(n, 30\)"):
+        policy.decide_batch(np.zeros(30, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"shape \(n, 30\)"):
+        policy.decide_batch(np.zeros((0, 30), dtype=np.float32))
