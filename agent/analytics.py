@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,17 +24,7 @@ from sqlalchemy.orm import Session
 
 from agent.models import EVENT_TYPES, Event, Suggestion, User
 from agent.observe import add_days, as_utc_naive
-
-
-def _check_number(
-    name: str, value: object, low: float, high: float, *, integer: bool = False
-) -> None:
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if not low <= float(value) <= high:
-        raise ValueError(f"{name}={value!r} is outside [{low}, {high}]")
-
+from policies.validation import check_number
 
 # --- high-performing patterns -------------------------------------------------------------
 
@@ -77,10 +66,10 @@ def high_performing_patterns(
     left out. Accounts must have signed up at least ``first_week_days + engagement_days``
     before ``as_of`` (default now) and still exist."""
     at = as_utc_naive(as_of)
-    _check_number("first_week_days", first_week_days, 1, 60, integer=True)
-    _check_number("engagement_days", engagement_days, 1, 365, integer=True)
-    _check_number("top_share", top_share, 1e-6, 0.5)
-    _check_number("min_support", min_support, 0.0, 1.0)
+    check_number("first_week_days", first_week_days, 1, 60, integer=True)
+    check_number("engagement_days", engagement_days, 1, 365, integer=True)
+    check_number("top_share", top_share, 0.0, 0.5, open_low=True)
+    check_number("min_support", min_support, 0.0, 1.0)
     horizon = first_week_days + engagement_days
     eligible = and_(
         User.signup_at <= at - timedelta(days=horizon),
@@ -218,8 +207,8 @@ def suggestion_feedback(
     """Adoption by confidence bucket, ECE, Brier score and the best threshold at
     ``min_precision``, over suggestions shown in ``[since, as_of]`` and answered by ``as_of``."""
     at = as_utc_naive(as_of)
-    _check_number("buckets", buckets, 1, 100, integer=True)
-    _check_number("min_precision", min_precision, 1e-9, 1.0)
+    check_number("buckets", buckets, 1, 100, integer=True)
+    check_number("min_precision", min_precision, 0.0, 1.0, open_low=True)
     start = as_utc_naive(since, "since") if since is not None else None
     if start is not None and start > at:
         raise ValueError(f"since={start:%Y-%m-%d %H:%M} is after as_of={at:%Y-%m-%d %H:%M}")

@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -174,13 +174,6 @@ def authenticate(session: Session, secret: str | None) -> Principal | None:
         )
     ).first()
     return Principal(name=row[0], role=row[1]) if row is not None else None
-
-
-def touch(session: Session, name: str, now: datetime | None = None) -> None:
-    """Record that the key named ``name`` was used (flushed, not committed)."""
-    session.execute(
-        update(ApiKey).where(ApiKey.name == name).values(last_used_at=as_utc_naive(now))
-    )
 
 
 def requested_by(session: Session, approval_id: int) -> str | None:

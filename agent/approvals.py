@@ -282,6 +282,7 @@ def approve(
     if refusal:
         _refuse(session, approval_id, decision, by, moment, refusal)
         session.flush()
+        session.refresh(approval)
         return _view_by_id(session, approval_id)
     decision = _answer(session, approval_id, "approved", by, moment, note)
     if decision.action in actuators.ACTUATED:

@@ -379,9 +379,22 @@ def iter_log_records(
     since: datetime | None = None,
     until: datetime | None = None,
     batch_size: int = 1_000,
+) -> Iterator[dict[str, Any]]:
+    """Every logged decision in id order (optionally ``since <= decided_at < until``), as the
+    contract's JSON objects, streamed in batches."""
+    for record in iter_logged(session, since=since, until=until, batch_size=batch_size):
+        yield record.to_dict()
+
+
+def iter_logged(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    batch_size: int = 1_000,
 ) -> Iterator[LoggedDecision]:
     """Every logged decision in id order (optionally ``since <= decided_at < until``), as
-    contract records, streamed in batches."""
+    validated contract records, streamed in batches."""
     last_id = 0
     while True:
         query = (
@@ -413,4 +426,4 @@ def export_jsonl(
     """Write the decision log to ``path`` (``.jsonl``, :func:`policies.logged.write_jsonl`:
     through a temporary file renamed at the end, so a failure leaves no half-written log);
     returns how many records."""
-    return write_jsonl(path, iter_log_records(session, since=since, until=until))
+    return write_jsonl(path, iter_logged(session, since=since, until=until))

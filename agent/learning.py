@@ -53,7 +53,7 @@ from agent.decision_log import (
     CYCLE_STEP,
     DEFAULT_REWARD,
     find_by_event_id,
-    iter_log_records,
+    iter_logged,
 )
 from agent.models import DecisionRecord, LearnerSnapshot
 from agent.observe import as_utc_naive
@@ -394,7 +394,7 @@ def update_learner(
 def load_log(session: Session, *, since: datetime | None = None) -> list[LoggedDecision]:
     """The decision log (optionally ``decided_at >= since``) as contract records, the input
     of :mod:`policies.feedback` and :mod:`policies.ope`."""
-    return [LoggedDecision.from_dict(data) for data in iter_log_records(session, since=since)]
+    return list(iter_logged(session, since=since))
 
 
 def learning_status(session: Session, *, as_of: datetime) -> dict[str, Any]:

@@ -35,11 +35,15 @@ defects):
 - ``message_pressure`` = outbox messages created in ``(A - 7 d, A]`` / active accounts (the
   denominator of ``activation_rate``).
 - **Records** are the rows of ``users``, ``workflows``, ``events``, ``suggestions`` and
-  ``billing_events``. ``data_quality_issue_rate`` = defective records / records, a record being
-  defective if it has any of: a NULL or malformed email, a duplicate email (each user after the
-  first with the same lower-cased address), activation before signup, a timestamp after ``A``,
-  an unknown event type, workflow status or billing kind/status, a NULL workflow name, a
-  suggestion confidence that is NULL or outside [0, 1], a negative amount.
+  ``billing_events``. ``data_quality_issue_rate`` = defective records / records, a record
+  being defective if it breaks any rule of :mod:`agent.validation` (one definition shared with
+  the actuators) or is a duplicate user; a record counts once however many rules it breaks,
+  so the rate is at most 1. ``subscriptions``, ``usage_metrics`` and the settings read are
+  checked by the same rules and reported, but are not records. Every defect is in
+  ``snapshot.defect_report`` (table, column, kind, rows, sample ids); a defective value is
+  left out of the aggregate that would read it (a user whose times are not timestamps is no
+  account, a bad list price adds nothing to MRR, an out-of-range metric sample is skipped for
+  the latest valid one, a bad setting for the latest valid value).
   ``orphaned_records`` = workflows and events whose ``user_id`` is NULL, unknown, or a user
   deleted by ``A``.
 - ``health_score`` combines the latest ``error_rate``, ``p95_latency_ms`` and

@@ -3,8 +3,9 @@
 Every function here takes the caller's session, reads (never writes, except approvals'
 expiry, which :func:`agent.approvals.list_approvals` applies and commits itself) and returns
 plain dataclasses for the templates. The queries touch only the agent's own tables (cycles,
-decisions, executions, approvals, audit) plus one aggregate over suggestions for calibration,
-so a page costs the same at 10k users as at 100k: nothing here scans the product's rows.
+decisions, executions, approvals, audit: bounded pages, newest first, by index) plus one
+aggregate over suggestions for calibration (:func:`agent.analytics.suggestion_feedback`), the
+only part whose cost grows with the business (see BENCHMARKS.md, "Dashboard").
 
 Sections (the names the page and :data:`SECTIONS` use): ``header``, ``scores``, ``issues``,
 ``approvals``, ``activity`` (recent cycles and decisions), ``audit``, ``learning``.
@@ -40,6 +41,9 @@ SECTIONS: tuple[str, ...] = (
     "audit",
     "learning",
 )
+DEFERRED_SECTIONS: frozenset[str] = frozenset({"learning"})
+"""Sections the page fetches after it has loaded: their aggregate grows with the business (at
+100k users the calibration query alone takes longer than the rest of the page)."""
 TREND_CYCLES = 60
 """Cycles the trend charts cover (ten days of 4-hour cycles)."""
 RECENT_ROWS = 15
@@ -160,13 +164,15 @@ def _latest_cycle(session: Session) -> Cycle | None:
 
 
 def mlflow_link(tracking_uri: str, policy_version: str | None) -> str | None:
-    """The MLflow UI page of a registered model version (``models:/NAME/VERSION``) when the
-    tracking URI is a server (http or https); ``None`` otherwise."""
+    """The MLflow UI page of a registered model version (``models:/NAME/VERSION``; the model's
+    page for ``models:/NAME@ALIAS``) when the tracking URI is a server (http or https);
+    ``None`` otherwise."""
     if not policy_version or not tracking_uri.startswith(("http://", "https://")):
         return None
     if not policy_version.startswith("models:/"):
         return None
     name, _, version = policy_version.removeprefix("models:/").partition("/")
+    name = name.partition("@")[0]  # models:/NAME@ALIAS names the model, not a version
     base = tracking_uri.rstrip("/")
     if version.isdigit():
         return f"{base}/#/models/{quote(name)}/versions/{version}"

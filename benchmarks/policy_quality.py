@@ -28,6 +28,7 @@ from policies.oracle import LookaheadOracle, OracleConfig
 from policies.rules import RulesPolicy
 from policies.sb3 import train_sb3
 from policies.simple import NoopPolicy, RandomPolicy
+from policies.validation import split_list
 
 
 def _row(result: EvaluationResult, scenarios: tuple[str, ...]) -> str:
@@ -67,7 +68,7 @@ def main() -> None:
         )
         policies.append(bandit)
 
-    for algo in [a.strip() for a in args.algos.split(",") if a.strip()]:
+    for algo in split_list(args.algos):
         steps = args.timesteps if algo == "ppo" else args.other_timesteps
         start = time.perf_counter()
         config = load_config(algo)  # the project's hyperparameters: the YAML
@@ -76,7 +77,7 @@ def main() -> None:
             scenarios,
             steps,
             args.train_seed,
-            n_envs=config.n_envs,
+            n_envs=len(scenarios),  # one copy per scenario, as in BENCHMARKS.md
             reward_scale=config.hyperparameters.reward_scale,
             **sb3_kwargs(config.hyperparameters),
         )

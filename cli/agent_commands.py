@@ -121,6 +121,11 @@ def audit_verify(args: argparse.Namespace) -> int:
     if report.ok:
         print(f"audit trail intact: {report.entries} entries, head {report.head_hash[:16]}")
         return 0
+    if report.missing:
+        print(f"audit trail INCOMPLETE: {report.entries} entries verified, but")
+        for line in report.missing:
+            print(f"  {line}")
+        return 1
     print(
         f"audit trail BROKEN at entry {report.first_bad_id}: {report.reason} "
         f"({report.entries} entries verified before it)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -34,17 +34,6 @@ def timestamp(value: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"expected an ISO-8601 date or time such as 2025-06-01T12:00, got {value!r}"
         ) from None
-
-
-def split_list(text: str, allowed: Sequence[str] | None = None) -> list[str]:
-    """The items of a comma-separated list; ``all`` alone means every ``allowed`` item. Raises
-    ``ValueError`` for an empty list (the items themselves are checked where they are used)."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise ValueError(f"expected a comma-separated list, got {text!r}")
-    if allowed is not None and items == ["all"]:
-        return list(allowed)
-    return items
 
 
 def fail(command: str, error: Exception) -> int:

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cli.common import UsageError, split_list
+from cli.common import UsageError
+from policies.validation import split_list
 
 Handler = Callable[[argparse.Namespace], int]
 

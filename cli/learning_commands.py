@@ -47,6 +47,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     ope.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     ope.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     ope.add_argument("--json", action="store_true", help="print one JSON object")
+    ope.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store of a models:/ or runs:/ policy (default: the settings' URI)",
+    )
     ope.set_defaults(handler=_ope)
 
     learn = subparsers.add_parser(
@@ -87,6 +92,7 @@ def evaluate_log(
     min_ess: float | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """The report ``autopilot ope`` prints: the log's counts and each estimate as a dict."""
     from agent.settings import get_settings
@@ -102,8 +108,9 @@ def evaluate_log(
     feedback, counts = bandit_feedback(records)
     if policy_spec.strip().startswith(("models:/", "runs:/")):
         from experiments.models import load_policy_uri  # MLflow loads only for these
+        from experiments.tracking import configure
 
-        policy = load_policy_uri(policy_spec)
+        policy = load_policy_uri(policy_spec, tracking=configure(tracking_uri))
     else:
         policy = load_policy(policy_spec)
     estimates = estimate_all(
@@ -158,6 +165,7 @@ def _ope(args: argparse.Namespace) -> int:
         min_ess=args.min_ess,
         n_bootstrap=args.bootstrap,
         seed=args.seed,
+        tracking_uri=args.tracking_uri,
     )
     print(json.dumps(report, allow_nan=False) if args.json else report_table(report))
     return 0

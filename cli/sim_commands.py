@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cli.common import split_list
 from environment import MAX_EPISODE_STEPS
 from environment.scenarios import SCENARIO_NAMES
 from policies.evaluation import EvaluationResult, evaluate
 from policies.registry import load_policy
+from policies.validation import check_names, split_list
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -124,7 +124,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     names = split_list(args.policies)
-    scenarios = split_list(args.scenarios, SCENARIO_NAMES)
+    scenarios = list(check_names(args.scenarios, SCENARIO_NAMES, "scenarios", all_word="all"))
     if args.log is not None:
         return _simulate_log(args, names, scenarios)
     print(comparison_table(compare_policies(names, scenarios, args.seeds)))

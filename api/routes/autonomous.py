@@ -15,8 +15,9 @@ from sqlalchemy import select
 from agent import decision_log
 from agent.analytics import suggestion_feedback
 from agent.detect import KPI_ACTIONS, detect
+from agent.learning import learning_status
 from agent.models import DecisionRecord
-from agent.observe import observe
+from agent.observe import as_utc_naive, observe
 from agent.orchestrator import resolve_thresholds
 from agent.settings import Settings
 from api.cycles import ENDPOINT_KINDS, cycle_body, run_cycle
@@ -69,9 +70,12 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.get("/api/autonomous/learning", dependencies=[reader], responses=errors)
     def learning(session: SessionDep) -> dict[str, Any]:
-        """Rewards joined to logged decisions, per executed action, and the join windows."""
+        """Decisions by reward state and each learner's latest version
+        (:func:`agent.learning.learning_status`), rewards per executed action, and the join
+        windows."""
         summary = decision_log.reward_summary(session)
         return {
+            **json_safe(learning_status(session, as_of=as_utc_naive(None))),
             "actions": [
                 {
                     "action": s.action,

@@ -134,7 +134,11 @@ def page(request: Request, session: SessionDep, settings: SettingsDep) -> Respon
     principal = authenticate(session, found.api_key) if found else None
     if found is None or principal is None:
         return TEMPLATES.TemplateResponse(request, "signin.html", {"error": None})
-    data = {name: _section(name, session, settings) for name in views.SECTIONS}
+    data = {
+        name: _section(name, session, settings)
+        for name in views.SECTIONS
+        if name not in views.DEFERRED_SECTIONS
+    }
     context = {
         "csrf_token": found.csrf_token,
         "principal": principal,

@@ -141,6 +141,7 @@
     }
   }
   drawCharts();
+  refresh([...document.querySelectorAll("[data-deferred]")].map((s) => s.dataset.section));
   let resizeTimer = null;
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);

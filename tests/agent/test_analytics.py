@@ -157,10 +157,10 @@ def test_the_planted_first_week_signals_stand_out(seeded: tuple[Engine, SeedResu
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"buckets": 0}, r"buckets=0 is outside \[1, 100\]"),
-        ({"buckets": 2.5}, "buckets must be an integer, got 2.5"),
-        ({"min_precision": 0.0}, r"min_precision=0.0 is outside"),
-        ({"min_precision": float("nan")}, "min_precision must be a number, got nan"),
+        ({"buckets": 0}, r"buckets=0 is invalid: must be an integer in \[1, 100\]"),
+        ({"buckets": 2.5}, r"buckets=2.5 is invalid: must be an integer"),
+        ({"min_precision": 0.0}, r"min_precision=0.0 is invalid: must be a number in \(0.0, 1.0\]"),
+        ({"min_precision": float("nan")}, "min_precision=nan is invalid"),
         ({"since": at(1)}, "since=2025-06-02 00:00 is after as_of=2025-06-01 00:00"),
     ],
 )
@@ -174,10 +174,10 @@ def test_bad_feedback_arguments(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"top_share": 0.9}, r"top_share=0.9 is outside"),
-        ({"first_week_days": 0}, r"first_week_days=0 is outside \[1, 60\]"),
-        ({"engagement_days": "28"}, "engagement_days must be an integer, got '28'"),
-        ({"min_support": 2}, r"min_support=2 is outside \[0.0, 1.0\]"),
+        ({"top_share": 0.9}, r"top_share=0.9 is invalid: must be a number in \(0.0, 0.5\]"),
+        ({"first_week_days": 0}, r"first_week_days=0 is invalid: must be an integer in \[1, 60\]"),
+        ({"engagement_days": "28"}, "engagement_days='28' is invalid: must be an integer"),
+        ({"min_support": 2}, r"min_support=2 is invalid: must be a number in \[0.0, 1.0\]"),
     ],
 )
 def test_bad_pattern_arguments(

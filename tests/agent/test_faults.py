@@ -431,13 +431,17 @@ def test_an_approval_re_checks_governance_and_can_be_re_requested(business: Engi
     )
     with session_factory(business)() as session:
         approval = held(session, "retention_campaign")
-        with pytest.raises(approvals.ApprovalError, match="governance now forbids it"):
-            approvals.approve(session, approval.id, by="alice", now=AS_OF, governance=forbidden)
-        assert session.get(Approval, approval.id).status == "refused"  # type: ignore[union-attr]
+        refused = approvals.approve(
+            session, approval.id, by="alice", now=AS_OF, governance=forbidden
+        )
+        session.commit()
+        assert refused.status == "refused" and refused.execution_id is None
+        assert "governance now forbids it" in (refused.note or "")
         again = held(session, "retention_campaign", AS_OF + timedelta(minutes=1))
         view = approvals.approve(
             session, again.id, by="alice", now=AS_OF + timedelta(minutes=1), governance=Governance()
         )
+        session.commit()
     assert view.status == "approved" and view.execution_id is not None
     FAULT_TALLY["findings"] += 1
 
@@ -449,8 +453,9 @@ def test_a_blast_radius_past_its_limit_refuses_the_approval(business: Engine) ->
         tight = Governance(
             rules={**Governance().rules, "retention_campaign": ActionRule(max_rows=rows - 1)}
         )
-        with pytest.raises(approvals.ApprovalError, match="blast_radius"):
-            approvals.approve(session, approval.id, by="alice", now=AS_OF, governance=tight)
+        refused = approvals.approve(session, approval.id, by="alice", now=AS_OF, governance=tight)
+        session.commit()
+        assert refused.status == "refused" and "blast_radius" in (refused.note or "")
         at_limit = Governance(
             rules={**Governance().rules, "retention_campaign": ActionRule(max_rows=rows)}
         )

@@ -21,7 +21,7 @@ from api.dashboard_security import (
     SESSION_COOKIE,
     SessionCodec,
 )
-from api.dashboard_views import MAX_AUDIT_PAGE_SIZE, SECTIONS
+from api.dashboard_views import MAX_AUDIT_PAGE_SIZE, SECTIONS, mlflow_link
 from tests.api.conftest import Api
 
 SECRET = "s" * 32
@@ -250,3 +250,25 @@ def test_settings_bound_the_dashboard_fields() -> None:
     with pytest.raises(ValueError, match="dashboard_session_ttl_s"):
         Settings(dashboard_session_ttl_s=MIN_TTL_S - 1)
     assert Settings(dashboard_session_ttl_s=MAX_TTL_S).dashboard_session_ttl_s == MAX_TTL_S
+
+
+@pytest.mark.parametrize(
+    ("uri", "version", "link"),
+    [
+        (
+            "http://mlflow:5000/",
+            "models:/autopilot-policy/3",
+            "http://mlflow:5000/#/models/autopilot-policy/versions/3",
+        ),
+        (
+            "https://ml.example",
+            "models:/autopilot-policy@champion",
+            "https://ml.example/#/models/autopilot-policy",
+        ),
+        ("sqlite:///mlflow.db", "models:/autopilot-policy/3", None),  # no UI to link to
+        ("http://mlflow:5000", "1", None),  # not a registered model (the rules policy)
+        ("http://mlflow:5000", None, None),
+    ],
+)
+def test_mlflow_link(uri: str, version: str | None, link: str | None) -> None:
+    assert mlflow_link(uri, version) == link

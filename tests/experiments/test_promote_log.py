@@ -71,8 +71,9 @@ def test_the_cli_decides_from_a_log(
 def test_ope_reads_a_registered_model(
     tracking: Tracking, uniform_log: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _register(tracking, "noop")  # the store is sqlite:///mlflow.db in the working directory
+    _register(tracking, "noop")
     argv = ["ope", "--log", str(uniform_log), "--policy", "models:/autopilot-policy@challenger"]
+    argv += ["--tracking-uri", tracking.uri]
     assert main([*argv, "--estimators", "ips", "--bootstrap", "20", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     noop = main(
