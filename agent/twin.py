@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 from agent import seed as seeding
 from agent.approvals import ApprovalError, approve
 from agent.db import make_engine, upgrade
+from agent.guardrails import Verdict
 from agent.models import (
     Approval,
     Archive,
@@ -522,7 +523,7 @@ def run_closed_loop(
                         if d.execution_id is not None:
                             executed[d.action] = executed.get(d.action, 0) + 1
                         if d.action != ACTION_NAMES[NOOP]:
-                            _add(outcomes.setdefault(d.source, {}), {d.verdict: 1})
+                            _add(outcomes.setdefault(d.source, {}), {Verdict(d.verdict).value: 1})
                 if operator is not None:
                     visit = day_start + OPERATOR_END_OF_DAY
                     _add(answers, _operator_answers(engine, visit, operator, executed))

@@ -83,6 +83,7 @@ def test_decisions_are_counted_per_source_and_outcome(tmp_path: Path) -> None:
     assert set(result.decisions) <= {"policy", "self_healing"}
     for counts in result.decisions.values():
         assert set(counts) <= set(OUTCOMES)
+        assert all(type(outcome) is str for outcome in counts)  # plain names, JSON-ready
     executed_by_guardrails = sum(c.get("executed", 0) for c in result.decisions.values())
     # nobody approves: every execution is one the guardrails passed
     assert result.approvals == {}
