@@ -16,6 +16,16 @@
    simulator's engagement rises), new failed charges and recoveries of the retried ones,
    churned accounts (their records become orphans) and new malformed emails.
 
+**The approval path.** Decisions the guardrails hold wait for a human. ``approver_delay_hours``
+models that human: ``None`` (the default) is nobody, so a held decision never executes; a
+number ``d`` in ``[0, 48)`` (:data:`agent.orchestrator.APPROVAL_TTL`) is an operator who
+approves every held decision once it has waited ``d`` hours. The operator looks at the queue
+before each cycle and once at :data:`OPERATOR_END_OF_DAY`; an approval is executed through
+:func:`agent.approvals.approve`, so it passes the same re-check as a human's (a refused one
+stays unexecuted). :class:`LoopResult` counts, per source (``policy``, ``self_healing``), how
+many non-``noop`` decisions the guardrails executed, held and blocked (:data:`OUTCOMES`), and
+what the operator's answers led to (``approved``, ``refused``, ``expired``).
+
 The day's rows are sampled by this module's small writer, sized by the simulator's state
 (:mod:`agent.seed` materializes a whole history at once and has no per-day entry point). The
 result holds the simulator's true KPIs day by day and the business value (the environment's
@@ -31,10 +41,14 @@ from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import ColumnElement, Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session
 
 from agent import seed as seeding
+from agent.approvals import ApprovalError, approve
 from agent.db import make_engine, upgrade
+from agent.guardrails import Verdict
 from agent.models import (
+    Approval,
     Archive,
     BillingEvent,
     Event,
@@ -44,7 +58,7 @@ from agent.models import (
     Subscription,
     User,
 )
-from agent.orchestrator import CycleRunning, resolve_policy, run_full_cycle
+from agent.orchestrator import APPROVAL_TTL, CycleRunning, resolve_policy, run_full_cycle
 from environment.actions import ACTION_NAMES, NOOP, action_index
 from environment.params import BusinessParams
 from policies.base import Policy
@@ -68,6 +82,14 @@ reports retry recovery rates of roughly 40-70%; 50% is assumed)."""
 EXPIRY_DAYS = BusinessParams().failed_payment_expiry_days
 """Days after which an unrecovered failed charge expires, as in the simulator."""
 START = datetime(2025, 1, 1)
+OUTCOMES: tuple[str, ...] = ("executed", "needs_approval", "blocked")
+"""What the guardrails can make of a decision (:class:`agent.guardrails.Verdict` values)."""
+OPERATOR = "twin-operator"
+"""The name the modelled operator approves under (audited like any approver)."""
+OPERATOR_END_OF_DAY = timedelta(hours=23, minutes=30)
+"""The operator's last look at the queue each day (after the day's cycles)."""
+MAX_APPROVER_DELAY_HOURS = APPROVAL_TTL.total_seconds() / 3600
+"""An operator slower than this never answers: held decisions expire first."""
 
 # The day writer's own magnitudes (assumptions: the simulator has no clock within a day):
 ACTIVATION_DELAY = timedelta(hours=2)
@@ -99,6 +121,11 @@ class LoopResult:
     final_kpis: dict[str, float]
     trajectory: list[dict[str, float]] = field(default_factory=list)
     executions: dict[str, int] = field(default_factory=dict)
+    decisions: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per source, the non-``noop`` decisions by guardrail outcome (:data:`OUTCOMES`)."""
+    approvals: dict[str, int] = field(default_factory=dict)
+    """The operator's answers: ``approved`` (executed), ``refused``, ``expired``."""
+    approver_delay_hours: float | None = None
     cycles: int = 0
     policy_note: str = ""
     seconds: float = 0.0
@@ -112,6 +139,11 @@ class LoopResult:
             "business_value": round(self.business_value, 2),
             **{k: round(self.final_kpis.get(k, float("nan")), 4) for k in TRAJECTORY_KPIS},
             "executions": sum(self.executions.values()),
+            **{
+                f"policy_{outcome}": self.decisions.get("policy", {}).get(outcome, 0)
+                for outcome in OUTCOMES
+            },
+            "approved": self.approvals.get("approved", 0),
             "seconds": round(self.seconds, 1),
         }
 
@@ -381,6 +413,51 @@ class _DayWriter:
             )
 
 
+def _check_delay(approver_delay_hours: float | None) -> None:
+    if approver_delay_hours is None:
+        return
+    delay = approver_delay_hours
+    if isinstance(delay, bool) or not isinstance(delay, int | float):
+        raise ValueError(f"approver_delay_hours={delay!r} must be a number of hours or None")
+    if not 0 <= delay < MAX_APPROVER_DELAY_HOURS:
+        raise ValueError(
+            f"approver_delay_hours={delay} is outside [0, {MAX_APPROVER_DELAY_HOURS:g}) "
+            "(None: nobody approves)"
+        )
+
+
+def _operator_answers(
+    engine: Engine, now: datetime, delay: timedelta, executed: dict[str, int]
+) -> dict[str, int]:
+    """The operator's visit at ``now``: approve every pending approval that has waited
+    ``delay``, oldest first; count the answers and add the executions to ``executed``."""
+    answers: dict[str, int] = {}
+    with Session(engine) as session:
+        due = session.execute(
+            select(Approval.id)
+            .where(Approval.status == "pending", Approval.requested_at <= now - delay)
+            .order_by(Approval.requested_at, Approval.id)
+        ).scalars()
+        for approval_id in list(due):
+            try:
+                view = approve(session, approval_id, by=OPERATOR, now=now)
+            except ApprovalError:
+                session.rollback()
+                answers["expired"] = answers.get("expired", 0) + 1
+                continue
+            session.commit()
+            outcome = "approved" if view.status == "approved" else view.status
+            answers[outcome] = answers.get(outcome, 0) + 1
+            if view.status == "approved" and view.execution_id is not None:
+                executed[view.action] = executed.get(view.action, 0) + 1
+    return answers
+
+
+def _add(into: dict[str, int], counts: dict[str, int]) -> None:
+    for key, n in counts.items():
+        into[key] = into.get(key, 0) + n
+
+
 def run_closed_loop(
     db_url: str,
     *,
@@ -391,16 +468,20 @@ def run_closed_loop(
     users: int = 2000,
     cycles_per_day: int = 1,
     scenario: str = "steady",
+    approver_delay_hours: float | None = None,
 ) -> LoopResult:
     """Run the simulator and the agent together for ``days`` days on a fresh database at
     ``db_url`` (see the module docstring). ``mode``: ``autopilot`` (``policy``, default the
-    champion else rules), ``rules`` or ``none`` (no agent)."""
+    champion else rules), ``rules`` or ``none`` (no agent). ``approver_delay_hours``: the
+    modelled operator (module docstring; ``None``: nobody approves)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; allowed: {list(MODES)}")
     if not 1 <= days <= 365:
         raise ValueError(f"days={days} is outside [1, 365]")
     if not 1 <= cycles_per_day <= 6:
         raise ValueError(f"cycles_per_day={cycles_per_day} is outside [1, 6]")
+    _check_delay(approver_delay_hours)
+    operator = None if approver_delay_hours is None else timedelta(hours=approver_delay_hours)
     began = time.perf_counter()
     engine = make_engine(db_url)
     upgrade(engine)
@@ -422,12 +503,16 @@ def run_closed_loop(
     value, trajectory, cycles = 0.0, [], 0
     policy_name = "none"
     executed: dict[str, int] = {}
+    outcomes: dict[str, dict[str, int]] = {}
+    answers: dict[str, int] = {}
     try:
         for day in range(days):
             day_start = seeded.as_of + timedelta(days=day)
             if mode != "none":
                 for k in range(cycles_per_day):
                     at = day_start + timedelta(hours=1 + k * 24 // cycles_per_day)
+                    if operator is not None:
+                        _add(answers, _operator_answers(engine, at, operator, executed))
                     try:
                         result = run_full_cycle(engine, dry_run=False, policy=chosen, as_of=at)
                     except CycleRunning:
@@ -437,6 +522,11 @@ def run_closed_loop(
                     for d in result.decisions:
                         if d.execution_id is not None:
                             executed[d.action] = executed.get(d.action, 0) + 1
+                        if d.action != ACTION_NAMES[NOOP]:
+                            _add(outcomes.setdefault(d.source, {}), {Verdict(d.verdict).value: 1})
+                if operator is not None:
+                    visit = day_start + OPERATOR_END_OF_DAY
+                    _add(answers, _operator_answers(engine, visit, operator, executed))
             actions = _effects_as_actions(engine, day_start, day_start + timedelta(days=1))
             before = sim.get_state()
             info: dict[str, Any] = {}
@@ -463,6 +553,9 @@ def run_closed_loop(
         final_kpis=trajectory[-1] if trajectory else {},
         trajectory=trajectory,
         executions=executed,
+        decisions=outcomes,
+        approvals=answers,
+        approver_delay_hours=approver_delay_hours,
         cycles=cycles,
         policy_note=note,
         seconds=time.perf_counter() - began,

@@ -48,6 +48,14 @@ samples get no threshold: the guardrails keep their built-in default for them.
     mlflow_run_id: 0123abcd...       # the run holding the same figures
     generated_at: "2026-01-01T00:00:00+00:00"
 
+**Calibration** (:func:`calibration_of`): the same evidence checks what a confidence means.
+Confidence is read as the probability that executing the action now beats holding it (the one
+statement of that meaning is in :mod:`policies.feedback`); here the outcome is observed, not
+estimated: ``o_i = [value_i > 0]``. :func:`calibration_of` returns the reliability table, the
+Brier score and the ECE of :mod:`policies.feedback` on these pairs; run it on seeds no training
+or tuning saw. ``autopilot thresholds`` logs them as ``calibration/ece`` and
+``calibration/brier``.
+
 Every action name is one of :data:`environment.actions.ACTION_NAMES`; ``noop`` never appears
 (the guardrails always let it through). A threshold is a number in [0, 1] or ``.inf``.
 """
@@ -74,6 +82,12 @@ from experiments.config import expand_scenarios
 from experiments.models import load_policy_uri
 from experiments.tracking import configure, log_metrics, log_params, start_run
 from policies.base import EnvAware, Episodic, Policy
+from policies.feedback import (
+    DEFAULT_BINS,
+    brier_score,
+    expected_calibration_error,
+    reliability_table,
+)
 from policies.validation import check_number, check_seeds
 
 DEFAULT_THRESHOLDS_PATH = Path("guardrails/thresholds.yaml")
@@ -198,6 +212,32 @@ def collect_decisions(
         horizon,
         stride,
     )
+
+
+def calibration_of(samples: DecisionSamples, n_bins: int = DEFAULT_BINS) -> dict[str, Any]:
+    """Calibration of the samples' confidences against ``[value > 0]`` (module docstring):
+    ``{"n", "beats_holding_rate", "mean_confidence", "brier", "ece", "table"}``; the figures
+    are ``nan`` and the table empty when there are no samples."""
+    outcomes = (samples.values > 0).astype(np.float64)
+    n = len(outcomes)
+    if n == 0:
+        nan = math.nan
+        return {
+            "n": 0,
+            "beats_holding_rate": nan,
+            "mean_confidence": nan,
+            "brier": nan,
+            "ece": nan,
+            "table": [],
+        }
+    return {
+        "n": n,
+        "beats_holding_rate": float(outcomes.mean()),
+        "mean_confidence": float(samples.confidences.mean()),
+        "brier": brier_score(samples.confidences, outcomes),
+        "ece": expected_calibration_error(samples.confidences, outcomes, n_bins),
+        "table": reliability_table(samples.confidences, outcomes, n_bins),
+    }
 
 
 # --- optimization ---------------------------------------------------------------------------
@@ -412,6 +452,10 @@ def run_thresholds(
             }
         )
         metrics: dict[str, float] = {"decisions": float(len(samples.actions))}
+        calibration = calibration_of(samples)
+        if calibration["n"]:
+            metrics["calibration/ece"] = calibration["ece"]
+            metrics["calibration/brier"] = calibration["brier"]
         for name, entry in chosen.items():
             metrics[f"samples.{name}"] = float(entry.samples)
             if entry.threshold is not None:

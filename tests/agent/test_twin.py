@@ -9,8 +9,16 @@ import pytest
 from sqlalchemy import func, select
 
 from agent.db import make_engine
-from agent.models import Execution, User
-from agent.twin import START, TRAJECTORY_KPIS, _effects_as_actions, run_closed_loop
+from agent.models import Approval, Execution, User
+from agent.twin import (
+    MAX_APPROVER_DELAY_HOURS,
+    OPERATOR,
+    OUTCOMES,
+    START,
+    TRAJECTORY_KPIS,
+    _effects_as_actions,
+    run_closed_loop,
+)
 from environment.actions import ACTION_NAMES
 
 
@@ -66,3 +74,63 @@ def test_the_same_seed_replays_exactly(tmp_path: Path) -> None:
     )
     assert first.trajectory == again.trajectory
     assert first.executions == again.executions
+
+
+def test_decisions_are_counted_per_source_and_outcome(tmp_path: Path) -> None:
+    result = run_closed_loop(
+        f"sqlite:///{tmp_path / 'a.db'}", days=2, seed=4, mode="rules", users=800
+    )
+    assert set(result.decisions) <= {"policy", "self_healing"}
+    for counts in result.decisions.values():
+        assert set(counts) <= set(OUTCOMES)
+        assert all(type(outcome) is str for outcome in counts)  # plain names, JSON-ready
+    executed_by_guardrails = sum(c.get("executed", 0) for c in result.decisions.values())
+    # nobody approves: every execution is one the guardrails passed
+    assert result.approvals == {}
+    assert executed_by_guardrails == sum(result.executions.values())
+    assert result.row()["policy_executed"] == result.decisions.get("policy", {}).get("executed", 0)
+
+
+def test_an_operator_executes_what_nobody_would(tmp_path: Path) -> None:
+    nobody = run_closed_loop(
+        f"sqlite:///{tmp_path / 'a.db'}", days=3, seed=4, mode="rules", users=800
+    )
+    held = sum(c.get("needs_approval", 0) for c in nobody.decisions.values())
+    assert held > 0, "the seed must hold something for this test to mean anything"
+    operator = run_closed_loop(
+        f"sqlite:///{tmp_path / 'b.db'}",
+        days=3,
+        seed=4,
+        mode="rules",
+        users=800,
+        approver_delay_hours=0,
+    )
+    assert operator.approvals.get("approved", 0) > 0
+    assert sum(operator.executions.values()) > sum(
+        c.get("executed", 0) for c in operator.decisions.values()
+    )
+    engine = make_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    with engine.connect() as connection:
+        approved = connection.execute(
+            select(func.count()).select_from(Approval).where(Approval.decided_by == OPERATOR)
+        ).scalar_one()
+    engine.dispose()
+    assert approved == sum(operator.approvals.values()) - operator.approvals.get("expired", 0)
+
+
+@pytest.mark.parametrize("delay", [-0.001, MAX_APPROVER_DELAY_HOURS, MAX_APPROVER_DELAY_HOURS + 1])
+def test_an_operator_slower_than_the_expiry_is_refused(tmp_path: Path, delay: float) -> None:
+    with pytest.raises(ValueError, match=r"approver_delay_hours=.* is outside \[0, 48\)"):
+        run_closed_loop(f"sqlite:///{tmp_path / 'x.db'}", approver_delay_hours=delay)
+
+
+def test_an_operator_just_inside_the_expiry_is_accepted(tmp_path: Path) -> None:
+    result = run_closed_loop(
+        f"sqlite:///{tmp_path / 'x.db'}",
+        days=1,
+        seed=4,
+        mode="none",
+        users=800,
+        approver_delay_hours=MAX_APPROVER_DELAY_HOURS - 0.001,
+    )
+    assert result.approver_delay_hours == pytest.approx(MAX_APPROVER_DELAY_HOURS - 0.001)

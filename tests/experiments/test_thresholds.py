@@ -16,6 +16,7 @@ from experiments.thresholds import (
     DecisionSamples,
     ThresholdsFile,
     best_threshold,
+    calibration_of,
     optimal_thresholds,
     run_thresholds,
     write_thresholds,
@@ -142,6 +143,8 @@ def test_thresholds_command_logs_and_writes_the_file(tracking: Tracking) -> None
             assert run.data.metrics[f"expected_value.{name}"] == pytest.approx(entry.expected_value)
     artifacts = [a.path for a in tracking.client().list_artifacts(run.info.run_id, "thresholds")]
     assert artifacts == ["thresholds/thresholds.yaml"]
+    assert 0.0 <= run.data.metrics["calibration/ece"] <= 1.0
+    assert 0.0 <= run.data.metrics["calibration/brier"] <= 1.0
 
 
 def test_thresholds_for_a_missing_champion_say_so(tracking: Tracking) -> None:
@@ -162,3 +165,38 @@ def test_thresholds_for_a_missing_champion_say_so(tracking: Tracking) -> None:
 def test_bad_threshold_arguments(tracking: Tracking, kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         run_thresholds("rules", tracking=tracking, **kwargs)  # type: ignore[arg-type]
+
+
+def _data_fix_samples(confidences: list[float], values: list[float]) -> DecisionSamples:
+    n = len(values)
+    return DecisionSamples(
+        np.full(n, action_index("data_fix"), dtype=np.int64),
+        np.asarray(confidences, dtype=np.float64),
+        np.asarray(values, dtype=np.float64),
+    )
+
+
+def test_calibration_reads_confidence_as_the_chance_executing_beats_holding() -> None:
+    # 0.25 confident: one of four beats holding (calibrated); 0.95 confident: one of two (not)
+    samples = _data_fix_samples([0.25] * 4 + [0.95] * 2, [1.0, -1.0, -2.0, -0.5, 3.0, -3.0])
+    report = calibration_of(samples, n_bins=10)
+    assert report["n"] == 6
+    assert report["beats_holding_rate"] == pytest.approx(2 / 6)
+    assert report["mean_confidence"] == pytest.approx((4 * 0.25 + 2 * 0.95) / 6)
+    # bins: 0.25 -> [0.2, 0.3) with rate 0.25 (gap 0); 0.95 -> [0.9, 1.0] with rate 0.5
+    assert report["ece"] == pytest.approx(2 / 6 * 0.45, abs=1e-12)
+    rows = [row for row in report["table"] if row["count"]]
+    assert [(row["count"], row["outcome_rate"]) for row in rows] == [(4, 0.25), (2, 0.5)]
+    expected_brier = (0.25**2 * 3 + 0.75**2 + 0.05**2 + 0.95**2) / 6
+    assert report["brier"] == pytest.approx(expected_brier, abs=1e-12)
+
+
+def test_a_value_of_exactly_zero_does_not_beat_holding() -> None:
+    report = calibration_of(_data_fix_samples([0.5, 0.5], [0.0, 1e-9]))
+    assert report["beats_holding_rate"] == pytest.approx(0.5)
+
+
+def test_calibration_of_no_samples_is_nan() -> None:
+    report = calibration_of(_data_fix_samples([], []))
+    assert report["n"] == 0 and report["table"] == []
+    assert math.isnan(report["ece"]) and math.isnan(report["brier"])
