@@ -29,6 +29,7 @@ from agent.observe import observe
 from agent.seed import SeedResult
 from agent.settings import get_settings
 from cli.main import main
+from environment.kpis import N_OBS
 from tests.agent.conftest import SEED_END
 
 
@@ -158,7 +159,7 @@ def test_cli_upgrade_seed_and_observe(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "activation_rate" in out and "Issues" in out
     assert main(["observe", "--db", url, "--as-of", "2025-03-01", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert len(payload["observation"]) == 18 and payload["kpis"]["mrr"] > 0
+    assert len(payload["observation"]) == N_OBS and payload["kpis"]["mrr"] > 0
 
 
 def test_cli_errors_name_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,7 +30,7 @@ from agent.learning import (
 )
 from agent.models import DecisionRecord, LearnerSnapshot
 from environment.actions import ACTION_NAMES, N_ACTIONS
-from environment.kpis import N_KPIS
+from environment.kpis import N_OBS
 from policies.bandits import LinUCBBandit, features
 from policies.logged import bandit_feedback, read_jsonl
 
@@ -63,7 +63,7 @@ def decide(
         policy_name="rules",
         policy_version="rules",
         kpis={"mrr": mrr, "alignment_score": alignment},
-        obs=obs if obs is not None else [0.5] * N_KPIS,
+        obs=obs if obs is not None else [0.5] * N_OBS,
         probabilities=probabilities if probabilities is not None else UNIFORM,
         proposed_action=action,
         confidence=0.9,
@@ -140,7 +140,7 @@ def test_reported_rewards_stand_and_dangling_ones_are_named(session: Session) ->
             decided_at=T0,
             policy_name="old",
             policy_version="0",
-            context_obs=[0.5] * N_KPIS,
+            context_obs=[0.5] * N_OBS,
             context_kpis={},
             propensities=UNIFORM,
             action="noop",
@@ -175,7 +175,7 @@ def test_online_updates_over_cycles_equal_one_pass(session: Session) -> None:
             mrr,
             float(rng.uniform(40, 90)),
             action=action,
-            obs=rng.uniform(0, 1, N_KPIS).tolist(),
+            obs=rng.uniform(0, 1, N_OBS).tolist(),
             probabilities=probabilities,
         )
     session.commit()

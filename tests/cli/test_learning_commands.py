@@ -116,7 +116,7 @@ def test_learn_joins_and_updates_on_a_database(
 
     from agent.db import make_engine, upgrade
     from agent.decision_log import record_decision
-    from environment.kpis import N_KPIS
+    from environment.kpis import N_OBS
 
     url = f"sqlite:///{tmp_path / 'learn.db'}"
     engine = make_engine(url)
@@ -131,7 +131,7 @@ def test_learn_joins_and_updates_on_a_database(
                 policy_name="rules",
                 policy_version="rules",
                 kpis={"mrr": mrr, "alignment_score": alignment},
-                obs=[0.5] * N_KPIS,
+                obs=[0.5] * N_OBS,
                 probabilities=[1 / N_ACTIONS] * N_ACTIONS,
                 proposed_action="noop",
                 confidence=0.8,
