@@ -7,9 +7,10 @@ from a request's ``recent_actions``, and the cycle from the executions table thr
 :func:`cycles_since_last`, so the three are one encoding.
 
 A cycle is :data:`environment.actions.CYCLE_HOURS` long: an execution ``h`` hours before
-``as_of`` is ``max(1, floor(h / CYCLE_HOURS + 1/2))`` cycles ago (halves round up) (1: the cycle just completed), the
-simulator's count after one step. Executions undone since, failed or planned in dry run do not
-count; older than :data:`environment.kpis.RECENT_HORIZON_CYCLES` cycles means "long ago".
+``as_of`` is ``max(1, floor(h / CYCLE_HOURS + 1/2))`` cycles ago (halves round up; 1: the
+cycle just completed), the simulator's count after one step. Executions undone since, failed
+or planned in dry run do not count; older than
+:data:`environment.kpis.RECENT_HORIZON_CYCLES` cycles means "long ago".
 """
 
 from __future__ import annotations
