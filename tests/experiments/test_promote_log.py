@@ -23,7 +23,8 @@ GATE = GateConfig(min_samples=100, min_ess=20.0)
 @pytest.fixture(scope="module")
 def uniform_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """~1000 decisions of uniform exploration on the steady business. On one-step rewards
-    noop (no action cost) is far better than rules (which pays for campaigns and fixes)."""
+    noop (no action cost) is far better than random (which pays for every action and takes
+    price moves at random)."""
     path = tmp_path_factory.mktemp("log") / "uniform.jsonl"
     config = LogConfig(scenarios=("steady",), seeds=(0, 1, 2, 3), explore=1.0, steps=300)
     write_jsonl(path, simulate_log(load_policy("random"), config))
@@ -33,12 +34,12 @@ def uniform_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_better_challenger_is_promoted_and_the_alias_moves(
     tracking: Tracking, uniform_log: Path
 ) -> None:
-    rules = _register(tracking, "rules")
-    set_alias(tracking, CHAMPION, rules)
+    random = _register(tracking, "random")
+    set_alias(tracking, CHAMPION, random)
     noop = _register(tracking, "noop")  # now @challenger
     decision = promote_from_log(uniform_log, config=GATE, tracking=tracking)
     assert decision.promoted, decision.gate.reason
-    assert decision.champion == f"models:/autopilot-policy/{rules}"
+    assert decision.champion == f"models:/autopilot-policy/{random}"
     assert decision.champion_version == noop
     assert str(model_version(tracking, CHAMPION).version) == noop  # type: ignore[union-attr]
     run = tracking.client().get_run(decision.run_id)

@@ -46,7 +46,7 @@ def test_trials_are_nested_runs_and_the_study_persists(tracking: Tracking) -> No
 
     # A second invocation continues the same study.
     again = tune("linucb", 1, overrides=_overrides(), tracking=tracking)
-    assert again.complete == 3
+    assert again.complete + again.pruned == 3 and again.failed == 0  # the median may prune it
 
 
 def test_pruned_trials_stop_early_and_are_marked(tracking: Tracking) -> None:
