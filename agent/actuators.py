@@ -972,3 +972,17 @@ def _reverse(session: Session, execution_id: int, record: dict[str, Any]) -> Rev
 def is_conflict(error: BaseException) -> bool:
     """Whether ``error`` is a unique-key conflict (a concurrent writer won)."""
     return isinstance(error, IntegrityError)
+
+
+def executions_by_action(session: Session, now: datetime) -> dict[str, list[datetime]]:
+    """Start times of live executions in the last week (not undone), per action."""
+    since = now - timedelta(days=7)
+    rows = session.execute(
+        select(Execution.action, Execution.started_at).where(
+            Execution.started_at > since, Execution.status == "executed"
+        )
+    ).all()
+    out: dict[str, list[datetime]] = {}
+    for action, started in rows:
+        out.setdefault(action, []).append(started)
+    return out

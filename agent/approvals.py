@@ -32,12 +32,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from agent import actuators, audit
+from agent.actuators import executions_by_action
 from agent.cycle_config import resolve_governance
 from agent.guardrails import Governance, GuardContext, Verdict, evaluate_decision
 from agent.kill_switch import kill_switch_state
 from agent.models import Approval, ApprovalPlan, AuditLog, DecisionRecord
 from agent.observe import as_utc_naive
-from agent.orchestrator import executions_by_action
 from environment.actions import action_index
 
 STATUSES = ("pending", "approved", "rejected", "expired", "refused")

@@ -44,6 +44,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from agent import actuators, audit, lock
+from agent.actuators import executions_by_action
+from agent.alerts import raise_alert
+from agent.approvals import request_approval
 from agent.cycle_config import (
     CycleConfig,
     PolicyLoader,
@@ -53,13 +56,15 @@ from agent.cycle_config import (
     resolve_thresholds,
 )
 from agent.db import session_scope
+from agent.decision_log import record_decision
 from agent.detect import Issue, detect
 from agent.guardrails import Governance, GuardContext, GuardVerdict, Verdict, evaluate_decision
 from agent.healing import Candidate, healing_candidates, heals
 from agent.kill_switch import kill_switch_state, set_kill_switch
+from agent.learning import LearningReport, learn
 from agent.lock import LOCK_NAME, CycleRunning, cycle_lock
-from agent.models import Approval, Cycle, DecisionRecord, Execution
-from agent.observe import KpiSnapshot, as_utc_naive, observe
+from agent.models import Approval, Cycle, DecisionRecord
+from agent.observe import KpiSnapshot, as_utc_naive, evidence_shortfalls, observe
 from agent.settings import CHAMPION_URI, Settings, get_settings
 from environment.actions import NOOP, action_index
 from policies.base import Episodic, Policy
@@ -108,7 +113,11 @@ class DecisionOutcome:
 class CycleResult:
     """What a cycle did. ``health_before`` / ``alignment_before``: the scores observed at its
     start; ``issues_healed``: issues whose self-healing action executed;
-    ``optimizations_applied``: optimization and decision actions executed."""
+    ``optimizations_applied``: optimization and decision actions executed;
+    ``policy_fallback``: the policy asked for failed to load and ``rules`` decided
+    (``policy_note`` says why); ``holds``: why every decision that would have executed was held
+    for approval instead (empty: none was); ``learning``: the learning step's report
+    (:meth:`agent.learning.LearningReport.to_dict`; empty for the monitor pass)."""
 
     cycle_id: int
     kind: str
@@ -127,6 +136,9 @@ class CycleResult:
     kpis: dict[str, float] = field(default_factory=dict)
     governance_source: str = ""
     thresholds_source: str = ""
+    policy_fallback: bool = False
+    holds: tuple[str, ...] = ()
+    learning: dict[str, Any] = field(default_factory=dict)
 
     @property
     def executions(self) -> list[int]:
@@ -161,8 +173,10 @@ class CycleResult:
 @dataclass(frozen=True, slots=True)
 class CycleContext:
     """Everything one cycle's decisions share: which cycle, when, in which mode, for whom,
-    decided with what (``config``), the kill switch as read at the start, and what was
-    observed (``obs``: float32, shape (n_kpis,), the encoded snapshot; ``kpis`` by name)."""
+    decided with what (``config``), the kill switch as read at the start, what was
+    observed (``obs``: float32, shape (n_kpis,), the encoded snapshot; ``kpis`` by name), and
+    why every decision that would execute is held for approval instead (``holds``; live mode
+    only: the evidence is short, or the policy fell back with ``fallback_mode`` ``hold``)."""
 
     cycle_id: int
     kind: str
@@ -174,6 +188,7 @@ class CycleContext:
     kill_reason: str
     obs: tuple[float, ...]
     kpis: Mapping[str, float]
+    holds: tuple[str, ...] = ()
 
     @property
     def mode(self) -> str:
@@ -342,7 +357,15 @@ def _run_in_session(
     _release_when_transaction_ends(session, engine, holder)
     cycle = _start(session, kind, config, at=at, dry_run=dry_run, actor=actor)
     snapshot = observe(session, at)
+    learning = (
+        learn(session, as_of=at, current_kpis=snapshot.kpis, cycle_id=cycle.id)
+        if kind == FULL
+        else None
+    )
     kill_on, kill_reason = kill_switch_state(session, settings)
+    fell_back = policy_fell_back(config)
+    if fell_back:
+        _alert_fallback(session, cycle.id, config.policy_note, settings=settings)
     context = CycleContext(
         cycle_id=cycle.id,
         kind=kind,
@@ -354,8 +377,40 @@ def _run_in_session(
         kill_reason=kill_reason,
         obs=tuple(float(x) for x in snapshot.encode()),
         kpis={k: float(v) for k, v in snapshot.kpis.items()},
+        holds=() if dry_run else hold_reasons(snapshot, config, settings),
     )
-    return _decide_and_act(session, context, cycle, snapshot)
+    result = _decide_and_act(session, context, cycle, snapshot, learning)
+    result.policy_fallback = fell_back
+    return result
+
+
+def policy_fell_back(config: CycleConfig) -> bool:
+    """Whether the policy asked for failed to load and ``rules`` stands in (the note says why)."""
+    return config.policy is not None and bool(config.policy_note)
+
+
+def hold_reasons(snapshot: KpiSnapshot, config: CycleConfig, settings: Settings) -> tuple[str, ...]:
+    """Why a live cycle holds every decision for approval: each evidence shortfall
+    (:func:`agent.observe.evidence_shortfalls`), and the policy's fallback to ``rules`` when
+    ``settings.fallback_mode`` is ``hold``. Empty: decisions go through the guardrails as usual."""
+    reasons = list(evidence_shortfalls(snapshot))
+    if policy_fell_back(config) and settings.fallback_mode == "hold":
+        reasons.append(f"policy fallback: {config.policy_note} (fallback_mode hold)")
+    return tuple(reasons)
+
+
+def _alert_fallback(session: Session, cycle_id: int, note: str, *, settings: Settings) -> None:
+    """The ``policy_fallback`` alert of a cycle whose policy fell back to ``rules`` (on the
+    wall clock, like every alert: one per cooldown however fast simulated time runs)."""
+    raise_alert(
+        session,
+        "policy_fallback",
+        "policy_fallback",
+        note,
+        "error",
+        details={"cycle_id": cycle_id},
+        settings=settings,
+    )
 
 
 def _release_when_transaction_ends(session: Session, engine: Engine, holder: str) -> None:
@@ -425,7 +480,11 @@ def _candidates(
 
 
 def _decide_and_act(
-    session: Session, context: CycleContext, cycle: Cycle, snapshot: KpiSnapshot
+    session: Session,
+    context: CycleContext,
+    cycle: Cycle,
+    snapshot: KpiSnapshot,
+    learning: LearningReport | None,
 ) -> CycleResult:
     issues = detect(session, snapshot, sample_size=0)
     policy = context.config.policy
@@ -452,6 +511,7 @@ def _decide_and_act(
             healed += [f"{i.kind}:{i.detail}" for i in issues if i.action == o.action and heals(i)]
     kpis = dict(context.kpis)
     issue_dicts = [i.to_dict() for i in issues]
+    learned = learning.to_dict() if learning is not None else {}
     cycle.status = "finished"
     cycle.finished_at = context.at
     cycle.kpis = kpis
@@ -468,6 +528,10 @@ def _decide_and_act(
             "decisions": [o.decision_id for o in outcomes],
             "health": kpis.get("health_score"),
             "alignment": kpis.get("alignment_score"),
+            "policy_fallback": policy_fell_back(context.config),
+            "policy_note": context.config.policy_note,
+            "holds": list(context.holds),
+            "learning": learned,
         },
         cycle_id=cycle.id,
         now=context.at,
@@ -491,6 +555,8 @@ def _decide_and_act(
         kpis=kpis,
         governance_source=context.config.governance.source,
         thresholds_source=context.config.thresholds_source,
+        holds=context.holds,
+        learning=learned,
     )
 
 
@@ -528,21 +594,23 @@ def _handle_once(session: Session, context: CycleContext, candidate: Candidate) 
     )
     if verdict.verdict == Verdict.EXECUTED and planned is not None and planned.rows == 0:
         verdict = GuardVerdict(Verdict.EXECUTED, "nothing_to_do", (f"{action}: no rows to act on",))
-    decision = DecisionRecord(
+    if context.holds and verdict.verdict == Verdict.EXECUTED and planned and planned.rows > 0:
+        verdict = GuardVerdict(Verdict.NEEDS_APPROVAL, "held", context.holds)
+    decision = record_decision(
+        session,
+        source=candidate.source,
         cycle_id=cycle_id,
         decided_at=at,
         policy_name=candidate.policy_name,
         policy_version=candidate.policy_version,
-        context_obs=list(context.obs),
-        context_kpis=dict(context.kpis),
-        propensities=candidate.propensities,
-        action=action,
+        obs=context.obs,
+        kpis=context.kpis,
+        probabilities=candidate.propensities,
+        proposed_action=action,
         confidence=candidate.confidence,
         verdict=verdict.verdict,
-        verdict_reasons=[verdict.rule, *verdict.reasons],
+        reasons=[verdict.rule, *verdict.reasons],
     )
-    session.add(decision)
-    session.flush()
     plan_details = planned.to_dict() if planned else {"action": action}
     audit.append(
         session,
@@ -594,24 +662,10 @@ def _handle_once(session: Session, context: CycleContext, candidate: Candidate) 
             f"approval {waiting} for {action} is already pending",
         ]
     elif verdict.verdict == Verdict.NEEDS_APPROVAL:
-        approval = Approval(
-            decision_id=decision.id,
-            requested_at=at,
-            status="pending",
-            expires_at=at + APPROVAL_TTL,
+        approval = request_approval(
+            session, decision, planned, at=at, expires_at=at + APPROVAL_TTL, actor=actor
         )
-        session.add(approval)
-        session.flush()
         approval_id = approval.id
-        audit.append(
-            session,
-            actor=actor,
-            action="approval_requested",
-            target=action,
-            details={"approval_id": approval.id, "decision_id": decision.id},
-            cycle_id=cycle_id,
-            now=at,
-        )
     session.flush()
     return DecisionOutcome(
         decision_id=decision.id,
@@ -626,20 +680,6 @@ def _handle_once(session: Session, context: CycleContext, candidate: Candidate) 
         approval_id=approval_id,
         issue=candidate.issue,
     )
-
-
-def executions_by_action(session: Session, now: datetime) -> dict[str, list[datetime]]:
-    """Start times of live executions in the last week (not undone), per action."""
-    since = now - timedelta(days=7)
-    rows = session.execute(
-        select(Execution.action, Execution.started_at).where(
-            Execution.started_at > since, Execution.status == "executed"
-        )
-    ).all()
-    out: dict[str, list[datetime]] = {}
-    for action, started in rows:
-        out.setdefault(action, []).append(started)
-    return out
 
 
 def _pending_approval(session: Session, action: str, at: datetime) -> int | None:

@@ -9,8 +9,9 @@ Whoever fires a job (the embedded scheduler here, a Celery worker in :mod:`agent
 calls :func:`run_scheduled`, which claims the tick (:mod:`agent.ticks`: one run per tick; the
 losers skip and say so), runs the pass through :func:`run_pass` (the one call into the
 orchestrator), records the outcome and cycle id, and raises the alerts the result calls for:
-critical issues, decisions held for approval, a fallback of the policy to rules, a failed or a
-skipped pass. Alerts are delivered afterwards, by a separate job, so they never hold a cycle.
+critical issues, decisions held for approval, a failed or a skipped pass (a fallback of the
+policy to rules is alerted by the cycle itself). Alerts are delivered afterwards, by a separate
+job, so they never hold a cycle.
 
 :class:`EmbeddedScheduler` (``autopilot agent run``) runs both jobs on APScheduler 3's
 background scheduler with ``coalesce=True`` (a scheduler that was down runs a missed tick
@@ -161,9 +162,9 @@ class RunOutcome:
 
 
 def alerts_for_result(session: Session, job: str, result: CycleResult, settings: Settings) -> int:
-    """Raise the alerts a pass's result calls for: each critical issue, each decision held for
-    approval, and a policy that fell back to rules; returns how many were raised (not
-    deduplicated)."""
+    """Raise the alerts a pass's result calls for: each critical issue and each decision held
+    for approval; returns how many were raised (not deduplicated). A policy's fallback to
+    rules is alerted by the cycle itself (:mod:`agent.orchestrator`), not here."""
     wanted: list[tuple[str, str, str, str, dict[str, Any]]] = []  # kind, key, summary, ...
     for issue in result.issues_found:
         if issue.get("severity") == "critical":
@@ -177,9 +178,6 @@ def alerts_for_result(session: Session, job: str, result: CycleResult, settings:
             wanted.append(
                 ("approval_needed", f"approval:{d.approval_id}", summary, "warning", d.to_dict())
             )
-    if result.policy_note and result.policy_name == "rules":
-        details = {"cycle_id": result.cycle_id}
-        wanted.append(("policy_fallback", "policy_fallback", result.policy_note, "error", details))
     raised = [
         raise_alert(
             session,

@@ -233,6 +233,11 @@ class Settings(BaseSettings):
 
     # --- trust (issue 17) --------------------------------------------------------------------
 
+    fallback_mode: Literal["hold", "act"] = "hold"
+    """What a live cycle does when loading the policy failed and it fell back to ``rules``
+    (``AUTOPILOT_FALLBACK_MODE``): ``hold`` every decision for approval (the default), or
+    ``act`` on the rules' decisions under the usual guardrails. One of ``hold``, ``act``."""
+
     @field_validator("db_url", "policy_uri", "mlflow_tracking_uri")
     @classmethod
     def _non_empty(cls, value: str, info: ValidationInfo) -> str:

@@ -495,7 +495,7 @@ def test_every_human_step_names_an_actor(business: Engine, actor: str) -> None:
         session.commit()
         with pytest.raises(audit.AuditError, match="must name who"):
             undo(session, outcome.execution.id, actor=actor, now=AS_OF)
-        with pytest.raises(audit.AuditError, match="names who acted"):
+        with pytest.raises(audit.AuditError, match="must name who"):
             set_kill_switch(session, True, reason="incident", by=actor, now=AS_OF)
     FAULT_TALLY["findings"] += 1
 
