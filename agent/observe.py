@@ -53,6 +53,7 @@ defects):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -244,10 +245,12 @@ class KpiSnapshot:
     defect_report: tuple[DefectReport, ...] = field(default=())
     data_since: datetime | None = None
 
-    def encode(self) -> NDArray[np.float32]:
-        """The environment's observation vector for these KPIs: float32, shape (N_OBS,), with
-        no recent actions (the cycle's memory of executions is not wired in yet)."""
-        return encode(self.kpis)
+    def encode(self, cycles_since: Mapping[str, int] | None = None) -> NDArray[np.float32]:
+        """The environment's observation vector: these KPIs and the recent actions
+        (``cycles_since``: per action, cycles since it last executed, as
+        :func:`agent.recent_actions.cycles_since_last` reads them; none: "long ago"), float32,
+        shape (N_OBS,)."""
+        return encode(self.kpis, cycles_since)
 
 
 def as_utc_naive(as_of: datetime | None, name: str = "as_of") -> datetime:

@@ -65,6 +65,7 @@ from agent.learning import LearningReport, learn
 from agent.lock import LOCK_NAME, CycleRunning, cycle_lock
 from agent.models import Approval, Cycle, DecisionRecord
 from agent.observe import KpiSnapshot, as_utc_naive, evidence_shortfalls, observe
+from agent.recent_actions import cycles_since_last
 from agent.settings import CHAMPION_URI, Settings, get_settings
 from environment.actions import NOOP, action_index
 from policies.base import Episodic, Policy
@@ -375,7 +376,7 @@ def _run_in_session(
         config=config,
         kill_switch=kill_on,
         kill_reason=kill_reason,
-        obs=tuple(float(x) for x in snapshot.encode()),
+        obs=tuple(float(x) for x in snapshot.encode(cycles_since_last(session, at))),
         kpis={k: float(v) for k, v in snapshot.kpis.items()},
         holds=() if dry_run else hold_reasons(snapshot, config, settings),
     )
@@ -473,7 +474,8 @@ def _candidates(
 ) -> list[Candidate]:
     """The policy's candidate (full cycles) first, then self-healing for other actions."""
     policy = context.config.policy
-    out = [] if policy is None else [_policy_candidate(session, policy, snapshot.encode())]
+    obs = np.asarray(context.obs, dtype=np.float32)
+    out = [] if policy is None else [_policy_candidate(session, policy, obs)]
     proposed = {c.action for c in out}
     healing = healing_candidates(issues, only_critical=context.kind == MONITOR)
     return out + [c for c in healing if c.action not in proposed]

@@ -6,12 +6,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from agent.models import Execution
+from agent.models import DecisionRecord, Execution
+from agent.orchestrator import run_full_cycle
 from agent.recent_actions import CYCLE, HORIZON, cycles_between, cycles_since_last
-from environment.kpis import RECENT_ACTION_NAMES, RECENT_HORIZON_CYCLES, encode_recent_actions
+from agent.seed import SeedResult
+from environment.kpis import (
+    N_KPIS,
+    N_OBS,
+    RECENT_ACTION_NAMES,
+    RECENT_HORIZON_CYCLES,
+    encode_recent_actions,
+)
 
 NOW = datetime(2026, 12, 1, 12, 0)
 
@@ -68,3 +76,22 @@ def test_the_cycle_and_the_simulator_share_one_encoding(sqlite_engine: Engine) -
     assert [x for i, x in enumerate(encoded) if i != position] == [1.0] * (
         len(RECENT_ACTION_NAMES) - 1
     )
+
+
+def test_a_cycle_observes_its_own_recent_actions(seeded: tuple[Engine, SeedResult]) -> None:
+    """The policy's observation in a cycle carries the executions table, as the simulator's
+    carries its state: a data fix two cycles ago is 2/180 in its recency entry."""
+    engine, result = seeded
+    with Session(engine) as session:
+        session.add(_execution("data_fix", result.as_of - 2 * CYCLE))
+        session.commit()
+    outcome = run_full_cycle(engine, policy="rules", as_of=result.as_of)
+    with Session(engine) as session:
+        obs = session.scalars(
+            select(DecisionRecord.context_obs).where(DecisionRecord.cycle_id == outcome.cycle_id)
+        ).first()
+    assert obs is not None and len(obs) == N_OBS
+    recency = obs[N_KPIS:]
+    position = RECENT_ACTION_NAMES.index("data_fix")
+    assert recency[position] == pytest.approx(2 / RECENT_HORIZON_CYCLES, abs=1e-6)  # float32
+    assert all(x == 1.0 for i, x in enumerate(recency) if i != position)
