@@ -19,20 +19,12 @@ import argparse
 import os
 import sys
 import tempfile
-from datetime import datetime
 from typing import Any
+
+from cli.common import timestamp
 
 _DB_HELP = "database URL (default: $AUTOPILOT_DB_URL or sqlite:///autopilot.db)"
 MAX_WORKERS = 64
-
-
-def _timestamp(value: str) -> datetime:
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO-8601 date or time such as 2025-06-01T12:00, got {value!r}"
-        ) from None
 
 
 def _port(value: str) -> int:
@@ -182,7 +174,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     de_sub = de.add_subparsers(dest="decisions_command", required=True, metavar="ACTION")
     export = de_sub.add_parser("export", help="write the decision log as JSONL")
     export.add_argument("--out", required=True, help="the .jsonl file to write")
-    export.add_argument("--since", type=_timestamp, help="decided at or after (UTC)")
-    export.add_argument("--until", type=_timestamp, help="decided before (UTC)")
+    export.add_argument("--since", type=timestamp, help="decided at or after (UTC)")
+    export.add_argument("--until", type=timestamp, help="decided before (UTC)")
     export.add_argument("--db", help=_DB_HELP)
     export.set_defaults(handler=decisions)
