@@ -74,7 +74,7 @@ from agent.models import (
 )
 from agent.observe import MARKETING_METRIC
 from environment import actions as A
-from environment.dynamics import _EMA_DAY, steady_start, system_health, true_kpis
+from environment.dynamics import EMA_DAY, steady_start, system_health, true_kpis
 from environment.dynamics import routine_action as clock_routine
 from environment.params import BusinessParams
 from environment.scenarios import SCENARIO_NAMES
@@ -540,11 +540,11 @@ class _Materializer:
             after: BusinessState = sim.state.copy()
             attempts = (
                 p.dt_days * before.billing_attempts_ema
-                + (after.billing_attempts_ema - before.billing_attempts_ema) * _EMA_DAY
+                + (after.billing_attempts_ema - before.billing_attempts_ema) * EMA_DAY
             )
             failures = (
                 p.dt_days * before.billing_failures_ema
-                + (after.billing_failures_ema - before.billing_failures_ema) * _EMA_DAY
+                + (after.billing_failures_ema - before.billing_failures_ema) * EMA_DAY
             )
             steps.append((action, attempts, failures, before, after))
             at = day + (k + 1) / p.steps_per_day

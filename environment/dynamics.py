@@ -79,7 +79,7 @@ _COMPETITOR, _OUTAGE, _CORRUPTION, _VIRAL, _INCIDENT, _SLUMP = range(len(SHOCK_K
 _NEVER_RAN = (RECENT_HORIZON_CYCLES,) * N_ACTIONS
 BURN_IN_DAYS = 120
 """Days the business runs under its pre-autopilot routine before an episode starts."""
-_EMA_DAY = 1.0
+EMA_DAY = 1.0
 """Time constant (days) of the trailing billing averages."""
 
 
@@ -805,7 +805,7 @@ def _billing(s: BusinessState, p: BusinessParams, shocks: list[float], dt: float
     )
     s.failed_payments += failures - fixed - expired
     _restore_paying(s, p, fixed)
-    weight = dt / _EMA_DAY
+    weight = dt / EMA_DAY
     s.billing_attempts_ema += weight * (attempts / dt - s.billing_attempts_ema)
     s.billing_failures_ema += weight * (failures / dt - s.billing_failures_ema)
     s.paying_churn_today += expired
