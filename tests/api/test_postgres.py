@@ -3,52 +3,29 @@ in a fresh schema of the server named by ``AUTOPILOT_TEST_POSTGRES_URL``, droppe
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from agent import decision_log
-from agent.db import DatabaseUnreachable, make_engine, ping, upgrade
 from agent.settings import Settings
 from tests.api.conftest import KPIS, Api, serve
+from tests.postgres import postgres_schema
 
-POSTGRES_ENV = "AUTOPILOT_TEST_POSTGRES_URL"
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def pg_api(tmp_path: Path) -> Iterator[Api]:
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"{POSTGRES_ENV} is not set; PostgreSQL tests need a server URL")
-    admin = make_engine(url)
-    try:
-        ping(admin)
-    except DatabaseUnreachable as error:
-        pytest.skip(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {error}")
-    schema = f"autopilot_api_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    scoped = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-    try:
-        engine = make_engine(scoped)
-        upgrade(engine)
-        engine.dispose()
+    with postgres_schema("autopilot_api") as scoped:
         config = Settings(
             db_url=scoped,
             policy_uri="rules",
             mlflow_tracking_uri=f"sqlite:///{tmp_path}/none.db",
         )
         yield from serve(config, tmp_path)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def test_decide_reward_log_on_postgres(pg_api: Api, tmp_path: Path) -> None:

@@ -21,11 +21,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
-from agent.db import DatabaseUnreachable, make_engine, ping, upgrade
+from agent.db import make_engine, upgrade
+from tests.postgres import postgres_schema
 
-POSTGRES_ENV = "AUTOPILOT_TEST_POSTGRES_URL"
 REDIS_ENV = "AUTOPILOT_TEST_REDIS_URL"
 ROOT = Path(__file__).resolve().parents[2]
 Spawn = Callable[..., subprocess.Popen[str]]
@@ -42,28 +41,8 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"{POSTGRES_ENV} is not set; PostgreSQL tests need a server URL")
-    admin = make_engine(url)
-    try:
-        ping(admin)
-    except DatabaseUnreachable as error:
-        pytest.skip(f"PostgreSQL at {POSTGRES_ENV} is unreachable: {error}")
-    schema = f"autopilot_sched_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in url else "?"
-    scoped = f"{url}{separator}options=-csearch_path%3D{schema}"
-    engine = make_engine(scoped)
-    try:
-        upgrade(engine)
-        engine.dispose()
-        yield scoped
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema("autopilot_sched") as url:
+        yield url
 
 
 @pytest.fixture
