@@ -7,8 +7,12 @@ order is the ``Discrete`` action index and never changes. What each action *does
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+
+import numpy as np
+from numpy.typing import NDArray
 
 
 class ActionKind(StrEnum):
@@ -200,3 +204,48 @@ PACING: dict[str, ActionPacing] = {
     "price_decrease": ActionPacing(7 * _DAY, 1, requires_approval=True),
 }
 """Pacing of every action but ``noop`` (tested to cover the catalogue)."""
+
+
+def paced_mask(cycles_since: Sequence[int], *, approver: bool = False) -> NDArray[np.bool_]:
+    """Which actions the built-in pacing lets execute now: bool, shape (N_ACTIONS,).
+
+    cycles_since: per action index, cycles since it last executed (1: in the last cycle; the
+    observation's horizon or more: long ago or never), as the environment's state and the
+    observation's recent-action entries carry it. An action passes when ``cycles_since x
+    CYCLE_HOURS`` reaches its spacing, ``max(cooldown_hours, 24 h / max_per_day)`` of
+    :data:`PACING`; one that ``requires_approval`` passes only when an ``approver`` answers
+    held decisions. ``noop`` always passes.
+
+    This is the live guardrails' rule (``agent.guardrails``, whose built-in limits are
+    :data:`PACING`: a cooldown and a cap on executions in any trailing 24 h) on cycle counts:
+    for every pacing, an action run whenever the mask allows is never blocked by the
+    guardrails, and one cycle sooner it would be (tested against them). The training wrapper
+    (:class:`environment.wrappers.GuardedActions`) and the cycle mask with it, so a policy
+    is trained on the refusals it meets live.
+    """
+    since = np.asarray(cycles_since, dtype=np.float64)
+    if since.shape != (N_ACTIONS,):
+        raise ValueError(f"cycles_since must have {N_ACTIONS} entries, got shape {since.shape}")
+    mask = since * CYCLE_HOURS >= _COOLDOWN_HOURS
+    if not approver:
+        mask &= ~_NEEDS_APPROVAL
+    mask[NOOP] = True
+    return mask
+
+
+def _spacing_hours(pacing: ActionPacing) -> float:
+    """Hours between two executions that both the cooldown and the daily cap allow."""
+    per_day = 24.0 / pacing.max_per_day if pacing.max_per_day else float("inf")
+    return max(pacing.cooldown_hours, per_day)
+
+
+_COOLDOWN_HOURS = np.array(
+    [
+        _spacing_hours(PACING[name]) if name in PACING else 0.0
+        for name in ACTION_NAMES
+    ]
+)
+"""Per action index, the hours that must pass between two executions (0 for ``noop``)."""
+_NEEDS_APPROVAL = np.array(
+    [name in PACING and PACING[name].requires_approval for name in ACTION_NAMES]
+)

@@ -465,6 +465,7 @@ def transition(
     health_factor = 1.0 + 3.0 * max(0.0, 0.85 - health / 100.0)
     _acquisition(s, p, shocks, dt, latency_factor, health_factor, rng)
     churned_accounts = _engagement(s, p, shocks, dt, latency_factor, health_factor)
+    _organic_expansion(s, p, dt)
     churned_accounts += _billing(s, p, shocks, dt)
     _data(s, p, shocks, dt, churned_accounts)
     _money(s, p, dt, cost)
@@ -736,6 +737,16 @@ def _engagement(
     return free_lost + paying_lost
 
 
+def _organic_expansion(s: BusinessState, p: BusinessParams, dt: float) -> None:
+    """Ready basic accounts upgrade to pro by themselves (``organic_upgrade_days``), from the
+    same pool of readiness that prompts draw on; these upgrades are not regretted."""
+    share = -math.expm1(-dt / p.organic_upgrade_days)
+    upgraded = s.paying_basic * p.prompt_pro_share * s.prompt_readiness * share
+    s.paying_basic -= upgraded
+    s.paying_pro += upgraded
+    s.prompt_readiness *= 1.0 - share
+
+
 def silence_multiplier(
     s: BusinessState, p: BusinessParams, competitor: float, health_factor: float
 ) -> float:
@@ -752,20 +763,74 @@ def silence_multiplier(
 
 
 def customer_equity(s: BusinessState, p: BusinessParams) -> float:
-    """Lifetime gross profit of today's paying base (USD): ``MRR x margin / churn``, where
-    churn is the voluntary churn the lasting driver implies (price above the start; passing
-    ones such as a shock, fatigue or a shipped feature, which fades, play out in realized
-    churn instead) plus ``involuntary_churn``.
+    """The value of the customer base (USD): each segment's accounts times the discounted
+    gross profit an account of that segment is expected to bring, so that a step's reward
+    charges the damage an action does when the action is taken, not weeks later.
 
-    Counting it in the reward keeps a policy from milking the base before the horizon: a price
-    raise adds MRR now but shrinks the equity through the churn it will cause.
+    With ``m`` the monthly gross profit of a paying account at today's plan mix and price
+    (``arpa x gross_margin``), ``d = discount_per_month`` and ``P_loss`` the share of silent
+    accounts that churn rather than come back (``churn / (churn + recover)``):
+
+    - an **engaged paying** account leaves at ``e = paying_at_risk_per_month x lasting x
+      P_loss + involuntary_churn`` a month, where ``lasting = 1 + price_level_churn x
+      (price_level - 1)^2`` is the lasting price pressure; it is worth ``V = m / (e + d)``;
+    - the passing pressures an action leaves behind (fatigue ``f``, a fresh price shock ``x``)
+      raise its silence hazard until they decay; their expected extra losses are charged at
+      once: each engaged account is worth ``V - (V - V_silent) x paying_at_risk_per_month x
+      [fatigue_churn x f^2 x tau_f / 2 + price_shock_churn x x x tau_x]``, with ``tau`` the
+      decay time constant (months) of each pressure;
+    - a **silent (at-risk) paying** account keeps paying while silent and comes back with
+      probability ``P_back = 1 - P_loss``: ``V_silent = m / (churn + recover) + P_back x V``;
+    - a **past-due** account returns by itself with the probability that the card is fixed
+      before the backlog expires, ``P_fix = passive / (passive + 1 / expiry)``: ``P_fix x V``
+      (a retry that recovers it adds the rest);
+    - the part of pushed pro upgrades that will downgrade is valued until its expected
+      downgrade only: their ``(pro - basic)`` margin over ``downgrade_days``;
+    - an **engaged free** account converts before it leaves with probability ``P_conv =
+      conversion / (conversion + free_at_risk_per_month x P_loss + d)`` and is worth ``P_conv
+      x V`` (so converting one now adds ``(1 - P_conv) x V``, not a whole lifetime); a silent
+      free account ``P_back`` of that.
+
+    Trials and unactivated accounts are not valued: acquisition is not the agent's to buy.
     """
-    at_risk_loss = p.at_risk_churn_per_month / (
-        p.at_risk_churn_per_month + p.at_risk_recover_per_month
-    )
+    month = MONTH_DAYS
+    margin = arpa(s, p) * p.gross_margin
+    silent_exit = p.at_risk_churn_per_month + p.at_risk_recover_per_month
+    p_loss = p.at_risk_churn_per_month / silent_exit
     lasting = 1.0 + p.price_level_churn * max(0.0, s.price_level - 1.0) ** 2
-    churn = p.paying_at_risk_per_month * lasting * at_risk_loss + p.involuntary_churn
-    return mrr(s, p) * p.gross_margin / churn
+    exit_rate = p.paying_at_risk_per_month * lasting * p_loss + p.involuntary_churn
+    engaged_value = margin / (exit_rate + p.discount_per_month)
+    silent_value = margin / silent_exit + (1.0 - p_loss) * engaged_value
+    tau_fatigue = p.fatigue_half_life_days / math.log(2.0) / month
+    tau_shock = p.price_shock_half_life_days / math.log(2.0) / month
+    extra_silence = (
+        p.paying_at_risk_per_month
+        * lasting
+        * (
+            p.fatigue_churn * s.fatigue * s.fatigue * tau_fatigue / 2.0
+            + p.price_shock_churn * s.price_shock * tau_shock
+        )
+    )
+    passing_loss = (engaged_value - silent_value) * min(extra_silence, 1.0)
+    engaged = max(s.paying - s.at_risk_paying, 0.0)
+    p_fix = p.passive_recovery_per_day / (
+        p.passive_recovery_per_day + 1.0 / p.failed_payment_expiry_days
+    )
+    conversion = p.free_conversion_per_month * s.price_level**-p.price_conversion_elasticity
+    p_convert = conversion / (conversion + p.free_at_risk_per_month * p_loss + p.discount_per_month)
+    free_value = p_convert * (engaged_value - passing_loss)
+    downgrade_margin = (
+        s.pushed_pro * (p.pro_price - p.basic_price) * s.price_level * p.gross_margin
+    )
+    regretted = downgrade_margin * (1.0 / (exit_rate + p.discount_per_month) - p.downgrade_days / month)
+    return (
+        engaged * (engaged_value - passing_loss)
+        + s.at_risk_paying * silent_value
+        + s.failed_payments * p_fix * engaged_value
+        - regretted
+        + s.active_free * free_value
+        + s.at_risk_free * (1.0 - p_loss) * free_value
+    )
 
 
 def _outflows(stock: float, duration: float, *hazards: float) -> tuple[float, ...]:
@@ -896,12 +961,15 @@ def terminal(s: BusinessState, p: BusinessParams) -> bool:
 
 
 def reward(s: BusinessState, alignment: float, p: BusinessParams, failed: bool) -> float:
-    """The reward of the step that produced ``s``::
+    """The reward of the step that produced ``s``, the one home of the formula::
 
         value_weight * (revenue - costs + equity_weight * equity_change) / revenue_scale
         + alignment_weight * alignment / 100 - failure_penalty * failed
 
-    costs include the action's; ``equity_change`` is the change in :func:`customer_equity`.
+    costs include the action's; ``equity_change`` is the change in :func:`customer_equity`,
+    the segment-valued customer base. With the defaults (``equity_weight`` 1, ``alignment_weight``
+    0) the return of an episode is the cash it earned plus the change in what its customers are
+    worth, in units of one step's starting revenue.
     """
     value = (
         s.last_revenue - s.last_costs + p.equity_weight * s.last_equity_change

@@ -91,10 +91,16 @@ class SaaSOpsEnv(gym.Env[Obs, np.int64]):
 
     ## Rewards
 
-    ``r = value_weight * (revenue - costs) / revenue_scale + alignment_weight * alignment / 100
-    - failure_penalty * [business failed]``: revenue is MRR pro rata plus recovered back
-    payments, costs are marketing, hosting, payroll and the action's cost, ``revenue_scale`` is
-    one step's revenue at the starting size, alignment is the ``alignment_score`` KPI.
+    An operator's objective, defined once in :func:`environment.dynamics.reward`: ``r =
+    value_weight * (cash flow + equity_weight * change in customer value) / revenue_scale +
+    alignment_weight * alignment / 100 - failure_penalty * [business failed]``. The cash flow is
+    revenue (MRR pro rata plus recovered back payments) minus marketing, hosting, payroll and
+    the action's cost; the customer value (:func:`environment.dynamics.customer_equity`) is the
+    discounted gross profit of the base, valued by segment (engaged, silent, past due, free) and
+    net of the churn that fatigue and price shocks will cause, so over-messaging and price
+    shocks are charged in the step that causes them. ``revenue_scale`` is one step's revenue
+    at the starting size. Alignment is reported (``info["kpis"]["alignment_score"]``), not paid:
+    ``alignment_weight`` defaults to 0.
 
     ## Starting State
 

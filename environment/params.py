@@ -180,6 +180,12 @@ class BusinessParams:
     """Days for the audience's readiness to upgrade to refill (time constant): a prompt
     converts the ready share of accounts and leaves the rest for later (assumption, range
     30-120 days: upgrade intent comes with growing usage, over months)."""
+    organic_upgrade_days: float = _bounded(45.0, 1.0)
+    """Mean days for an account that is ready to upgrade to move to pro by itself, with no
+    prompt (assumption, range 30-90 days: most SaaS expansion is self-serve, as usage grows).
+    With ``prompt_refill_days`` the readiness settles near ``45 / (45 + 60)``, about 43% of
+    its maximum, and organic expansion moves about 7% of basic accounts a year: a prompt pulls
+    forward upgrades that would mostly have come anyway."""
     pushed_downgrade_share: float = _bounded(0.2, 0.0, 1.0)
     """Share of prompted upgrades that downgrade again within about a month (assumption,
     range 10-30%: a pushed upgrade is bought before the need)."""
@@ -205,13 +211,14 @@ class BusinessParams:
     """Relative list-price change of one price action."""
     price_conversion_elasticity: float = _bounded(1.5, 0.0)
     """Conversion scales as ``price_level ** -elasticity``."""
-    willingness_to_pay_median: float = _bounded(2.5, 0.01)
+    willingness_to_pay_median: float = _bounded(4.6, 0.01)
     """Median willingness to pay of paying accounts, relative to the starting price
     (assumption; lognormal across accounts)."""
-    willingness_to_pay_spread: float = _bounded(0.8, 0.01)
-    """Lognormal sigma of willingness to pay: with the median above, a 10% raise makes ~3% of
-    the base cancel at once (Netflix 2011 lost 3.3% in a quarter to +60%; the extra churn
-    over the following weeks comes from ``price_shock_churn``). Revenue ``price x share still
+    willingness_to_pay_spread: float = _bounded(0.6, 0.01)
+    """Lognormal sigma of willingness to pay: with the median above, a +60% raise makes 3.3%
+    of the base cancel at once, the figure of its source (Netflix 2011 lost 3.3% in a quarter
+    to +60%), and one +10% step about 0.25%; the extra churn over the following weeks comes
+    from ``price_shock_churn``. Revenue ``price x share still
     willing`` falls towards zero as the price grows, so no price run can make revenue
     unbounded."""
     price_shock_churn: float = _bounded(3.0, 0.0)
@@ -219,11 +226,10 @@ class BusinessParams:
     (Netflix 2011: +60% cost 3.3% of subscribers in a quarter)."""
     price_shock_half_life_days: float = _bounded(10.0, 0.01)
     """Days for the churn response to a price change to halve."""
-    price_level_churn: float = _bounded(8.0, 0.0)
+    price_level_churn: float = _bounded(4.0, 0.0)
     """Lasting at-risk hazard multiplier ``1 + k * (price_level - 1)**2`` above the starting
-    price (assumption: the business is priced near its optimum: with the cancellations at a
-    raise, one step up pays over a quarter and two or more do not; the sheet has no SaaS
-    figure)."""
+    price (assumption: the business is priced near its optimum: valued with the customer base,
+    one step up pays over a quarter and two or more do not; the sheet has no SaaS figure)."""
     marketing_mix_step: float = _bounded(0.3, 0.0, 1.0)
     """Share of the remaining broad spend one shift moves to targeted channels (assumption,
     range 0.1-0.5)."""
@@ -254,13 +260,20 @@ class BusinessParams:
     # --- reward -------------------------------------------------------------------------------
     value_weight: float = _bounded(1.0, 0.0)
     """Weight of the business value term."""
-    equity_weight: float = _bounded(0.1, 0.0)
-    """Share of a change in customer equity (lifetime gross profit of the paying base) that
-    counts as value now, beside the cash of the step."""
+    equity_weight: float = _bounded(1.0, 0.0)
+    """Share of a change in the value of the customer base (``dynamics.customer_equity``:
+    segment-valued, discounted gross profit) that counts beside the cash of the step. At 1 the
+    return is an operator's: cash earned plus the change in what the customer base is worth."""
+    discount_per_month: float = _bounded(0.01, 0.0, 1.0)
+    """Discount rate of future gross profit in the customer base's value (assumption: a cost
+    of capital of about 12% a year; range 0.5-2% a month)."""
     involuntary_churn: float = _bounded(0.0138, 0.0, 1.0)
     """Involuntary churn per month assumed in customer equity: 1.38% (Recurly)."""
-    alignment_weight: float = _bounded(0.5, 0.0)
-    """Weight of the KPI-target alignment term."""
+    alignment_weight: float = _bounded(0.0, 0.0)
+    """Weight of the KPI-target alignment term. 0 by default: alignment is reported
+    (``info["kpis"]["alignment_score"]``), not paid, because a near-constant bonus for KPIs
+    that are usually on target compresses every comparison and pays for actions that do not
+    earn money. Set it to study target-chasing objectives."""
     failure_penalty: float = _bounded(100.0, 0.0)
     """Reward subtracted in the step the business fails."""
     failure_paying_share: float = _bounded(0.25, 0.0, 1.0)

@@ -128,7 +128,12 @@ class NoParams(ParamsBase):
     """Policies with nothing to set (``noop``, ``random``'s seed comes from the config)."""
 
 
-SB3_PARAMS: dict[str, type[ParamsBase]] = {"ppo": PPOParams, "a2c": A2CParams, "dqn": DQNParams}
+SB3_PARAMS: dict[str, type[ParamsBase]] = {
+    "ppo": PPOParams,
+    "a2c": A2CParams,
+    "dqn": DQNParams,
+    "maskable_ppo": PPOParams,
+}
 """Hyperparameter classes of the stable-baselines3 algorithms."""
 
 __all__ = ["SB3_PARAMS", "A2CParams", "DQNParams", "NoParams", "PPOParams", "ParamsBase"]

@@ -37,7 +37,7 @@ _FRESH: dict[str, Callable[[], Policy]] = {
 }
 
 
-SB3_ALGORITHMS: tuple[str, ...] = ("ppo", "a2c", "dqn")
+SB3_ALGORITHMS: tuple[str, ...] = ("ppo", "a2c", "dqn", "maskable_ppo")
 """The stable-baselines3 kinds, as :data:`policies.sb3.ALGORITHMS` names them (tested equal);
 listed here so that loading rules or a bandit does not import torch."""
 

@@ -44,6 +44,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from sb3_contrib import MaskablePPO
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -55,9 +56,10 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from torch import nn
 
 import environment
-from environment.actions import N_ACTIONS
-from environment.kpis import N_OBS
+from environment.actions import N_ACTIONS, paced_mask
+from environment.kpis import N_OBS, decode_cycles_since
 from environment.scenarios import SCENARIO_NAMES
+from environment.wrappers import GuardedActions
 from policies import storage
 from policies.base import (
     ArrayPolicy,
@@ -72,9 +74,17 @@ from policies.base import (
 )
 from policies.validation import check_names, check_number, check_range, config_error
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
-"""Supported algorithms by registry name."""
-ACTOR_CRITIC = frozenset({"ppo", "a2c"})
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
+    "ppo": PPO,
+    "a2c": A2C,
+    "dqn": DQN,
+    "maskable_ppo": MaskablePPO,
+}
+"""Supported algorithms by registry name (``maskable_ppo``: sb3-contrib's ``MaskablePPO``)."""
+ACTOR_CRITIC = frozenset({"ppo", "a2c", "maskable_ppo"})
+MASKED = frozenset({"maskable_ppo"})
+"""Algorithms trained on :class:`environment.wrappers.GuardedActions` and served masked: they
+choose only among the actions the guardrails' pacing lets execute."""
 TIE_TOLERANCE = 1e-4
 """Logit / Q gap below which a row is recomputed in torch to match SB3 bit for bit."""
 META_ENTRY = "autopilot.json"
@@ -99,10 +109,15 @@ class SB3Config:
     """DQN confidence: ``softmax(Q / temperature)`` of the chosen action, in reward units."""
     seed: int = 0
     """Seed of the draws when ``deterministic`` is false."""
+    approver: bool = False
+    """Masked algorithms: whether an operator answers held decisions, so that actions that
+    need a human (prices) may be chosen (:func:`environment.actions.paced_mask`). Training
+    and serving read the same value."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.deterministic, bool):
-            raise config_error(self, "deterministic", self.deterministic, "True or False")
+        for name in ("deterministic", "approver"):
+            if not isinstance(getattr(self, name), bool):
+                raise config_error(self, name, getattr(self, name), "True or False")
         check_range(self, "temperature", 0.0, open_low=True)
         check_range(self, "seed", 0, integer=True)
 
@@ -197,7 +212,7 @@ class SB3Policy(ArrayPolicy):
     def _export_network(self) -> list[Layer]:
         policy = self.model.policy
         if self.algo in ACTOR_CRITIC:
-            assert isinstance(policy, ActorCriticPolicy)
+            policy = cast(ActorCriticPolicy, policy)  # MaskablePPO's policy has the same parts
             if not isinstance(policy.pi_features_extractor, FlattenExtractor):
                 raise ValueError("the fast path needs SB3's default FlattenExtractor")
             modules = [
@@ -224,7 +239,18 @@ class SB3Policy(ArrayPolicy):
         close = np.flatnonzero(top2[:, 1] - top2[:, 0] < TIE_TOLERANCE)
         if close.size:
             out[close] = self._torch_scores(obs[close])
+        if self.algo in MASKED:
+            out[~self.action_masks(obs)] = -np.inf
         return out
+
+    def action_masks(self, obs: Obs) -> NDArray[np.bool_]:
+        """bool (n, N_ACTIONS): the actions the pacing lets execute, read from each
+        observation's recent-action entries (all True for an unmasked algorithm)."""
+        if self.algo not in MASKED:
+            return np.ones((len(obs), N_ACTIONS), dtype=bool)
+        return np.stack(
+            [paced_mask(decode_cycles_since(row), approver=self.config.approver) for row in obs]
+        )
 
     def _torch_scores(self, obs: Obs) -> NDArray[np.float64]:
         policy = self.model.policy
@@ -241,7 +267,7 @@ class SB3Policy(ArrayPolicy):
         """PPO/A2C: the policy's action distribution, float64 (n, N_ACTIONS)."""
         if self.algo not in ACTOR_CRITIC:
             raise ValueError(f"{self.algo} has no action distribution; use scores()")
-        return softmax(_forward(self._layers, obs))
+        return softmax(self.scores(obs))
 
     def decide(self, obs: Obs) -> Decision:
         """Decide for one observation, float32 shape (N_OBS,).
@@ -346,11 +372,16 @@ def make_training_env(
     seed: int,
     reward_scale: float,
     params: dict[str, Any] | None = None,
+    *,
+    guarded: bool = False,
+    approver: bool = False,
 ) -> DummyVecEnv:
     """``n_envs`` monitored copies of the environment; copy ``i`` runs scenario
     ``scenarios[i % len]`` (a name may repeat, to weigh it). Rewards are multiplied by
     ``reward_scale`` for training only (it keeps value targets near 1, so value gradients do
-    not crowd out the policy's under a shared gradient-norm clip); serving never sees it."""
+    not crowd out the policy's under a shared gradient-norm clip); serving never sees it.
+    ``guarded``: each copy refuses what the live guardrails' pacing refuses
+    (:class:`environment.wrappers.GuardedActions`, with ``approver``)."""
     names = check_names(scenario, SCENARIO_NAMES, "scenarios", distinct=False)
     check_number("n_envs", n_envs, 1, integer=True)
     check_number("seed", seed, 0, integer=True)
@@ -359,6 +390,8 @@ def make_training_env(
     def factory(index: int) -> Callable[[], gym.Env[Any, Any]]:
         def build() -> gym.Env[Any, Any]:
             env = environment.make_env(names[index % len(names)], params=params)
+            if guarded:
+                env = GuardedActions(env, approver=approver)
             env = Monitor(env)
             return gym.wrappers.TransformReward(env, lambda r: reward_scale * float(r))
 
@@ -395,7 +428,11 @@ def train_sb3(
     """
     name = _check_algo(algo)
     check_number("timesteps", timesteps, 1, integer=True)
-    vec = make_training_env(scenario, n_envs, seed, reward_scale, params)
+    config = config or SB3Config()
+    masked = name in MASKED
+    vec = make_training_env(
+        scenario, n_envs, seed, reward_scale, params, guarded=masked, approver=config.approver
+    )
     try:
         try:
             model = ALGORITHMS[name](

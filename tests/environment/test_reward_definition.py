@@ -23,7 +23,9 @@ def test_the_start_state_books_no_equity_change(seed: int, params: BusinessParam
 
 
 def test_the_env_pays_the_true_alignment_not_the_measured_one() -> None:
-    env = SaaSOpsEnv("mixed")
+    """Alignment is not paid by default; where a study pays it, it pays the true one."""
+    assert BusinessParams().alignment_weight == 0.0
+    env = SaaSOpsEnv("mixed", params={"alignment_weight": 0.5})
     env.reset(seed=21)
     for action in (A.NOOP, A.DATA_FIX, A.NOOP):
         _, reward, terminated, _, info = env.step(action)
