@@ -38,6 +38,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from environment.actions import CYCLE_HOURS
+
+DEFAULT_CYCLE_SCHEDULE = f"0 */{CYCLE_HOURS:g} * * *"
+"""The cycle's default crontab: one cycle per environment step (``CYCLE_HOURS``), so the
+deployment's cadence and the simulator's step are one setting."""
+
 ENV_PREFIX = "AUTOPILOT_"
 DEFAULT_DB_URL = "sqlite:///autopilot.db"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -141,7 +147,7 @@ class Settings(BaseSettings):
     dashboard is served over HTTPS; default off, since ``autopilot serve`` speaks plain HTTP."""
 
     # --- scheduling and alerts (issue 12) ----------------------------------------------------
-    cycle_schedule: str = "0 */4 * * *"
+    cycle_schedule: str = DEFAULT_CYCLE_SCHEDULE
     """When the full cycle runs (``AUTOPILOT_CYCLE_SCHEDULE``), UTC: a five-field crontab, an
     interval ``every N[s|m|h]`` (aligned to the Unix epoch, so every scheduler agrees on the
     ticks) or ``off``. Default every 4 hours on the hour; checked by

@@ -2,7 +2,8 @@
 
 :func:`run_closed_loop` seeds a business (:func:`agent.seed.seed`), then for each simulated day:
 
-1. the agent runs ``cycles_per_day`` full cycles in live mode at that day's hours: it observes
+1. the agent runs ``cycles_per_day`` full cycles (default the deployment cadence, one per
+   4-hour environment step) in live mode at that day's hours: it observes
    by SQL, decides, passes the guardrails and acts through the actuators (mode ``autopilot``:
    the given policy or the registry's champion, falling back to rules; ``rules``; ``none``:
    no agent at all);
@@ -59,7 +60,7 @@ from agent.models import (
     User,
 )
 from agent.orchestrator import APPROVAL_TTL, CycleRunning, resolve_policy, run_full_cycle
-from environment.actions import ACTION_NAMES, NOOP, action_index
+from environment.actions import ACTION_NAMES, CYCLE_HOURS, NOOP, action_index
 from environment.params import BusinessParams
 from policies.base import Policy
 
@@ -453,6 +454,10 @@ def _operator_answers(
     return answers
 
 
+DEPLOYMENT_CYCLES_PER_DAY = round(24 / CYCLE_HOURS)
+"""The twin's default cadence: the deployment's, one cycle per environment step (6 a day)."""
+
+
 def _add(into: dict[str, int], counts: dict[str, int]) -> None:
     for key, n in counts.items():
         into[key] = into.get(key, 0) + n
@@ -466,7 +471,7 @@ def run_closed_loop(
     mode: Mode = "autopilot",
     policy: Policy | str | None = None,
     users: int = 2000,
-    cycles_per_day: int = 1,
+    cycles_per_day: int = DEPLOYMENT_CYCLES_PER_DAY,
     scenario: str = "steady",
     approver_delay_hours: float | None = None,
 ) -> LoopResult:

@@ -40,7 +40,7 @@ from policies.bandits import (
 from policies.base import Policy
 from policies.evaluation import fit_online
 from policies.rules import RulesConfig, RulesPolicy
-from policies.sb3 import SB3Policy, train_sb3
+from policies.sb3 import SB3Policy, demonstrate, train_sb3
 from policies.simple import NoopPolicy, RandomPolicy
 
 Family = Literal["sb3", "bandit", "fixed"]
@@ -124,11 +124,20 @@ ALGORITHMS: dict[str, Algorithm] = _algorithms()
 # --- trainers -------------------------------------------------------------------------------
 
 
+IMITATION_FIELDS = ("imitation_seeds", "imitation_epochs", "imitation_learning_rate")
+"""Hyperparameters of the warm start, which are not the SB3 algorithm's own."""
+IMITATION_SEED_BASE = 2_000_000
+"""The rules' demonstration episodes use seeds ``IMITATION_SEED_BASE + 10_000 * seed + k``:
+never an evaluation, promotion, bandit-training or benchmark seed."""
+
+
 def sb3_kwargs(params: Any) -> dict[str, Any]:
     """``params`` as keyword arguments of the SB3 algorithm (``net_arch`` and ``activation``
     go into ``policy_kwargs``; ``reward_scale`` goes to the training env)."""
     kwargs = dataclasses.asdict(params)
     kwargs.pop("reward_scale")
+    for name in IMITATION_FIELDS:
+        kwargs.pop(name, None)
     policy_kwargs: dict[str, Any] = {"net_arch": list(kwargs.pop("net_arch"))}
     activation = kwargs.pop("activation", None)
     if activation is not None:
@@ -170,8 +179,21 @@ def train_sb3_policy(
     eval_every: int,
     hooks: TrainingHooks,
 ) -> SB3Policy:
-    """Train an SB3 model; SB3's logger writes only to ``hooks.sb3_output``."""
+    """Train an SB3 model; SB3's logger writes only to ``hooks.sb3_output``. A maskable PPO
+    whose ``imitation_seeds`` and ``imitation_epochs`` are set first imitates the rules
+    (:func:`policies.sb3.demonstrate` on every scenario, in the guarded environment)."""
     outputs = [hooks.sb3_output] if hooks.sb3_output is not None else []
+    demonstrations, epochs = None, int(getattr(params, "imitation_epochs", 0))
+    episodes = int(getattr(params, "imitation_seeds", 0))
+    if epochs and episodes:
+        first = IMITATION_SEED_BASE + 10_000 * seed
+        demonstrations = demonstrate(
+            RulesPolicy(),
+            environment.SCENARIO_NAMES,
+            range(first, first + episodes),
+            gamma=params.gamma,
+            reward_scale=params.reward_scale,
+        )
     return train_sb3(
         algo,
         scenario,
@@ -181,6 +203,9 @@ def train_sb3_policy(
         reward_scale=params.reward_scale,
         callback=_HooksCallback(hooks, eval_every, timesteps),
         logger=Logger(folder=None, output_formats=outputs),
+        demonstrations=demonstrations,
+        imitation_epochs=epochs,
+        imitation_learning_rate=float(getattr(params, "imitation_learning_rate", 1e-3)),
         **sb3_kwargs(params),
     )
 

@@ -90,6 +90,19 @@ class PPOParams(_ActorCriticParams):
 
 
 @dataclass(frozen=True, config=STRICT)
+class MaskablePPOParams(PPOParams):
+    """MaskablePPO (``sb3_contrib.MaskablePPO``) hyperparameters: PPO's, plus the warm start
+    by imitation of the rules (``policies.sb3.imitate``) that precedes reinforcement learning."""
+
+    imitation_seeds: Annotated[int, Field(ge=0)]
+    """Episodes of the rules per scenario (every scenario) to imitate; 0: no warm start."""
+    imitation_epochs: Annotated[int, Field(ge=0)]
+    """Passes of behaviour cloning over those episodes; 0: no warm start."""
+    imitation_learning_rate: StepSize
+    """Step size of the behaviour cloning (the RL phase uses ``learning_rate``)."""
+
+
+@dataclass(frozen=True, config=STRICT)
 class A2CParams(_ActorCriticParams):
     """A2C (``stable_baselines3.A2C``) hyperparameters."""
 
@@ -132,8 +145,16 @@ SB3_PARAMS: dict[str, type[ParamsBase]] = {
     "ppo": PPOParams,
     "a2c": A2CParams,
     "dqn": DQNParams,
-    "maskable_ppo": PPOParams,
+    "maskable_ppo": MaskablePPOParams,
 }
 """Hyperparameter classes of the stable-baselines3 algorithms."""
 
-__all__ = ["SB3_PARAMS", "A2CParams", "DQNParams", "NoParams", "PPOParams", "ParamsBase"]
+__all__ = [
+    "SB3_PARAMS",
+    "A2CParams",
+    "DQNParams",
+    "MaskablePPOParams",
+    "NoParams",
+    "PPOParams",
+    "ParamsBase",
+]

@@ -72,6 +72,7 @@ from policies.base import (
     one_hot,
     softmax,
 )
+from policies.calibration import Calibration
 from policies.validation import check_names, check_number, check_range, config_error
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
@@ -185,6 +186,7 @@ class SB3Policy(ArrayPolicy):
         model: BaseAlgorithm,
         config: SB3Config | None = None,
         version: str = "0",
+        calibration: Calibration | None = None,
     ) -> None:
         algo = next((k for k, cls in ALGORITHMS.items() if isinstance(model, cls)), None)
         if algo is None:
@@ -207,6 +209,9 @@ class SB3Policy(ArrayPolicy):
         self.config = config or SB3Config()
         self.name = algo
         self.version = version
+        self.calibration = calibration
+        """Maps the network's confidence onto P(executing beats holding)
+        (:mod:`policies.calibration`); ``None``: the raw confidence is served."""
         self._layers = self._export_network()
 
     def _export_network(self) -> list[Layer]:
@@ -281,6 +286,10 @@ class SB3Policy(ArrayPolicy):
         action = int(scores.argmax())
         # p(argmax) = 1 / sum_j exp(s_j - s_max): the softmax's value at the chosen action
         confidence = 1.0 / float(np.exp(scores - scores[action]).sum())
+        if self.calibration is not None:
+            confidence = float(
+                self.calibration.apply(np.array([action]), np.array([confidence]))[0]
+            )
         return Decision(action, confidence, _POINT_MASS[action], self.name, self.version)
 
     def _decide_arrays(self, obs: Obs) -> DecisionArrays:
@@ -290,7 +299,9 @@ class SB3Policy(ArrayPolicy):
             actions = scores.argmax(axis=1).astype(np.int64)
             q = scores
             confidences = softmax(q, self.config.temperature)[rows, actions]
-            return DecisionArrays(actions, confidences, one_hot(actions), q)
+            return DecisionArrays(
+                actions, self._calibrated(actions, confidences), one_hot(actions), q
+            )
         probabilities = softmax(scores)
         if self.config.deterministic:
             actions = scores.argmax(axis=1).astype(np.int64)
@@ -304,7 +315,16 @@ class SB3Policy(ArrayPolicy):
                 dtype=np.int64,
             )
             propensities = probabilities
-        return DecisionArrays(actions, probabilities[rows, actions], propensities)
+        return DecisionArrays(
+            actions, self._calibrated(actions, probabilities[rows, actions]), propensities
+        )
+
+    def _calibrated(
+        self, actions: NDArray[np.int64], confidences: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
+        if self.calibration is None:
+            return confidences
+        return self.calibration.apply(actions, confidences)
 
     # --- files ------------------------------------------------------------------------------
 
@@ -315,7 +335,13 @@ class SB3Policy(ArrayPolicy):
             file = file.with_name(file.name + ".zip")
         file.parent.mkdir(parents=True, exist_ok=True)
         self.model.save(file)
-        meta = {"kind": self.algo, "format": storage.FORMAT, "config": asdict(self.config)}
+        meta: dict[str, Any] = {
+            "kind": self.algo,
+            "format": storage.FORMAT,
+            "config": asdict(self.config),
+        }
+        if self.calibration is not None:
+            meta["calibration"] = self.calibration.to_dict()
         with zipfile.ZipFile(file, "a") as archive:
             archive.writestr(META_ENTRY, json.dumps(meta, sort_keys=True))
         self.version = storage.file_digest(file)
@@ -360,7 +386,13 @@ class SB3Policy(ArrayPolicy):
                 f"{chosen} model file {str(file)!r} cannot be loaded: "
                 f"{type(error).__name__}: {error}"
             ) from None
-        return cls(model, config, version=storage.file_digest(file))
+        calibration = None
+        if "calibration" in stored:
+            try:
+                calibration = Calibration.from_dict(stored["calibration"])
+            except ValueError as error:
+                raise PolicyFileError(f"model file {str(file)!r}: {error}") from None
+        return cls(model, config, version=storage.file_digest(file), calibration=calibration)
 
 
 # --- training -------------------------------------------------------------------------------
@@ -402,6 +434,134 @@ def make_training_env(
     return vec
 
 
+@dataclass(frozen=True, slots=True)
+class Demonstrations:
+    """A teacher's episodes in the guarded environment: float32 obs (n, N_OBS), the executed
+    actions int64 (n,), their masks bool (n, N_ACTIONS) and discounted returns float64 (n,)
+    (already multiplied by the training ``reward_scale``)."""
+
+    obs: NDArray[np.float32]
+    actions: NDArray[np.int64]
+    masks: NDArray[np.bool_]
+    returns: NDArray[np.float64]
+
+
+def demonstrate(
+    teacher: Any,
+    scenarios: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    gamma: float,
+    reward_scale: float,
+    approver: bool = False,
+    params: dict[str, Any] | None = None,
+) -> Demonstrations:
+    """Run ``teacher`` (a policy with ``decide``) for one episode per scenario and seed in
+    :class:`~environment.wrappers.GuardedActions`; a refused choice is recorded as the
+    ``noop`` that ran, so the demonstrations only hold what executes."""
+    obs_rows: list[NDArray[np.float32]] = []
+    actions: list[int] = []
+    masks: list[NDArray[np.bool_]] = []
+    returns: list[float] = []
+    for scenario in check_names(scenarios, SCENARIO_NAMES, "scenarios", distinct=False):
+        for seed in seeds:
+            env = GuardedActions(environment.make_env(scenario, params=params), approver=approver)
+            obs, _ = env.reset(seed=int(seed))
+            if hasattr(teacher, "reset"):
+                teacher.reset()
+            rewards: list[float] = []
+            done = False
+            while not done:
+                mask = env.action_masks()
+                action = int(teacher.decide(obs).action)
+                executed = action if mask[action] else 0
+                obs_rows.append(obs)
+                actions.append(executed)
+                masks.append(mask)
+                obs, reward, terminated, truncated, _ = env.step(executed)
+                rewards.append(reward_scale * float(reward))
+                done = terminated or truncated
+            discounted, tail = [], 0.0
+            for reward in reversed(rewards):
+                tail = reward + gamma * tail
+                discounted.append(tail)
+            returns.extend(reversed(discounted))
+            env.close()
+    return Demonstrations(
+        np.asarray(obs_rows, dtype=np.float32),
+        np.asarray(actions, dtype=np.int64),
+        np.asarray(masks, dtype=bool),
+        np.asarray(returns, dtype=np.float64),
+    )
+
+
+def imitate(
+    model: BaseAlgorithm,
+    demonstrations: Demonstrations,
+    *,
+    epochs: int,
+    learning_rate: float = 1e-3,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """Behaviour cloning before reinforcement learning: fit the actor to the demonstrations'
+    actions (cross-entropy over the masked logits, each action weighted by ``1 / sqrt(its
+    frequency)``, so the rare repairs that matter are not drowned by ``noop``) and the critic to
+    their discounted returns (squared error), with the model's own optimizer at
+    ``learning_rate``. Returns the last epoch's mean losses (``imitation/policy_loss``,
+    ``imitation/value_loss``, ``imitation/accuracy``)."""
+    check_number("epochs", epochs, 1, integer=True)
+    check_number("learning_rate", learning_rate, 0.0, open_low=True)
+    policy: Any = model.policy
+    counts = np.bincount(demonstrations.actions, minlength=N_ACTIONS).astype(np.float64)
+    weights = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1.0)), 0.0)
+    weights *= len(demonstrations.actions) / (weights[demonstrations.actions].sum())
+    sample_weights = torch.as_tensor(weights[demonstrations.actions], dtype=torch.float32)
+    rates = [group["lr"] for group in policy.optimizer.param_groups]
+    for group in policy.optimizer.param_groups:
+        group["lr"] = learning_rate
+    n = len(demonstrations.actions)
+    generator = np.random.default_rng(0)
+    obs = torch.as_tensor(demonstrations.obs)
+    actions = torch.as_tensor(demonstrations.actions)
+    returns = torch.as_tensor(demonstrations.returns, dtype=torch.float32)
+    masks = demonstrations.masks
+    metrics: dict[str, float] = {}
+    policy.set_training_mode(True)
+    for _ in range(epochs):
+        order = generator.permutation(n)
+        totals = np.zeros(3)
+        for start in range(0, n, batch_size):
+            rows = order[start : start + batch_size]
+            kwargs = {"action_masks": masks[rows]} if isinstance(model, MaskablePPO) else {}
+            distribution = policy.get_distribution(obs[rows], **kwargs)
+            policy_loss = -(distribution.log_prob(actions[rows]) * sample_weights[rows]).mean()
+            value_loss = nn.functional.mse_loss(
+                policy.predict_values(obs[rows]).flatten(), returns[rows]
+            )
+            loss = policy_loss + 0.5 * value_loss
+            policy.optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+            policy.optimizer.step()
+            with torch.no_grad():
+                chosen = distribution.distribution.probs.argmax(dim=1)
+                accuracy = (chosen == actions[rows]).float().mean()
+            totals += len(rows) * np.array(
+                [float(policy_loss.detach()), float(value_loss.detach()), float(accuracy)]
+            )
+        metrics = dict(
+            zip(
+                ("imitation/policy_loss", "imitation/value_loss", "imitation/accuracy"),
+                (totals / n).tolist(),
+                strict=True,
+            )
+        )
+    policy.set_training_mode(False)
+    for group, rate in zip(policy.optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+    return metrics
+
+
 def train_sb3(
     algo: str,
     scenario: str | Sequence[str],
@@ -415,9 +575,14 @@ def train_sb3(
     callback: BaseCallback | None = None,
     logger: Logger | None = None,
     verbose: int = 0,
+    demonstrations: Demonstrations | None = None,
+    imitation_epochs: int = 0,
+    imitation_learning_rate: float = 1e-3,
     **hyperparams: Any,
 ) -> SB3Policy:
-    """Train ``algo`` (ppo, a2c, dqn) with an ``MlpPolicy`` for ``timesteps`` environment steps.
+    """Train ``algo`` (ppo, a2c, dqn, maskable_ppo) with an ``MlpPolicy`` for ``timesteps``
+    environment steps; with ``demonstrations`` and ``imitation_epochs`` > 0, the model first
+    imitates them (:func:`imitate`), then reinforcement learning starts from there.
 
     scenario: one name or a list (spread over the ``n_envs`` copies, see
     :func:`make_training_env`); hyperparams: keyword arguments of the SB3 algorithm, passed as
@@ -442,6 +607,16 @@ def train_sb3(
             raise ValueError(f"bad hyperparameters for {name}: {error}") from None
         if logger is not None:
             model.set_logger(logger)
+        if demonstrations is not None and imitation_epochs > 0:
+            metrics = imitate(
+                model,
+                demonstrations,
+                epochs=imitation_epochs,
+                learning_rate=imitation_learning_rate,
+            )
+            if logger is not None:
+                for key, value in metrics.items():
+                    logger.record(key, value)
         model.learn(total_timesteps=timesteps, callback=callback)
     finally:
         vec.close()
