@@ -69,14 +69,34 @@ def train_command(args: argparse.Namespace) -> int:
             fields[name] = value
     if args.no_register:
         fields["register"] = False
-    config = load_config(args.algo, args.config, args.set or (), **fields)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
+    if args.preset is not None:
+        return _train_preset(args, fields, progress)
+    if args.algo is None:
+        raise ValueError("train needs --algo (ppo, maskable_ppo, linucb, ...) or --preset champion")
+    config = load_config(args.algo, args.config, args.set or (), **fields)
     result = train(config, tracking=_tracking(args), progress=progress)
     print(result.evaluation.table())
     print(f"MLflow run {result.run_id}")
     if result.logged is not None and result.logged.version is not None:
         print(f"registered autopilot-policy version {result.logged.version} as 'challenger'")
     print(_ui_hint(_tracking(args).uri))
+    return 0
+
+
+def _train_preset(args: argparse.Namespace, fields: dict[str, Any], progress: bool) -> int:
+    """``autopilot train --preset NAME``: the preset's config, then calibration and the file."""
+    from experiments.champion import SHIPPED_MODEL, preset_path, train_champion
+
+    preset_path(args.preset)  # names the presets when the name is wrong
+    if args.algo is not None or args.config is not None or args.set:
+        raise ValueError("--preset fixes the algorithm and the config: drop --algo/--config/--set")
+    output = Path(args.output) if args.output else SHIPPED_MODEL
+    result = train_champion(
+        output=output, tracking=_tracking(args), overrides=fields, progress=progress
+    )
+    print(f"champion written to {result.model} (metadata {result.metadata.name})")
+    print(f"MLflow run {result.run_id}; {result.seconds:.0f} s")
     return 0
 
 
@@ -231,7 +251,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     train = subparsers.add_parser(
         "train", help="train a policy, tracked in MLflow, registered as challenger"
     )
-    train.add_argument("--algo", required=True, help="ppo, a2c, dqn, linucb, thompson, ...")
+    train.add_argument("--algo", help="ppo, maskable_ppo, a2c, dqn, linucb, thompson, ...")
+    train.add_argument(
+        "--preset",
+        help="a documented recipe: 'champion' trains, calibrates and writes the shipped champion",
+    )
+    train.add_argument("--output", help="--preset: where the model goes (default: the package)")
     train.add_argument("--scenario", default=None, help="training scenario (default: config)")
     train.add_argument("--timesteps", type=_positive_int, default=None)
     train.add_argument("--seed", type=_non_negative_int, default=None)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -172,7 +172,7 @@ class _HooksCallback(BaseCallback):
 def train_sb3_policy(
     algo: str,
     params: Any,
-    scenario: str,
+    scenario: str | Sequence[str],
     timesteps: int,
     seed: int,
     n_envs: int,
@@ -226,7 +226,9 @@ def train_bandit(
     steps = 0
     for k in range(episodes):
         episode_seed = TRAIN_SEED_BASE + 10_000 * seed + k
-        (episode_return,) = fit_online(policy, [scenario], episodes=1, seed=episode_seed)
+        names = environment.SCENARIO_NAMES if scenario == "all" else (scenario,)
+        episode_scenario = names[k % len(names)]
+        (episode_return,) = fit_online(policy, [episode_scenario], episodes=1, seed=episode_seed)
         steps += environment.MAX_EPISODE_STEPS
         hooks.on_progress(steps)
         hooks.on_metrics({"train/episode_return": float(episode_return)}, steps)

@@ -115,7 +115,9 @@ class TrainConfig:
     """The algorithm's hyperparameter dataclass (``experiments.hyperparams``, or the policy's
     config)."""
     scenario: str
-    """Scenario trained on (``mixed`` draws three shocks per episode from every kind)."""
+    """Scenario trained on (``mixed`` draws three shocks per episode from every kind; ``all``:
+    stable-baselines3 spreads every scenario over its environments, bandits cycle through
+    them)."""
     timesteps: Annotated[int, Field(ge=1)]
     """Environment steps of training (bandits: rounded up to whole 540-step episodes)."""
     seed: Annotated[int, Field(ge=0)]
@@ -167,8 +169,15 @@ class TrainConfig:
     @field_validator("scenario")
     @classmethod
     def _known_scenario(cls, scenario: str) -> str:
+        if scenario == "all":
+            return scenario
         (name,) = check_names([scenario], SCENARIO_NAMES, "scenario")
         return name
+
+    @property
+    def scenarios(self) -> tuple[str, ...]:
+        """The scenarios trained on: ``scenario``, or every one for ``all``."""
+        return SCENARIO_NAMES if self.scenario == "all" else (self.scenario,)
 
     @field_validator("eval_scenarios", mode="before")
     @classmethod

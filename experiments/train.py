@@ -142,7 +142,7 @@ def run_training(
             policy: Policy = train_sb3_policy(
                 config.algo,
                 config.hyperparameters,
-                config.scenario,
+                config.scenarios,
                 config.timesteps,
                 config.seed,
                 config.n_envs,

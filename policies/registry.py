@@ -9,7 +9,10 @@ A spec is ``NAME`` or ``NAME:PATH``:
 ``linucb``, ``thompson``            ``update``)
 ``NAME:PATH``                       the policy saved at ``PATH`` by ``NAME``'s ``save``
 ``ppo:PATH``, ``a2c:PATH``,         an SB3 zip (these need a path)
-``dqn:PATH``
+``dqn:PATH``, ``maskable_ppo:PATH``
+``champion``                        the shipped champion, :data:`CHAMPION_MODEL` (a calibrated
+                                    maskable PPO written by ``autopilot train --preset
+                                    champion``)
 ==================================  ==========================================================
 
 Errors name the problem: an unknown name (listing the known ones), a missing file
@@ -28,11 +31,25 @@ from policies.oracle import LookaheadOracle
 from policies.rules import RulesPolicy
 from policies.simple import NoopPolicy, RandomPolicy
 
+CHAMPION_MODEL = Path(__file__).parent / "data" / "champion.zip"
+"""The shipped champion's file (package data)."""
+
+
+def _shipped_champion() -> Policy:
+    if not CHAMPION_MODEL.is_file():
+        raise FileNotFoundError(
+            f"the shipped champion {str(CHAMPION_MODEL)!r} is missing; write it with "
+            "'autopilot train --preset champion'"
+        )
+    return _sb3_loader("maskable_ppo")(CHAMPION_MODEL)
+
+
 _FRESH: dict[str, Callable[[], Policy]] = {
     "noop": NoopPolicy,
     "random": RandomPolicy,
     "rules": RulesPolicy,
     "oracle": LookaheadOracle,
+    "champion": _shipped_champion,
     **BANDITS,
 }
 

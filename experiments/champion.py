@@ -1,0 +1,114 @@
+"""The shipped champion: a policy trained by one documented command, reproducible from its seed.
+
+``autopilot train --preset champion`` runs :func:`train_champion`:
+
+1. train ``experiments/configs/presets/champion.yaml`` (MaskablePPO on the guarded
+   environment, warm-started by imitation of the rules; see that file) in an MLflow run, as
+   ``autopilot train`` does;
+2. calibrate its confidence (:mod:`policies.calibration`) on the counterfactual evidence of
+   :data:`CALIBRATION_SEEDS` (every scenario), seeds no training, tuning, test or benchmark
+   uses, so that its confidence is the estimated probability that executing beats holding;
+3. write the model with its calibration to ``--output`` (default :data:`SHIPPED_MODEL`, the
+   package's copy) and, beside it, ``champion.json``: the config, the seed, the MLflow run,
+   the training wall time and the final evaluation, the metadata an MLflow model carries.
+
+The demo (:mod:`experiments.demo`) evaluates this file instead of training for an hour on a
+laptop: a budget of a million steps does not fit in its five minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from environment.scenarios import SCENARIO_NAMES
+from experiments.config import load_config, write_config
+from experiments.thresholds import collect_decisions
+from experiments.tracking import Tracking
+from experiments.train import train
+from policies.calibration import fit_calibration
+from policies.registry import CHAMPION_MODEL
+from policies.sb3 import SB3Policy
+
+PRESETS_DIR = Path(__file__).parent / "configs" / "presets"
+PRESETS: tuple[str, ...] = ("champion",)
+"""Presets ``autopilot train --preset`` accepts."""
+SHIPPED_MODEL = CHAMPION_MODEL
+"""The package's champion (the file ``policies.registry`` loads as ``champion``)."""
+CALIBRATION_SEEDS: tuple[int, ...] = tuple(range(3_000_000, 3_000_004))
+"""Seeds of the calibration evidence: disjoint from training (bandits 1,000,000+, imitation
+2,000,000+), evaluation (0+, 1,000+), tests (< 100) and benchmarks (9,000+, 20,000+)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChampionResult:
+    """Where the champion went and what it scored."""
+
+    model: Path
+    metadata: Path
+    run_id: str
+    seconds: float
+
+
+def preset_path(name: str) -> Path:
+    """The config file of a preset; ``ValueError`` naming the presets."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; allowed: {list(PRESETS)}")
+    return PRESETS_DIR / f"{name}.yaml"
+
+
+def train_champion(
+    *,
+    output: Path = SHIPPED_MODEL,
+    tracking: Tracking | None = None,
+    overrides: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> ChampionResult:
+    """Train, calibrate and write the champion (module docstring). ``overrides``: typed
+    ``TrainConfig`` fields (e.g. ``timesteps`` for a smoke run)."""
+    config = load_config("maskable_ppo", preset_path("champion"), **(overrides or {}))
+    began = time.perf_counter()
+    result = train(config, tracking=tracking, progress=progress, run_name="champion")
+    policy = result.policy
+    if not isinstance(policy, SB3Policy):
+        raise TypeError(f"the champion preset must train an SB3 policy, got {policy!r}")
+    evidence = collect_decisions(policy, SCENARIO_NAMES, CALIBRATION_SEEDS)
+    if len(evidence.actions):
+        policy.calibration = fit_calibration(
+            evidence.actions, evidence.confidences, (evidence.values > 0).astype(np.float64)
+        )
+    seconds = time.perf_counter() - began
+    output.parent.mkdir(parents=True, exist_ok=True)
+    model = policy.save(output)
+    metadata = model.with_name(model.stem + ".json")
+    overall = result.evaluation.overall()
+    config_file = write_config(config, model.with_name(model.stem + ".yaml"))
+    metadata.write_text(
+        json.dumps(
+            {
+                "command": "autopilot train --preset champion",
+                "algo": config.algo,
+                "seed": config.seed,
+                "timesteps": config.timesteps,
+                "config": config_file.name,
+                "mlflow_run_id": result.run_id,
+                "training_seconds": round(seconds, 1),
+                "version": policy.version,
+                "evaluation": {
+                    "scenarios": list(result.evaluation.scenarios),
+                    "seeds": list(result.evaluation.seeds),
+                    "mean_return": overall.mean,
+                    "interval_95": [overall.low, overall.high],
+                },
+                "calibration_decisions": len(evidence.actions),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return ChampionResult(model, metadata, result.run_id, seconds)
