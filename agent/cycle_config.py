@@ -95,18 +95,18 @@ def resolve_policy(
     ``settings.policy_uri``, the champion), or ``rules`` when loading fails, with the reason
     as the note. A corrupt model must not stop the loop, so every loading error falls back."""
     from policies.registry import load_policy as load_spec  # SB3 would import torch: lazily
-    from policies.rules import RulesPolicy
+    from policies.rules import calibrated_rules
 
     if policy is not None and not isinstance(policy, str):
         return policy, ""
     uri = policy or (settings or get_settings()).policy_uri
     load_policy = load_policy or next(iter(_installed_loader), None)
     if uri == "rules":
-        return RulesPolicy(), ""
+        return calibrated_rules(), ""
     if load_policy is None and uri.startswith(MODEL_URI_SCHEMES):
         note = f"no model loader given for {uri}; using rules"
         log.info(note)
-        return RulesPolicy(), note
+        return calibrated_rules(), note
     try:
         return (load_policy or load_spec)(uri), ""
     except LookupError as error:
@@ -115,7 +115,7 @@ def resolve_policy(
     except Exception as error:
         note = f"loading policy {uri} failed ({type(error).__name__}: {error}); fell back to rules"
         log.warning(note)
-    return RulesPolicy(), note
+    return calibrated_rules(), note
 
 
 def resolve_governance(

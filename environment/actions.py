@@ -240,10 +240,7 @@ def _spacing_hours(pacing: ActionPacing) -> float:
 
 
 _COOLDOWN_HOURS = np.array(
-    [
-        _spacing_hours(PACING[name]) if name in PACING else 0.0
-        for name in ACTION_NAMES
-    ]
+    [_spacing_hours(PACING[name]) if name in PACING else 0.0 for name in ACTION_NAMES]
 )
 """Per action index, the hours that must pass between two executions (0 for ``noop``)."""
 _NEEDS_APPROVAL = np.array(

@@ -819,10 +819,9 @@ def customer_equity(s: BusinessState, p: BusinessParams) -> float:
     conversion = p.free_conversion_per_month * s.price_level**-p.price_conversion_elasticity
     p_convert = conversion / (conversion + p.free_at_risk_per_month * p_loss + p.discount_per_month)
     free_value = p_convert * (engaged_value - passing_loss)
-    downgrade_margin = (
-        s.pushed_pro * (p.pro_price - p.basic_price) * s.price_level * p.gross_margin
-    )
-    regretted = downgrade_margin * (1.0 / (exit_rate + p.discount_per_month) - p.downgrade_days / month)
+    downgrade_margin = s.pushed_pro * (p.pro_price - p.basic_price) * s.price_level * p.gross_margin
+    lifetime = 1.0 / (exit_rate + p.discount_per_month)
+    regretted = downgrade_margin * (lifetime - p.downgrade_days / month)
     return (
         engaged * (engaged_value - passing_loss)
         + s.at_risk_paying * silent_value

@@ -5,7 +5,8 @@ environment steps, hand the current policy to ``on_checkpoint`` every ``eval_eve
 (the caller evaluates and logs it, and may stop training by raising), and stream training
 diagnostics to ``on_metrics`` (bandits) or SB3's logger (``sb3_output``).
 
-- ``sb3`` (ppo, a2c, dqn, maskable_ppo): stable-baselines3 (and sb3-contrib's MaskablePPO) on :func:`policies.sb3.make_training_env`,
+- ``sb3`` (ppo, a2c, dqn, maskable_ppo): stable-baselines3 (and sb3-contrib's MaskablePPO)
+  on :func:`policies.sb3.make_training_env`,
   served as :class:`policies.sb3.SB3Policy`;
 - ``bandit`` (epsilon_greedy, ucb1, linucb, thompson): online updates over whole episodes
   (:func:`policies.evaluation.fit_online`), one per 540 steps of budget;

@@ -10,7 +10,9 @@
    uses, so that its confidence is the estimated probability that executing beats holding;
 3. write the model with its calibration to ``--output`` (default :data:`SHIPPED_MODEL`, the
    package's copy) and, beside it, ``champion.json``: the config, the seed, the MLflow run,
-   the training wall time and the final evaluation, the metadata an MLflow model carries.
+   the training wall time and the final evaluation, the metadata an MLflow model carries;
+   and ``rules_calibration.json``, the rules' confidence calibrated on the same seeds, so the
+   live loop compares both policies' confidences on one scale.
 
 The demo (:mod:`experiments.demo`) evaluates this file instead of training for an hour on a
 laptop: a budget of a million steps does not fit in its five minutes on two cores.
@@ -31,8 +33,10 @@ from experiments.config import load_config, write_config
 from experiments.thresholds import collect_decisions
 from experiments.tracking import Tracking
 from experiments.train import train
-from policies.calibration import fit_calibration
+from policies.base import Policy
+from policies.calibration import Calibration, fit_calibration
 from policies.registry import CHAMPION_MODEL
+from policies.rules import RULES_CALIBRATION, RulesPolicy
 from policies.sb3 import SB3Policy
 
 PRESETS_DIR = Path(__file__).parent / "configs" / "presets"
@@ -77,11 +81,7 @@ def train_champion(
     policy = result.policy
     if not isinstance(policy, SB3Policy):
         raise TypeError(f"the champion preset must train an SB3 policy, got {policy!r}")
-    evidence = collect_decisions(policy, SCENARIO_NAMES, CALIBRATION_SEEDS)
-    if len(evidence.actions):
-        policy.calibration = fit_calibration(
-            evidence.actions, evidence.confidences, (evidence.values > 0).astype(np.float64)
-        )
+    policy.calibration, decisions = calibrate(policy)
     seconds = time.perf_counter() - began
     output.parent.mkdir(parents=True, exist_ok=True)
     model = policy.save(output)
@@ -105,10 +105,31 @@ def train_champion(
                     "mean_return": overall.mean,
                     "interval_95": [overall.low, overall.high],
                 },
-                "calibration_decisions": len(evidence.actions),
+                "calibration_decisions": decisions,
             },
             indent=2,
         )
         + "\n"
     )
+    write_rules_calibration(model.with_name(RULES_CALIBRATION.name))
     return ChampionResult(model, metadata, result.run_id, seconds)
+
+
+def calibrate(policy: Policy) -> tuple[Calibration | None, int]:
+    """(calibration, decisions measured): ``policy``'s confidence fitted onto the share of
+    its decisions that beat holding on :data:`CALIBRATION_SEEDS` (None without decisions)."""
+    evidence = collect_decisions(policy, SCENARIO_NAMES, CALIBRATION_SEEDS)
+    if not len(evidence.actions):
+        return None, 0
+    outcomes = (evidence.values > 0).astype(np.float64)
+    return fit_calibration(evidence.actions, evidence.confidences, outcomes), len(outcomes)
+
+
+def write_rules_calibration(path: Path = RULES_CALIBRATION) -> Path:
+    """Calibrate the rules' severity confidence (:func:`calibrate`) and write it as JSON."""
+    calibration, _ = calibrate(RulesPolicy())
+    if calibration is None:
+        raise RuntimeError("the rules took no action on the calibration seeds")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(calibration.to_dict(), indent=2) + "\n")
+    return path

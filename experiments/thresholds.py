@@ -10,10 +10,15 @@ expected value of that rule, from evidence:
 every ``stride`` steps, when it chooses an action other than ``noop``, the decision's value is
 measured *counterfactually* on the simulator: from the same hidden state and the same random
 stream (common random numbers), roll ``horizon`` steps with the action executed, and again
-with it held (``noop`` now), each continued by the policy itself (a copy, so its memory is
-not disturbed)::
+with it held, each continued by the policy itself (a copy, so its memory is not disturbed).
+A held decision stays held: the guardrails hold the same action again in the next cycles
+while its confidence stays below the threshold and nobody approves, so in the hold rollout
+the policy's later choices of that action run as ``noop`` too (holding one cycle only would
+measure timing, not whether the action is worth taking: retrying payments now rather than
+four hours later is a coin flip, retrying rather than never is not)::
 
-    value_i = sum_{h < H} r_h(execute a_i, then the policy) - sum_{h < H} r_h(hold, then the policy)
+    value_i = sum_{h < H} r_h(execute a_i, then the policy)
+              - sum_{h < H} r_h(hold, then the policy without a_i)
 
 Later the same samples can come from logged decisions with estimated values; the optimizer
 below only needs (action, confidence, value) triples (:class:`DecisionSamples`).
@@ -128,10 +133,16 @@ class DecisionSamples:
 
 
 def _rollout_value(
-    env: Any, first: int, continuation: Policy, horizon: int, state: Any, rng_state: Any
+    env: Any,
+    first: int,
+    continuation: Policy,
+    horizon: int,
+    state: Any,
+    rng_state: Any,
+    withheld: int = NOOP,
 ) -> float:
     """Return over ``horizon`` steps of ``env`` (unwrapped) from ``state``, taking ``first``
-    then following ``continuation``."""
+    then following ``continuation``, whose choices of ``withheld`` run as ``noop``."""
     env.set_state(state)
     env.np_random.bit_generator.state = rng_state
     policy = copy.deepcopy(continuation)
@@ -147,6 +158,8 @@ def _rollout_value(
         if terminated:
             break
         action = policy.decide(obs).action
+        if action == withheld:
+            action = NOOP
     return total
 
 
@@ -187,7 +200,9 @@ def collect_decisions(
                         execute = _rollout_value(
                             base, decision.action, policy, horizon, state, rng_state
                         )
-                        hold = _rollout_value(base, NOOP, policy, horizon, state, rng_state)
+                        hold = _rollout_value(
+                            base, NOOP, policy, horizon, state, rng_state, decision.action
+                        )
                         base.set_state(state)  # type: ignore[attr-defined]
                         base.np_random.bit_generator.state = rng_state
                         if isinstance(policy, EnvAware):

@@ -39,15 +39,19 @@ the :class:`~policies.base.Episodic` protocol as well: a loop that calls ``recor
 (the agent's cycle, whose SQL observation may not carry recent actions yet) adds its memory,
 and the more recent of the two counts.
 
-**Confidence** is the severity of the breach that fired: ``1 - attainment`` of the KPI against
-the rule's threshold, i.e. ``1 - value / threshold`` for a floor and ``1 - threshold / value``
+**Confidence** (uncalibrated: ``calibration=None``) is the severity of the breach that fired:
+``1 - attainment`` of the KPI against the rule's threshold, i.e. ``1 - value / threshold`` for a floor and ``1 - threshold / value``
 for a ceiling (0 at the threshold, towards 1 far past it). When nothing fires the decision is
 ``noop`` with confidence ``1 - s``, where ``s`` is the severity of the worst breach held back
-by a cooldown or guard (1 when nothing is breached at all).
+by a cooldown or guard (1 when nothing is breached at all). With a ``calibration``
+(:func:`calibrated_rules`: the one the package ships), the confidence of an action other than
+``noop`` is that severity mapped onto the probability that executing it beats holding it, the
+meaning every source's confidence has in the live loop.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -74,6 +78,7 @@ from policies.base import (
     check_range,
     one_hot,
 )
+from policies.calibration import Calibration
 
 NEVER = 10**9
 """Cycles since an action that was never executed."""
@@ -312,8 +317,16 @@ class RulesPolicy(ArrayPolicy):
 
     kind = "rules"
 
-    def __init__(self, config: RulesConfig | None = None, version: str = "1") -> None:
+    def __init__(
+        self,
+        config: RulesConfig | None = None,
+        version: str = "1",
+        calibration: Calibration | None = None,
+    ) -> None:
         self.config = config or RulesConfig()
+        self.calibration = calibration
+        """Maps the severity confidence onto P(executing beats holding)
+        (:mod:`policies.calibration`); ``None``: the severity is served as it is."""
         self.name = "rules"
         self.version = version
         self._rules = build_rules(self.config)
@@ -374,6 +387,9 @@ class RulesPolicy(ArrayPolicy):
         chosen = [self.choose(decode(row), self.ready(row)) for row in obs]
         actions = np.array([c[0] for c in chosen], dtype=np.int64)
         confidences = np.array([c[1] for c in chosen], dtype=np.float64)
+        if self.calibration is not None:
+            acting = actions != A.NOOP  # noop's confidence is not a chance of beating itself
+            confidences[acting] = self.calibration.apply(actions[acting], confidences[acting])
         return DecisionArrays(actions, confidences, one_hot(actions))
 
     # --- files ------------------------------------------------------------------------------
@@ -405,3 +421,15 @@ class RulesPolicy(ArrayPolicy):
             raise PolicyFileError(f"rules policy file {str(path)!r} is corrupt: {error}") from None
         policy.steps_since[:] = steps
         return policy
+
+
+RULES_CALIBRATION = Path(__file__).parent / "data" / "rules_calibration.json"
+"""The rules' shipped calibration (written by ``autopilot train --preset champion``)."""
+
+
+def calibrated_rules() -> RulesPolicy:
+    """The rules as the live loop runs them: with the shipped calibration when it exists."""
+    if not RULES_CALIBRATION.is_file():
+        return RulesPolicy()
+    data = json.loads(RULES_CALIBRATION.read_text())
+    return RulesPolicy(calibration=Calibration.from_dict(data))

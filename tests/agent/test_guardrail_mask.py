@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.guardrails import GuardContext, Governance, Verdict, evaluate_decision
+from agent.guardrails import Governance, GuardContext, Verdict, evaluate_decision
 from environment import actions as A
 from environment.kpis import RECENT_HORIZON_CYCLES
 

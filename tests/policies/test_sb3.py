@@ -128,7 +128,10 @@ def test_missing_model_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"algo": "sac"}, r"unknown algorithm 'sac'; allowed: \['a2c', 'dqn', 'maskable_ppo', 'ppo'\]"),
+        (
+            {"algo": "sac"},
+            r"unknown algorithm 'sac'; allowed: \['a2c', 'dqn', 'maskable_ppo', 'ppo'\]",
+        ),
         ({"timesteps": 0}, "timesteps=0 is invalid: must be an integer >= 1"),
         ({"timesteps": 1.5}, "timesteps=1.5 is invalid: must be an integer >= 1"),
         ({"seed": -2}, "seed=-2 is invalid: must be an integer >= 0"),
