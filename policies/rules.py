@@ -42,8 +42,9 @@ and the more recent of the two counts.
 **Confidence** (uncalibrated: ``calibration=None``) is the severity of the breach that fired:
 ``1 - attainment`` of the KPI against the rule's threshold, i.e. ``1 - value / threshold`` for
 a floor and ``1 - threshold / value`` for a ceiling (0 at the threshold, towards 1 far past
-it). When nothing fires the decision is ``noop`` with confidence ``1 - s``, where ``s`` is the severity of the worst breach held back
-by a cooldown or guard (1 when nothing is breached at all). With a ``calibration``
+it). When nothing fires the decision is ``noop`` with confidence ``1 - s``, where ``s`` is the
+severity of the worst breach held back by a cooldown or guard (1 when nothing is breached at
+all). With a ``calibration``
 (:func:`calibrated_rules`: the one the package ships), the confidence of an action other than
 ``noop`` is that severity mapped onto the probability that executing it beats holding it, the
 meaning every source's confidence has in the live loop.
