@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,17 +72,23 @@ def train_champion(
     output: Path = SHIPPED_MODEL,
     tracking: Tracking | None = None,
     overrides: dict[str, Any] | None = None,
+    settings: Sequence[str] = (),
+    calibration_scenarios: Sequence[str] = SCENARIO_NAMES,
+    calibration_seeds: Sequence[int] = CALIBRATION_SEEDS,
     progress: bool = False,
 ) -> ChampionResult:
     """Train, calibrate and write the champion (module docstring). ``overrides``: typed
-    ``TrainConfig`` fields (e.g. ``timesteps`` for a smoke run)."""
-    config = load_config("maskable_ppo", preset_path("champion"), **(overrides or {}))
+    ``TrainConfig`` fields (e.g. ``timesteps`` for a smoke run); ``settings``: ``--set``
+    strings (hyperparameters too); the calibration evidence's scenarios and seeds default to
+    every scenario on :data:`CALIBRATION_SEEDS`."""
+    config = load_config("maskable_ppo", preset_path("champion"), settings, **(overrides or {}))
+    evidence = (tuple(calibration_scenarios), tuple(calibration_seeds))
     began = time.perf_counter()
     result = train(config, tracking=tracking, progress=progress, run_name="champion")
     policy = result.policy
     if not isinstance(policy, SB3Policy):
         raise TypeError(f"the champion preset must train an SB3 policy, got {policy!r}")
-    policy.calibration, decisions = calibrate(policy)
+    policy.calibration, decisions = calibrate(policy, *evidence)
     seconds = time.perf_counter() - began
     output.parent.mkdir(parents=True, exist_ok=True)
     model = policy.save(output)
@@ -111,23 +118,31 @@ def train_champion(
         )
         + "\n"
     )
-    write_rules_calibration(model.with_name(RULES_CALIBRATION.name))
+    write_rules_calibration(model.with_name(RULES_CALIBRATION.name), *evidence)
     return ChampionResult(model, metadata, result.run_id, seconds)
 
 
-def calibrate(policy: Policy) -> tuple[Calibration | None, int]:
+def calibrate(
+    policy: Policy,
+    scenarios: Sequence[str] = SCENARIO_NAMES,
+    seeds: Sequence[int] = CALIBRATION_SEEDS,
+) -> tuple[Calibration | None, int]:
     """(calibration, decisions measured): ``policy``'s confidence fitted onto the share of
-    its decisions that beat holding on :data:`CALIBRATION_SEEDS` (None without decisions)."""
-    evidence = collect_decisions(policy, SCENARIO_NAMES, CALIBRATION_SEEDS)
+    its decisions that beat holding on ``scenarios`` x ``seeds`` (None without decisions)."""
+    evidence = collect_decisions(policy, scenarios, seeds)
     if not len(evidence.actions):
         return None, 0
     outcomes = (evidence.values > 0).astype(np.float64)
     return fit_calibration(evidence.actions, evidence.confidences, outcomes), len(outcomes)
 
 
-def write_rules_calibration(path: Path = RULES_CALIBRATION) -> Path:
+def write_rules_calibration(
+    path: Path = RULES_CALIBRATION,
+    scenarios: Sequence[str] = SCENARIO_NAMES,
+    seeds: Sequence[int] = CALIBRATION_SEEDS,
+) -> Path:
     """Calibrate the rules' severity confidence (:func:`calibrate`) and write it as JSON."""
-    calibration, _ = calibrate(RulesPolicy())
+    calibration, _ = calibrate(RulesPolicy(), scenarios, seeds)
     if calibration is None:
         raise RuntimeError("the rules took no action on the calibration seeds")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ objects: load only files you trust.
 
 from __future__ import annotations
 
+import copy
 import json
 import zipfile
 from collections.abc import Callable, Sequence
@@ -213,6 +214,12 @@ class SB3Policy(ArrayPolicy):
         """Maps the network's confidence onto P(executing beats holding)
         (:mod:`policies.calibration`); ``None``: the raw confidence is served."""
         self._layers = self._export_network()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SB3Policy:
+        """A served SB3 policy keeps no memory between decisions, so a copy (planners and
+        counterfactual rollouts copy their continuation) shares the model: copying torch
+        modules is slow and fails on tensors a training step left in the graph."""
+        return copy.copy(self)
 
     def _export_network(self) -> list[Layer]:
         policy = self.model.policy
