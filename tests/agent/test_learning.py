@@ -85,7 +85,7 @@ EXPECTED = interim_kpi_window_reward(
 
 
 def test_the_interim_reward_by_hand() -> None:
-    assert pytest.approx(0.1 + 0.05) == EXPECTED  # value weight 1, alignment weight 0.5
+    assert pytest.approx(0.1) == EXPECTED  # value weight 1; alignment is not paid (weight 0)
     with pytest.raises(KeyError):
         interim_kpi_window_reward({"mrr": 1.0}, {"mrr": 1.0}, DAY)
     with pytest.raises(ValueError, match="mrr before the window must be > 0"):

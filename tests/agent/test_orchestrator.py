@@ -82,9 +82,12 @@ def test_live_cycle_executes_records_and_audits_every_decision(
         assert audited.count("decision") == len(decisions)
         assert audited.count("execution") == len(outcome.executions)
         assert verify_chain(session).ok
-    # the same clock again: cooldowns block a second execution of anything
+    # the same clock again: cooldowns block a second execution of anything executed before
+    first = {d.action for d in outcome.decisions if d.execution_id is not None}
     again = run_full_cycle(engine, dry_run=False, policy="rules", as_of=result.as_of)
-    assert not again.executions
+    repeated = [d for d in again.decisions if d.action in first and d.action != "noop"]
+    assert repeated and all(d.execution_id is None for d in repeated)
+    assert all(d.verdict == "blocked" for d in repeated)
 
 
 def test_kill_switch_blocks_every_execution(seeded: tuple[Engine, SeedResult]) -> None:
