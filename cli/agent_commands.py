@@ -8,6 +8,8 @@
 - ``autopilot undo EXECUTION_ID [--by NAME]``: reverse an execution exactly.
 - ``autopilot audit verify``: check the hash chain; names the first bad entry.
 - ``autopilot kill-switch on|off [--reason TEXT] [--by NAME]``.
+- ``autopilot lock status``: who holds the cycle lock (holder, pid, since, lease end, alive or
+  stale); ``autopilot lock release --force --by NAME``: remove it, audited.
 
 Exit status: 0 success, 1 an operational failure (cycle running, bad chain, unknown id),
 2 bad input. Heavy modules (the orchestrator pulls in policies, MLflow on demand) are imported
@@ -18,7 +20,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.lock import LockHolder
 
 from cli.common import DB_HELP, database_session, fail, settings_for, timestamp
 
@@ -148,6 +153,48 @@ def kill_switch(args: argparse.Namespace) -> int:
     return 0
 
 
+def lock_command(args: argparse.Namespace) -> int:
+    """Show or force-release the cycle lock (see :mod:`agent.lock`)."""
+    from agent.db import DatabaseError, connect
+    from agent.lock import NoLockHeld, current_holder, force_release
+
+    try:
+        engine = connect(settings_for(args).db_url)
+        try:
+            if args.lock_command == "status":
+                return _print_lock_status(current_holder(engine))
+            held, why = force_release(engine, by=args.by)
+        finally:
+            engine.dispose()
+    except (DatabaseError, NoLockHeld) as error:
+        return fail(f"lock {args.lock_command}", error)
+    print(f"cycle lock released by {args.by}: it was held by {held.describe()}")
+    if why:
+        print("its cycle is recorded aborted in the audit trail")
+    else:
+        print(
+            f"warning: its holder looked alive: if process {held.pid} on {held.host} is still "
+            "running a cycle, that cycle goes on without the lock",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _print_lock_status(holder: LockHolder | None) -> int:
+    from agent.lock import staleness, utc_now
+
+    now = utc_now()
+    if holder is None:
+        print("no cycle lock is held: no cycle is running")
+        return 0
+    print(f"cycle lock held by {holder.describe(now)}")
+    if staleness(holder, now):
+        print("the next cycle takes it over (and records the dead cycle aborted)")
+    else:
+        print("to remove it anyway: autopilot lock release --force --by NAME")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add this group's subcommands."""
     for name, monitor, help_text in (
@@ -199,3 +246,16 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     ks.add_argument("--by", default="operator", help="who (recorded)")
     ks.add_argument("--db", help=DB_HELP)
     ks.set_defaults(handler=kill_switch)
+
+    lk = subparsers.add_parser("lock", help="show or release the cycle lock")
+    lk_sub = lk.add_subparsers(dest="lock_command", required=True, metavar="ACTION")
+    status = lk_sub.add_parser("status", help="who holds the cycle lock, and whether alive")
+    status.add_argument("--db", help=DB_HELP)
+    status.set_defaults(handler=lock_command)
+    release = lk_sub.add_parser("release", help="remove the cycle lock (audited)")
+    release.add_argument(
+        "--force", action="store_true", required=True, help="required: you mean it"
+    )
+    release.add_argument("--by", required=True, help="who releases it (recorded)")
+    release.add_argument("--db", help=DB_HELP)
+    release.set_defaults(handler=lock_command)
