@@ -59,14 +59,10 @@ def _parse(url: str | URL) -> URL:
     try:
         return make_url(url)
     except ArgumentError:
-        if isinstance(url, str) and "://" not in url:
-            raise ValueError(
-                f"invalid database URL {url!r}: a URL names its driver; for a SQLite file "
-                f"write sqlite:///{url}"
-            ) from None
+        hint = f"; for the SQLite file {url} write sqlite:///{url}" if "://" not in str(url) else ""
         raise ValueError(
             f"invalid database URL {str(url)!r}; expected e.g. sqlite:///autopilot.db or "
-            "postgresql+psycopg://user@host:5432/dbname"
+            f"postgresql+psycopg://user@host:5432/dbname{hint}"
         ) from None
 
 
