@@ -6,7 +6,9 @@
 - ``autopilot approvals list [--status S]``, ``approvals approve ID --by NAME``,
   ``approvals reject ID --by NAME [--note TEXT]``.
 - ``autopilot undo EXECUTION_ID [--by NAME]``: reverse an execution exactly.
-- ``autopilot audit verify``: check the hash chain; names the first bad entry.
+- ``autopilot audit verify``: check the hash chain, its head record (signed when
+  ``AUTOPILOT_AUDIT_KEY`` is set) and completeness; names the first bad entry.
+- ``autopilot audit sign --by NAME``: sign an unsigned head once the chain verifies.
 - ``autopilot kill-switch on|off [--reason TEXT] [--by NAME]``.
 - ``autopilot lock status``: who holds the cycle lock (holder, pid, since, lease end, alive or
   stale); ``autopilot lock release --force --by NAME``: remove it, audited.
@@ -138,6 +140,20 @@ def audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def audit_sign(args: argparse.Namespace) -> int:
+    """Sign the audit head with AUTOPILOT_AUDIT_KEY once the chain verifies."""
+    from agent.audit import AuditError, sign_head
+    from agent.db import DatabaseError
+
+    try:
+        with database_session(args) as session:
+            report = sign_head(session, by=args.by)
+    except (AuditError, DatabaseError) as error:
+        return fail("audit sign", error)
+    print(f"audit head signed by {args.by}: {report.entries} entries, head {report.head_hash[:16]}")
+    return 0
+
+
 def kill_switch(args: argparse.Namespace) -> int:
     """Turn the kill switch on or off."""
     from agent.db import DatabaseError
@@ -239,6 +255,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     verify = au_sub.add_parser("verify", help="check the hash chain, name the first bad entry")
     verify.add_argument("--db", help=DB_HELP)
     verify.set_defaults(handler=audit_verify)
+    sign = au_sub.add_parser(
+        "sign", help="sign the head record with AUTOPILOT_AUDIT_KEY (after the chain verifies)"
+    )
+    sign.add_argument("--by", required=True, help="who signs (recorded)")
+    sign.add_argument("--db", help=DB_HELP)
+    sign.set_defaults(handler=audit_sign)
 
     ks = subparsers.add_parser("kill-switch", help="pause or resume every execution")
     ks.add_argument("state", choices=("on", "off"))

@@ -22,6 +22,7 @@ MINIMAL_ARGS: dict[tuple[str, ...], list[str]] = {
     ("approvals", "reject"): ["1", "--by", "ann"],
     ("undo",): ["1", "--by", "ops"],
     ("audit", "verify"): [],
+    ("audit", "sign"): ["--by", "ops"],
     ("kill-switch",): ["on", "--by", "ops"],
     ("lock", "status"): [],
     ("lock", "release"): ["--force", "--by", "ops"],
