@@ -70,6 +70,7 @@ from sqlalchemy import (
     case,
     cast,
     exists,
+    false,
     func,
     not_,
     or_,
@@ -493,15 +494,33 @@ def _sample_ids(session: Session, table: str, condition: ColumnElement[bool]) ->
     return tuple(sorted(int(i) for i in ids))
 
 
-def _scan_table(session: Session, table: str, at: datetime, found: _Defects) -> None:
-    """One aggregate scan of ``table``: its rows, its defective rows (a duplicate user is one
-    of them unless it already had another defect) and the rows of each rule."""
+def _rule_flags(table: str, at: datetime) -> Any:
+    """Subquery: one row per row of ``table`` with a 0/1 flag per rule (``r0``, ``r1``...),
+    each rule evaluated once per row. ``OFFSET 0`` keeps it a subquery (SQLite and PostgreSQL
+    would otherwise inline the flags into every aggregate, evaluating each rule twice: once
+    for its own count and once for "any defect")."""
     model = validation.MODELS[table]
+    flags = [
+        case((func.coalesce(rule.condition(at), false()), 1), else_=0).label(f"r{i}")
+        for i, rule in enumerate(validation.RULES[table])
+    ]
+    return select(*flags).select_from(model).offset(0).subquery(f"{table}_flags")
+
+
+def _scan_table(session: Session, table: str, at: datetime, found: _Defects) -> None:
+    """One aggregate pass over ``table`` (:func:`_rule_flags`): its rows, its defective rows
+    (a duplicate user is one of them unless it already had another defect) and the rows of
+    each rule."""
     rules = validation.RULES[table]
     any_defect = validation.defect(table, at)
+    flags = _rule_flags(table, at)
+    columns = [flags.c[f"r{i}"] for i in range(len(rules))]
+    flagged = sum(columns[1:], columns[0])
     query: Any = select(
-        func.count(), *(_count_if(rule.condition(at)) for rule in rules), _count_if(any_defect)
-    ).select_from(model)
+        func.count(),
+        *(func.coalesce(func.sum(c), 0) for c in columns),
+        _count_if(flagged > 0),
+    ).select_from(flags)
     row = session.execute(query).one()
     rows, per_rule = int(row[0]), [int(n) for n in row[1 : 1 + len(rules)]]
     if table in validation.RECORD_TABLES:
@@ -557,6 +576,13 @@ the ``occurred_at`` (``(user_id, occurred_at)``) index answers them without a sc
 each: an OR across the two indexes makes SQLite scan)."""
 
 
+def _count_where(session: Session, condition: Any) -> int:
+    """Events matching ``condition``, counted over an index alone (nothing else selected)."""
+    return int(
+        session.execute(select(func.count()).select_from(Event).where(condition)).scalar_one()
+    )
+
+
 def _scan_events(session: Session, at: datetime, found: _Defects) -> None:
     """Events by type over the type index, future-dated ones over the time index, and values
     that are not timestamps or user ids (SQLite only) in one more pass."""
@@ -573,14 +599,19 @@ def _scan_events(session: Session, at: datetime, found: _Defects) -> None:
     invalid = invalid_refs = invalid_only = 0
     if session.get_bind().dialect.name == "sqlite":  # typed columns elsewhere: nothing to find
         otherwise_clean = and_(known, not_(Event.occurred_at > at))
-        invalid, time_only = session.execute(
-            select(func.count(), _count_if(otherwise_clean)).where(_EVENT_TIMES_OUT_OF_ORDER)
-        ).one()
-        invalid_refs, ref_only = session.execute(
-            select(func.count(), _count_if(and_(otherwise_clean, not_(invalid_time)))).where(
-                _EVENT_USERS_OUT_OF_ORDER
-            )
-        ).one()
+        invalid = _count_where(session, _EVENT_TIMES_OUT_OF_ORDER)
+        invalid_refs = _count_where(session, _EVENT_USERS_OUT_OF_ORDER)
+        time_only = ref_only = 0
+        if invalid:  # rare: only then read the columns the index does not cover
+            time_only = session.execute(
+                select(_count_if(otherwise_clean)).where(_EVENT_TIMES_OUT_OF_ORDER)
+            ).scalar_one()
+        if invalid_refs:
+            ref_only = session.execute(
+                select(_count_if(and_(otherwise_clean, not_(invalid_time)))).where(
+                    _EVENT_USERS_OUT_OF_ORDER
+                )
+            ).scalar_one()
         invalid_only = int(time_only) + int(ref_only)
     found.records += total
     found.defective += unknown + int(future) - int(future_unknown) + int(invalid_only)
