@@ -165,7 +165,12 @@ def kill_switch(args: argparse.Namespace) -> int:
             on, reason = kill_switch_state(session, settings_for(args))
     except DatabaseError as error:
         return fail("kill-switch", error)
-    print(f"kill switch {'on: ' + reason if on else 'off'}")
+    wanted = args.state == "on"
+    if on != wanted:  # the stored value is not what we wrote, or the environment forces it
+        print(f"kill switch is still {'on' if on else 'off'}: {reason}")
+        return 1
+    because = f": {args.reason}" if wanted and args.reason else ""
+    print(f"kill switch {args.state}, set by {args.by}{because}")
     return 0
 
 
