@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from agent.lock import LockHolder
 
-from cli.common import DB_HELP, database_session, fail, settings_for, timestamp
+from cli.common import (
+    DB_HELP,
+    database_session,
+    fail,
+    load_policy_uri,
+    settings_for,
+    timestamp,
+)
 
 
 def cycle(args: argparse.Namespace) -> int:
@@ -45,8 +52,6 @@ def cycle(args: argparse.Namespace) -> int:
                 engine, settings=settings, dry_run=not args.live, as_of=args.as_of
             )
         else:
-            from experiments.models import load_policy_uri  # MLflow loads only for a cycle
-
             result = run_full_cycle(
                 engine,
                 settings=settings,

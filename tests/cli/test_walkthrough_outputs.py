@@ -63,3 +63,21 @@ def test_seed_and_observe_explain_their_numbers(
 )
 def test_thresholds_say_what_inf_means(threshold: float | None, shown: str) -> None:
     assert threshold_text(threshold) == shown
+
+
+def test_a_cycle_without_a_champion_creates_no_mlflow_store(
+    db: list[str],
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("AUTOPILOT_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI", "AUTOPILOT_POLICY_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    assert main(["cycle", *db]) == 0
+    captured = capfd.readouterr()
+    assert not (tmp_path / "mlflow.db").exists()
+    assert "INFO mlflow" not in captured.out + captured.err
+    assert "no MLflow store at sqlite:///mlflow.db" in captured.out
+    assert "policy rules" in captured.out
