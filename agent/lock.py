@@ -121,7 +121,9 @@ class CycleRunning(RuntimeError):
     """Another cycle holds this database's cycle lock; ``holder`` says who (``None`` when the
     database was too busy writing to tell)."""
 
-    def __init__(self, holder: LockHolder | None, message: str | None = None) -> None:
+    def __init__(self, holder: LockHolder | str | None, message: str | None = None) -> None:
+        if isinstance(holder, str):  # a message alone, the exception's old form
+            holder, message = None, message or holder
         self.holder = holder
         text = message or (
             f"a cycle is already running on this database: {holder.describe()}"

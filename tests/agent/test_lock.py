@@ -352,3 +352,8 @@ def test_a_sigkilled_holder_does_not_block_the_next_cycle(
     assert statuses.get("aborted") == 1 and statuses.get("finished") == 1
     assert result.cycle_id is not None
     assert _chain_ok(engine)
+
+
+def test_cycle_running_with_a_message_alone_has_no_details() -> None:
+    error = lock.CycleRunning("busy")
+    assert (str(error), error.holder, error.details()) == ("busy", None, {})
