@@ -532,35 +532,32 @@ def _scan_table(session: Session, table: str, at: datetime, found: _Defects) -> 
             ids = _sample_ids(session, table, rule.condition(at))
             found.report.append(DefectReport(table, rule.column, rule.kind, n, ids))
     if table == "users":
-        duplicates, already_defective = _duplicates(session, any_defect)
+        duplicates, already_defective, ids = _duplicates(session, any_defect)
         found.defective += duplicates - already_defective
         found.by_kind["duplicate_user"] += duplicates
         if duplicates:
-            ids = _sample_ids(session, table, _is_duplicate())
             found.report.append(DefectReport(table, "email", "duplicate_user", duplicates, ids))
 
 
-def _duplicates(session: Session, any_defect: ColumnElement[bool]) -> tuple[int, int]:
-    """(duplicate users, those of them with another defect): a record counts once. Driven
-    from the few duplicate groups through the ``lower(email)`` index."""
+def _duplicates(
+    session: Session, any_defect: ColumnElement[bool]
+) -> tuple[int, int, tuple[int, ...]]:
+    """(duplicate users, those of them with another defect, up to
+    :data:`agent.validation.MAX_SAMPLE_IDS` of their ids): a record counts once. One query,
+    driven from the few duplicate groups through the ``lower(email)`` index; the counts are
+    window aggregates over the whole join, so the sample needs no second pass."""
     firsts = validation.duplicate_firsts()
-    duplicates, defective = session.execute(
-        select(func.count(), _count_if(any_defect))
+    rows = session.execute(
+        select(User.id, func.count().over(), func.sum(case((any_defect, 1), else_=0)).over())
         .select_from(firsts)
         .join(User, func.lower(User.email) == firsts.c.email)
         .where(User.id != firsts.c.first_id)
-    ).one()
-    return int(duplicates), int(defective)
-
-
-def _is_duplicate() -> ColumnElement[bool]:
-    """A user whose well-formed email an earlier user already has (for sampling ids)."""
-    firsts = validation.duplicate_firsts()
-    return User.id.in_(
-        select(User.id)
-        .join(firsts, firsts.c.email == func.lower(User.email))
-        .where(User.id != firsts.c.first_id)
-    )
+        .order_by(User.id)  # the lowest ids: a sort of the few duplicates only
+        .limit(validation.MAX_SAMPLE_IDS)
+    ).all()
+    if not rows:
+        return 0, 0, ()
+    return int(rows[0][1]), int(rows[0][2]), tuple(sorted(int(row[0]) for row in rows))
 
 
 _EVENT_TIMES_OUT_OF_ORDER = text(
