@@ -17,6 +17,17 @@ Removing entries from the *end* would leave a valid shorter chain, so the chain 
 CloudTrail's digest files anchor a trail: :class:`~agent.models.AuditHead` holds the entry
 count and the last id and hash, moved by :func:`append` in the same transaction as the entry.
 An edit to ``audit_log`` alone (a truncated tail, a rewritten chain) no longer matches it.
+
+The head record sits in the same database, so whoever can rewrite the log can rewrite the head
+too. With an audit key configured (``AUTOPILOT_AUDIT_KEY``, kept outside the database) the head
+is also signed: ``mac = HMAC-SHA256(key, "audit_log|entries|last_id|last_hash")``
+(:func:`head_mac`), re-signed by every :func:`append`. Without the key nobody can forge the
+signature of a rewritten or truncated trail, so :func:`verify_chain` detects it; and
+:func:`append` refuses to extend a head whose signature does not match (fail closed). A head
+written before the key was configured is unsigned: verify reports it, and
+:func:`sign_head` (``autopilot audit sign --by NAME``) signs it once the chain verifies.
+Wiping the log and its head together leaves an empty trail; verify then still finds the
+cycles, executions and approvals that have no audit entry.
 :func:`verify_chain` also checks completeness: every execution, every answered approval and
 every undo has its audit entry, and timestamps never decrease. For an anchor outside the
 database too, record :func:`chain_head` elsewhere (a log line, a ticket).
@@ -33,6 +44,7 @@ whole, effect included — so an effect never survives without its audit entry.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,8 +54,9 @@ from typing import Any
 from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.orm import Session
 
-from agent.models import Approval, AuditHead, AuditLog, Execution
+from agent.models import Approval, AuditHead, AuditLog, Cycle, Execution
 from agent.observe import as_utc_naive
+from agent.settings import get_settings
 
 GENESIS = "0" * 64
 """``prev_hash`` of the first entry."""
@@ -131,10 +144,96 @@ def append(
         entry_hash=entry_digest(prev_hash=prev_hash, entry_id=prev_id + 1, **fields),
         **fields,
     )
+    key = audit_key()
+    if key is not None:
+        _check_signature(session, key)
     session.add(entry)
     session.flush()
     _move_head(session, prev_id, prev_hash, entry)
+    if key is not None:
+        _sign(session, key)
     return entry
+
+
+def audit_key() -> bytes | None:
+    """The configured audit key (``AUTOPILOT_AUDIT_KEY``) as bytes, or ``None``."""
+    secret = get_settings().audit_key
+    return secret.get_secret_value().encode() if secret is not None else None
+
+
+def head_mac(key: bytes, entries: int, last_id: int, last_hash: str) -> str:
+    """The signature of a head record: HMAC-SHA256 (hex) of ``audit_log|entries|id|hash``."""
+    message = f"{CHAIN}|{int(entries)}|{int(last_id)}|{last_hash}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _head_fields(session: Session) -> tuple[int, int, str, str | None] | None:
+    row = session.execute(
+        select(AuditHead.entries, AuditHead.last_id, AuditHead.last_hash, AuditHead.mac).where(
+            AuditHead.name == CHAIN
+        )
+    ).first()
+    return (int(row[0]), int(row[1]), str(row[2]), row[3]) if row is not None else None
+
+
+def _signature_problem(session: Session, key: bytes) -> str:
+    """Why the head's signature does not hold under ``key`` ("" when it does, or there is no
+    head yet)."""
+    head = _head_fields(session)
+    if head is None:
+        return ""
+    entries, last_id, last_hash, mac = head
+    if mac is None:
+        return (
+            "the audit head record is not signed although AUTOPILOT_AUDIT_KEY is set: if the "
+            "key was just configured, check the trail and run `autopilot audit sign --by NAME`; "
+            "otherwise the head was rewritten"
+        )
+    if not hmac.compare_digest(mac, head_mac(key, entries, last_id, last_hash)):
+        return (
+            "the audit head record's signature does not match AUTOPILOT_AUDIT_KEY: the log and "
+            "its head were rewritten together (or the key changed)"
+        )
+    return ""
+
+
+def _check_signature(session: Session, key: bytes) -> None:
+    problem = _signature_problem(session, key)
+    if problem:
+        raise AuditError(f"refusing to extend the audit trail: {problem}")
+
+
+def _sign(session: Session, key: bytes) -> None:
+    """Sign the head record as it now stands (flushed)."""
+    head = _head_fields(session)
+    if head is None:
+        return
+    entries, last_id, last_hash, _ = head
+    session.execute(
+        update(AuditHead)
+        .where(AuditHead.name == CHAIN)
+        .values(mac=head_mac(key, entries, last_id, last_hash))
+    )
+
+
+def sign_head(session: Session, *, by: str) -> ChainReport:
+    """Sign an unsigned (or re-sign a) head record with the configured key, after the chain
+    verifies without it, and audit the step (``audit_head_signed``, actor ``by``); flushed.
+    ``AuditError`` when no key is configured, ``by`` is empty or the chain does not verify."""
+    key = audit_key()
+    if key is None:
+        raise AuditError("no audit key is configured: set AUTOPILOT_AUDIT_KEY first")
+    if not isinstance(by, str) or not by.strip():
+        raise AuditError(f"a human step must name who takes it (--by); got {by!r}")
+    report = verify_chain(session, check_signature=False)
+    if not report.ok:
+        raise AuditError(
+            f"the trail does not verify, so it is not signed: {report.reason} "
+            f"{'; '.join(report.missing)}".strip()
+        )
+    _sign(session, key)
+    append(session, actor=by, action="audit_head_signed", details={"entries": report.entries})
+    return verify_chain(session)
 
 
 def _move_head(session: Session, prev_id: int, prev_hash: str, entry: AuditLog) -> None:
@@ -182,6 +281,9 @@ def anchor(session: Session) -> None:
     head.entries, head.last_id, head.last_hash = int(entries), last_id, last_hash
     head.updated_at = last_at or datetime.now(UTC).replace(tzinfo=None)
     session.flush()
+    key = audit_key()
+    if key is not None:
+        _sign(session, key)
 
 
 HISTORY_TABLES: tuple[str, ...] = (
@@ -252,9 +354,12 @@ class ChainReport:
     """Executions, approvals and undos without their audit entry."""
 
 
-def verify_chain(session: Session, batch_size: int = 5_000) -> ChainReport:
+def verify_chain(
+    session: Session, batch_size: int = 5_000, *, check_signature: bool = True
+) -> ChainReport:
     """Recompute every entry's hash and check every link and time in id order (streaming in
-    batches), then the head record and the completeness of the trail."""
+    batches), then the head record (and its signature, when an audit key is configured and
+    ``check_signature``) and the completeness of the trail."""
     expected_id, prev_hash, count = 1, GENESIS, 0
     last_id, last_at = 0, None
     while True:
@@ -280,6 +385,9 @@ def verify_chain(session: Session, batch_size: int = 5_000) -> ChainReport:
             last_at = entry.occurred_at
         session.expunge_all()
     head_problem = _check_head(session, count, last_id, prev_hash)
+    key = audit_key() if check_signature else None
+    if not head_problem and key is not None:
+        head_problem = _signature_problem(session, key)
     if head_problem:
         return ChainReport(False, count, last_id + 1 if last_id else 1, head_problem, prev_hash)
     missing = _missing_entries(session)
@@ -309,7 +417,7 @@ def _check_head(session: Session, entries: int, last_id: int, last_hash: str) ->
 
 
 def _missing_entries(session: Session) -> tuple[str, ...]:
-    """Executions, answered approvals and undos that have no audit entry."""
+    """Executions, answered approvals, undos and cycles that have no audit entry."""
     missing: list[str] = []
     audited = {
         (action, execution_id)
@@ -329,8 +437,12 @@ def _missing_entries(session: Session) -> tuple[str, ...]:
     }
     approvals = session.scalars(select(Approval.id).where(Approval.status != "pending")).all()
     no_answer = [i for i in approvals if i not in answered]
+    cycle_audited = select(AuditLog.cycle_id).where(AuditLog.cycle_id.is_not(None)).distinct()
+    no_cycle_entry = list(
+        session.scalars(select(Cycle.id).where(Cycle.id.not_in(cycle_audited)).order_by(Cycle.id))
+    )
     for what, ids in (("execution", no_entry), ("undo of execution", no_undo),
-                      ("answer to approval", no_answer)):  # fmt: skip
+                      ("answer to approval", no_answer), ("cycle", no_cycle_entry)):  # fmt: skip
         if ids:
             listed = ", ".join(map(str, ids[:MAX_LISTED])) + (
                 ", ..." if len(ids) > MAX_LISTED else ""

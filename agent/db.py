@@ -59,9 +59,10 @@ def _parse(url: str | URL) -> URL:
     try:
         return make_url(url)
     except ArgumentError:
+        hint = f"; for the SQLite file {url} write sqlite:///{url}" if "://" not in str(url) else ""
         raise ValueError(
             f"invalid database URL {str(url)!r}; expected e.g. sqlite:///autopilot.db or "
-            "postgresql+psycopg://user@host:5432/dbname"
+            f"postgresql+psycopg://user@host:5432/dbname{hint}"
         ) from None
 
 
@@ -105,8 +106,51 @@ def _sqlite_file(url: URL) -> Path | None:
     return Path(url.database or "")
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+"""The first 16 bytes of every SQLite database file."""
+
+
+def sqlite_file_problem(url: URL) -> str:
+    """Why the SQLite file ``url`` names cannot hold a database, as one line naming the path
+    and the fix; ``""`` when it can (an existing SQLite file, an empty file, or a new file in
+    an existing folder) or when ``url`` is not a SQLite file. The one check behind every
+    command's ``--db`` (and the API's database)."""
+    path = _sqlite_file(url)
+    if path is None:
+        return ""
+    if path.is_dir():
+        return (
+            f"database path {path} is a folder, not a file; give --db a file such as "
+            f"sqlite:///{path / 'autopilot.db'}"
+        )
+    if not path.exists():
+        folder = path.parent
+        if not folder.is_dir():
+            return (
+                f"database file {path}: its folder {folder} does not exist; create it first "
+                f"(mkdir -p {folder}) or give --db a file in an existing folder"
+            )
+        return ""
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except OSError as error:
+        return f"database file {path} cannot be read: {error.strerror}; check its permissions"
+    if header and header != SQLITE_HEADER:  # an empty file is a SQLite database not yet written
+        return (
+            f"{path} is not a SQLite database (it is some other kind of file); give --db an "
+            f"autopilot database, or a new file name and run `autopilot db upgrade --db "
+            f"sqlite:///NEW.db` to create one"
+        )
+    return ""
+
+
 def ping(engine: Engine) -> None:
-    """Open and close one connection; :class:`DatabaseUnreachable` if that fails."""
+    """Open and close one connection; :class:`DatabaseUnreachable` if that fails (a SQLite
+    file that cannot be a database fails first, see :func:`sqlite_file_problem`)."""
+    problem = sqlite_file_problem(engine.url)
+    if problem:
+        raise DatabaseUnreachable(problem)
     try:
         with engine.connect():
             pass
@@ -191,6 +235,9 @@ def connect(url: str | URL | None = None, *, check: bool = True, **kwargs: Any) 
     """
     parsed = _parse(resolve_url(url) if url is None or isinstance(url, str) else url)
     path = _sqlite_file(parsed)
+    problem = sqlite_file_problem(parsed)
+    if problem:
+        raise DatabaseUnreachable(problem)
     if check and path is not None and not path.exists():
         raise SchemaMissing(
             f"database file {path} does not exist; "

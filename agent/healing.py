@@ -1,17 +1,31 @@
-"""Self-healing: the decisions detection proposes on its own, beside the policy's.
+"""Self-healing: the decisions detection proposes on its own, beside the policy's, and when
+an issue counts as healed.
 
 Each detected issue whose kind is in :data:`HEALABLE_ISSUE_KINDS` proposes its remediation
 action (one proposal per action) with the confidence of its severity
 (:data:`SEVERITY_CONFIDENCE`); the guardrails then treat it like any other decision.
+
+**Treated is not healed.** An executed action that addresses an issue *treats* it
+(:func:`treatments`); the issue is *healed* only when a later cycle's observation no longer
+detects it (:func:`resolve`). Until then the treatment is *pending*: each cycle's
+``cycle_finished`` audit entry carries the pending treatments (``details["pending"]``), the next
+cycle reads them back (:func:`pending_treatments`), reports the resolved ones as healed and
+carries the others on (one per issue, the latest treatment kept), however many dry runs or
+failed cycles come between.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from agent import actuators
 from agent.detect import Issue, Severity
+from agent.models import AuditLog
 from environment.actions import N_ACTIONS, action_index
 
 HEALABLE_ISSUE_KINDS = frozenset(
@@ -88,3 +102,104 @@ def healing_candidates(issues: Sequence[Issue], *, only_critical: bool) -> list[
             )
         )
     return out
+
+
+# --- treated, then healed -----------------------------------------------------------------
+
+FINISHED_ACTION = "cycle_finished"
+"""The audit action whose details carry a cycle's pending treatments."""
+
+
+class Executed(Protocol):
+    """What :func:`treatments` reads of a cycle's decision outcome."""
+
+    @property
+    def action(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def execution_id(self) -> int | None: ...
+    @property
+    def issue(self) -> str | None: ...
+
+
+def issue_key(issue: Issue) -> str:
+    """An issue's identity across cycles: ``kind:detail``."""
+    return f"{issue.kind}:{issue.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class Treatment:
+    """An executed action addressing an issue: the issue (``kind:detail``), the action, its
+    execution, and the cycle that executed it."""
+
+    issue: str
+    action: str
+    execution_id: int
+    cycle_id: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "issue": self.issue,
+            "action": self.action,
+            "execution_id": self.execution_id,
+            "cycle_id": self.cycle_id,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Treatment | None:
+        """A treatment read back from an audit entry; ``None`` for anything malformed."""
+        try:
+            return cls(
+                str(raw["issue"]), str(raw["action"]), int(raw["execution_id"]),
+                int(raw["cycle_id"]),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def treatments(
+    outcomes: Iterable[Executed], issues: Sequence[Issue], cycle_id: int
+) -> list[Treatment]:
+    """The issues this cycle's executed actions address: a self-healing decision its own
+    issue, a policy decision every issue it heals (:func:`heals`) with the same action."""
+    out: dict[str, Treatment] = {}
+    for o in outcomes:
+        if o.execution_id is None or o.verdict != "executed":
+            continue
+        if o.source == "policy":
+            keys = [issue_key(i) for i in issues if i.action == o.action and heals(i)]
+        else:
+            keys = [o.issue] if o.issue else []
+        for key in keys:
+            out[key] = Treatment(key, o.action, o.execution_id, cycle_id)
+    return list(out.values())
+
+
+def pending_treatments(session: Session, before_cycle: int) -> list[Treatment]:
+    """The treatments still awaiting a resolving observation, as the last cycle that finished
+    before cycle ``before_cycle`` left them (empty when none did)."""
+    details = session.scalars(
+        select(AuditLog.details)
+        .where(AuditLog.action == FINISHED_ACTION, AuditLog.cycle_id < before_cycle)
+        .order_by(AuditLog.id.desc())
+        .limit(1)
+    ).first()
+    raw = details.get("pending", []) if isinstance(details, dict) else []
+    found = [Treatment.from_dict(item) for item in raw] if isinstance(raw, list) else []
+    return [t for t in found if t is not None]
+
+
+def resolve(
+    pending: Sequence[Treatment], issues: Sequence[Issue], treated_now: Sequence[Treatment]
+) -> tuple[list[Treatment], list[Treatment]]:
+    """(healed, still pending): of ``pending``, those whose issue the current observation
+    (``issues``) no longer detects are healed; the rest, with this cycle's own treatments
+    (``treated_now``, which replace an older treatment of the same issue), stay pending."""
+    present = {issue_key(i) for i in issues}
+    healed = [t for t in pending if t.issue not in present]
+    still: dict[str, Treatment] = {t.issue: t for t in pending if t.issue in present}
+    still.update({t.issue: t for t in treated_now})
+    return healed, list(still.values())

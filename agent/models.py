@@ -583,7 +583,9 @@ class AuditHead(Base):
     """The audit trail's head record (CloudTrail's digest, kept beside the log): how many
     entries the chain has and the last one's id and hash. :func:`agent.audit.append` moves it
     in the same transaction as the entry, so deleting or rewriting entries of ``audit_log``
-    alone no longer verifies; ``audit verify`` compares the two."""
+    alone no longer verifies; ``audit verify`` compares the two. ``mac`` (migration 0008) signs
+    the record with a key kept outside the database (``AUTOPILOT_AUDIT_KEY``), so rewriting the
+    log *and* its head no longer verifies either."""
 
     __tablename__ = "audit_head"
 
@@ -592,6 +594,8 @@ class AuditHead(Base):
     last_id: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime]
+    mac: Mapped[str | None] = mapped_column(String(64))
+    """HMAC-SHA256 (hex) of the record under the audit key; NULL while none is configured."""
 
 
 class ApprovalPlan(Base):

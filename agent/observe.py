@@ -70,6 +70,7 @@ from sqlalchemy import (
     case,
     cast,
     exists,
+    false,
     func,
     not_,
     or_,
@@ -493,15 +494,33 @@ def _sample_ids(session: Session, table: str, condition: ColumnElement[bool]) ->
     return tuple(sorted(int(i) for i in ids))
 
 
-def _scan_table(session: Session, table: str, at: datetime, found: _Defects) -> None:
-    """One aggregate scan of ``table``: its rows, its defective rows (a duplicate user is one
-    of them unless it already had another defect) and the rows of each rule."""
+def _rule_flags(table: str, at: datetime) -> Any:
+    """Subquery: one row per row of ``table`` with a 0/1 flag per rule (``r0``, ``r1``...),
+    each rule evaluated once per row. ``OFFSET 0`` keeps it a subquery (SQLite and PostgreSQL
+    would otherwise inline the flags into every aggregate, evaluating each rule twice: once
+    for its own count and once for "any defect")."""
     model = validation.MODELS[table]
+    flags = [
+        case((func.coalesce(rule.condition(at), false()), 1), else_=0).label(f"r{i}")
+        for i, rule in enumerate(validation.RULES[table])
+    ]
+    return select(*flags).select_from(model).offset(0).subquery(f"{table}_flags")
+
+
+def _scan_table(session: Session, table: str, at: datetime, found: _Defects) -> None:
+    """One aggregate pass over ``table`` (:func:`_rule_flags`): its rows, its defective rows
+    (a duplicate user is one of them unless it already had another defect) and the rows of
+    each rule."""
     rules = validation.RULES[table]
     any_defect = validation.defect(table, at)
+    flags = _rule_flags(table, at)
+    columns = [flags.c[f"r{i}"] for i in range(len(rules))]
+    flagged = sum(columns[1:], columns[0])
     query: Any = select(
-        func.count(), *(_count_if(rule.condition(at)) for rule in rules), _count_if(any_defect)
-    ).select_from(model)
+        func.count(),
+        *(func.coalesce(func.sum(c), 0) for c in columns),
+        _count_if(flagged > 0),
+    ).select_from(flags)
     row = session.execute(query).one()
     rows, per_rule = int(row[0]), [int(n) for n in row[1 : 1 + len(rules)]]
     if table in validation.RECORD_TABLES:
@@ -513,35 +532,32 @@ def _scan_table(session: Session, table: str, at: datetime, found: _Defects) -> 
             ids = _sample_ids(session, table, rule.condition(at))
             found.report.append(DefectReport(table, rule.column, rule.kind, n, ids))
     if table == "users":
-        duplicates, already_defective = _duplicates(session, any_defect)
+        duplicates, already_defective, ids = _duplicates(session, any_defect)
         found.defective += duplicates - already_defective
         found.by_kind["duplicate_user"] += duplicates
         if duplicates:
-            ids = _sample_ids(session, table, _is_duplicate())
             found.report.append(DefectReport(table, "email", "duplicate_user", duplicates, ids))
 
 
-def _duplicates(session: Session, any_defect: ColumnElement[bool]) -> tuple[int, int]:
-    """(duplicate users, those of them with another defect): a record counts once. Driven
-    from the few duplicate groups through the ``lower(email)`` index."""
+def _duplicates(
+    session: Session, any_defect: ColumnElement[bool]
+) -> tuple[int, int, tuple[int, ...]]:
+    """(duplicate users, those of them with another defect, up to
+    :data:`agent.validation.MAX_SAMPLE_IDS` of their ids): a record counts once. One query,
+    driven from the few duplicate groups through the ``lower(email)`` index; the counts are
+    window aggregates over the whole join, so the sample needs no second pass."""
     firsts = validation.duplicate_firsts()
-    duplicates, defective = session.execute(
-        select(func.count(), _count_if(any_defect))
+    rows = session.execute(
+        select(User.id, func.count().over(), func.sum(case((any_defect, 1), else_=0)).over())
         .select_from(firsts)
         .join(User, func.lower(User.email) == firsts.c.email)
         .where(User.id != firsts.c.first_id)
-    ).one()
-    return int(duplicates), int(defective)
-
-
-def _is_duplicate() -> ColumnElement[bool]:
-    """A user whose well-formed email an earlier user already has (for sampling ids)."""
-    firsts = validation.duplicate_firsts()
-    return User.id.in_(
-        select(User.id)
-        .join(firsts, firsts.c.email == func.lower(User.email))
-        .where(User.id != firsts.c.first_id)
-    )
+        .order_by(User.id)  # the lowest ids: a sort of the few duplicates only
+        .limit(validation.MAX_SAMPLE_IDS)
+    ).all()
+    if not rows:
+        return 0, 0, ()
+    return int(rows[0][1]), int(rows[0][2]), tuple(sorted(int(row[0]) for row in rows))
 
 
 _EVENT_TIMES_OUT_OF_ORDER = text(
@@ -555,6 +571,13 @@ _EVENT_USERS_OUT_OF_ORDER = text(
 rows of :func:`agent.validation.not_timestamp` (``not_integer``), written as plain ranges so
 the ``occurred_at`` (``(user_id, occurred_at)``) index answers them without a scan (one query
 each: an OR across the two indexes makes SQLite scan)."""
+
+
+def _count_where(session: Session, condition: Any) -> int:
+    """Events matching ``condition``, counted over an index alone (nothing else selected)."""
+    return int(
+        session.execute(select(func.count()).select_from(Event).where(condition)).scalar_one()
+    )
 
 
 def _scan_events(session: Session, at: datetime, found: _Defects) -> None:
@@ -573,14 +596,19 @@ def _scan_events(session: Session, at: datetime, found: _Defects) -> None:
     invalid = invalid_refs = invalid_only = 0
     if session.get_bind().dialect.name == "sqlite":  # typed columns elsewhere: nothing to find
         otherwise_clean = and_(known, not_(Event.occurred_at > at))
-        invalid, time_only = session.execute(
-            select(func.count(), _count_if(otherwise_clean)).where(_EVENT_TIMES_OUT_OF_ORDER)
-        ).one()
-        invalid_refs, ref_only = session.execute(
-            select(func.count(), _count_if(and_(otherwise_clean, not_(invalid_time)))).where(
-                _EVENT_USERS_OUT_OF_ORDER
-            )
-        ).one()
+        invalid = _count_where(session, _EVENT_TIMES_OUT_OF_ORDER)
+        invalid_refs = _count_where(session, _EVENT_USERS_OUT_OF_ORDER)
+        time_only = ref_only = 0
+        if invalid:  # rare: only then read the columns the index does not cover
+            time_only = session.execute(
+                select(_count_if(otherwise_clean)).where(_EVENT_TIMES_OUT_OF_ORDER)
+            ).scalar_one()
+        if invalid_refs:
+            ref_only = session.execute(
+                select(_count_if(and_(otherwise_clean, not_(invalid_time)))).where(
+                    _EVENT_USERS_OUT_OF_ORDER
+                )
+            ).scalar_one()
         invalid_only = int(time_only) + int(ref_only)
     found.records += total
     found.defective += unknown + int(future) - int(future_unknown) + int(invalid_only)

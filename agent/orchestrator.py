@@ -59,7 +59,13 @@ from agent.db import session_scope
 from agent.decision_log import record_decision
 from agent.detect import Issue, detect
 from agent.guardrails import Governance, GuardContext, GuardVerdict, Verdict, evaluate_decision
-from agent.healing import Candidate, healing_candidates, heals
+from agent.healing import (
+    Candidate,
+    healing_candidates,
+    pending_treatments,
+    resolve,
+    treatments,
+)
 from agent.kill_switch import kill_switch_state, set_kill_switch
 from agent.learning import LearningReport, learn
 from agent.lock import LOCK_NAME, CycleRunning, cycle_lock
@@ -113,7 +119,9 @@ class DecisionOutcome:
 @dataclass(slots=True)
 class CycleResult:
     """What a cycle did. ``health_before`` / ``alignment_before``: the scores observed at its
-    start; ``issues_healed``: issues whose self-healing action executed;
+    start; ``issues_treated``: issues an action executed by this cycle addresses;
+    ``issues_healed``: issues an earlier cycle treated that this cycle's observation no longer
+    detects (treated is not healed: :mod:`agent.healing`);
     ``optimizations_applied``: optimization and decision actions executed;
     ``policy_fallback``: the policy asked for failed to load and ``rules`` decided
     (``policy_note`` says why); ``holds``: why every decision that would have executed was held
@@ -132,6 +140,7 @@ class CycleResult:
     policy_note: str
     issues_found: list[dict[str, Any]] = field(default_factory=list)
     issues_healed: list[str] = field(default_factory=list)
+    issues_treated: list[str] = field(default_factory=list)
     optimizations_applied: list[str] = field(default_factory=list)
     decisions: list[DecisionOutcome] = field(default_factory=list)
     kpis: dict[str, float] = field(default_factory=dict)
@@ -152,8 +161,9 @@ class CycleResult:
             f"in {self.duration_s:.2f} s; policy {self.policy_name} {self.policy_version}"
             + (f" ({self.policy_note})" if self.policy_note else ""),
             f"health {self.health_before:.1f}, alignment {self.alignment_before:.1f}; "
-            f"{len(self.issues_found)} issues, healed {self.issues_healed or 'none'}, "
-            f"optimizations {self.optimizations_applied or 'none'}",
+            f"{len(self.issues_found)} issues; treated {self.issues_treated or 'none'} (healed "
+            "once a later observation shows them resolved); healed since the last cycle "
+            f"{self.issues_healed or 'none'}; optimizations {self.optimizations_applied or 'none'}",
             f"governance: {self.governance_source}; thresholds: {self.thresholds_source}",
         ]
         for d in self.decisions:
@@ -497,20 +507,14 @@ def _decide_and_act(
         if isinstance(policy, Episodic) and candidate.source == "policy":
             executed = outcome.verdict == Verdict.EXECUTED
             policy.record(action_index(candidate.action) if executed else NOOP)
-    healed = [
-        o.issue
-        for o in outcomes
-        if o.issue and o.verdict == Verdict.EXECUTED and o.execution_id is not None
-    ]
+    treated = treatments(outcomes, issues, cycle.id)
+    healed_now, pending = resolve(pending_treatments(session, cycle.id), issues, treated)
+    healed = [t.issue for t in healed_now]
     optimizations = [
         o.action
         for o in outcomes
         if o.execution_id is not None and o.action in actuators.SETTING_ACTIONS
     ]
-    # a policy decision that matched an issue's action heals that issue too
-    for o in outcomes:
-        if o.source == "policy" and o.execution_id is not None:
-            healed += [f"{i.kind}:{i.detail}" for i in issues if i.action == o.action and heals(i)]
     kpis = dict(context.kpis)
     issue_dicts = [i.to_dict() for i in issues]
     learned = learning.to_dict() if learning is not None else {}
@@ -525,7 +529,9 @@ def _decide_and_act(
         target=context.kind,
         details={
             "issues": len(issues),
-            "healed": healed,
+            "healed": [t.to_dict() for t in healed_now],
+            "treated": [t.to_dict() for t in treated],
+            "pending": [t.to_dict() for t in pending],
             "optimizations": optimizations,
             "decisions": [o.decision_id for o in outcomes],
             "health": kpis.get("health_score"),
@@ -552,6 +558,7 @@ def _decide_and_act(
         policy_note=context.config.policy_note,
         issues_found=issue_dicts,
         issues_healed=healed,
+        issues_treated=[t.issue for t in treated],
         optimizations_applied=optimizations,
         decisions=outcomes,
         kpis=kpis,

@@ -50,6 +50,8 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CHAMPION_URI = "models:/autopilot-policy@champion"
 
 
+AUDIT_KEY_MIN_CHARS = 16
+"""The shortest audit key accepted (a guessable key signs nothing)."""
 ALERT_BACKOFF_CAP_S = 600.0
 """The longest wait between two delivery attempts of an alert, in seconds."""
 
@@ -243,6 +245,22 @@ class Settings(BaseSettings):
     """What a live cycle does when loading the policy failed and it fell back to ``rules``
     (``AUTOPILOT_FALLBACK_MODE``): ``hold`` every decision for approval (the default), or
     ``act`` on the rules' decisions under the usual guardrails. One of ``hold``, ``act``."""
+
+    audit_key: SecretStr | None = None
+    """The key that signs the audit trail's head record (``AUTOPILOT_AUDIT_KEY``; HMAC-SHA256,
+    at least 16 characters), kept outside the database (a secret store, the service's
+    environment): with it, ``audit verify`` detects a log rewritten or truncated together with
+    its head. Unset: the head is checked against the log only."""
+
+    @field_validator("audit_key")
+    @classmethod
+    def _long_enough_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < AUDIT_KEY_MIN_CHARS:
+            raise ValueError(
+                f"AUTOPILOT_AUDIT_KEY must have at least {AUDIT_KEY_MIN_CHARS} characters, got "
+                f"{len(value.get_secret_value())}"
+            )
+        return value
 
     @field_validator("db_url", "policy_uri", "mlflow_tracking_uri")
     @classmethod

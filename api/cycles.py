@@ -11,7 +11,8 @@ The seed's operator endpoints map onto the orchestrator's two passes:
 
 The orchestrator's signatures are being refactored (a session the caller owns); this module
 is the only place in ``api/`` that calls them, so that change touches it alone. A cycle that
-is already running is a 409 naming the lock's holder and since when.
+is already running is a 409 naming the lock's holder, its pid, since when and when its lease
+expires (:class:`agent.lock.CycleRunning`, raised at once by the lock itself).
 """
 
 from __future__ import annotations
@@ -19,13 +20,10 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from agent.cycle_config import PolicyLoader
-from agent.models import CycleLock
-from agent.observe import as_utc_naive
 from agent.orchestrator import (
-    LOCK_NAME,
     CycleResult,
     CycleRunning,
     monitor_and_respond,
@@ -34,7 +32,7 @@ from agent.orchestrator import (
 from agent.settings import Settings
 from api import metrics
 from api.problems import Problem
-from api.schemas import finite_or_none, json_safe, utc_text
+from api.schemas import finite_or_none, json_safe
 from policies.base import Policy
 
 CycleKind = Literal["full", "monitor"]
@@ -46,30 +44,6 @@ ENDPOINT_KINDS: dict[str, CycleKind] = {
     "monitor-and-respond": "monitor",
 }
 """Seed endpoint -> the orchestrator's pass it runs."""
-
-
-def _lock_holder(engine: Engine) -> dict[str, Any]:
-    """Who holds the cycle lock (unexpired) and since when; empty when nobody does."""
-    with engine.connect() as connection:
-        row = connection.execute(
-            select(CycleLock.holder, CycleLock.acquired_at).where(
-                CycleLock.name == LOCK_NAME, CycleLock.expires_at >= as_utc_naive(None)
-            )
-        ).first()
-    return {"holder": row[0], "since": utc_text(row[1])} if row else {}
-
-
-def _refuse_if_running(engine: Engine) -> None:
-    """409 at once when a cycle holds the lock. The lock itself still decides; this read
-    only spares the caller a wait: on SQLite a second writer blocks on the running cycle's
-    open transaction (and then runs after it) instead of seeing the lock's row."""
-    held = _lock_holder(engine)
-    if held:
-        raise Problem(
-            409,
-            f"a cycle is already running on this database ({held['holder']} since {held['since']})",
-            **held,
-        )
 
 
 def model_loader(settings: Settings) -> PolicyLoader:
@@ -90,7 +64,6 @@ def run_cycle(
     """Run one pass with ``actor`` (the key's name) as the audit trail's actor, on the
     settings' policy, governance and thresholds."""
     began = time.perf_counter()
-    _refuse_if_running(engine)
     try:
         if kind == "full":
             result = run_full_cycle(
@@ -103,7 +76,7 @@ def run_cycle(
         else:
             result = monitor_and_respond(engine, settings=settings, dry_run=dry_run, actor=actor)
     except CycleRunning as error:
-        raise Problem(409, str(error), **_lock_holder(engine)) from None
+        raise Problem(409, str(error), **error.details()) from None
     metrics.CYCLE_DURATION.labels(kind).observe(time.perf_counter() - began)
     for outcome in result.decisions:
         metrics.DECISIONS.labels(outcome.source, outcome.action, outcome.verdict).inc()

@@ -6,8 +6,12 @@
 - ``autopilot approvals list [--status S]``, ``approvals approve ID --by NAME``,
   ``approvals reject ID --by NAME [--note TEXT]``.
 - ``autopilot undo EXECUTION_ID [--by NAME]``: reverse an execution exactly.
-- ``autopilot audit verify``: check the hash chain; names the first bad entry.
+- ``autopilot audit verify``: check the hash chain, its head record (signed when
+  ``AUTOPILOT_AUDIT_KEY`` is set) and completeness; names the first bad entry.
+- ``autopilot audit sign --by NAME``: sign an unsigned head once the chain verifies.
 - ``autopilot kill-switch on|off [--reason TEXT] [--by NAME]``.
+- ``autopilot lock status``: who holds the cycle lock (holder, pid, since, lease end, alive or
+  stale); ``autopilot lock release --force --by NAME``: remove it, audited.
 
 Exit status: 0 success, 1 an operational failure (cycle running, bad chain, unknown id),
 2 bad input. Heavy modules (the orchestrator pulls in policies, MLflow on demand) are imported
@@ -18,9 +22,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cli.common import DB_HELP, database_session, fail, settings_for, timestamp
+if TYPE_CHECKING:
+    from agent.lock import LockHolder
+
+from cli.common import (
+    DB_HELP,
+    database_session,
+    fail,
+    load_policy_uri,
+    settings_for,
+    timestamp,
+)
 
 
 def cycle(args: argparse.Namespace) -> int:
@@ -38,8 +52,6 @@ def cycle(args: argparse.Namespace) -> int:
                 engine, settings=settings, dry_run=not args.live, as_of=args.as_of
             )
         else:
-            from experiments.models import load_policy_uri  # MLflow loads only for a cycle
-
             result = run_full_cycle(
                 engine,
                 settings=settings,
@@ -133,6 +145,20 @@ def audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def audit_sign(args: argparse.Namespace) -> int:
+    """Sign the audit head with AUTOPILOT_AUDIT_KEY once the chain verifies."""
+    from agent.audit import AuditError, sign_head
+    from agent.db import DatabaseError
+
+    try:
+        with database_session(args) as session:
+            report = sign_head(session, by=args.by)
+    except (AuditError, DatabaseError) as error:
+        return fail("audit sign", error)
+    print(f"audit head signed by {args.by}: {report.entries} entries, head {report.head_hash[:16]}")
+    return 0
+
+
 def kill_switch(args: argparse.Namespace) -> int:
     """Turn the kill switch on or off."""
     from agent.db import DatabaseError
@@ -144,7 +170,54 @@ def kill_switch(args: argparse.Namespace) -> int:
             on, reason = kill_switch_state(session, settings_for(args))
     except DatabaseError as error:
         return fail("kill-switch", error)
-    print(f"kill switch {'on: ' + reason if on else 'off'}")
+    wanted = args.state == "on"
+    if on != wanted:  # the stored value is not what we wrote, or the environment forces it
+        print(f"kill switch is still {'on' if on else 'off'}: {reason}")
+        return 1
+    because = f": {args.reason}" if wanted and args.reason else ""
+    print(f"kill switch {args.state}, set by {args.by}{because}")
+    return 0
+
+
+def lock_command(args: argparse.Namespace) -> int:
+    """Show or force-release the cycle lock (see :mod:`agent.lock`)."""
+    from agent.db import DatabaseError, connect
+    from agent.lock import NoLockHeld, current_holder, force_release
+
+    try:
+        engine = connect(settings_for(args).db_url)
+        try:
+            if args.lock_command == "status":
+                return _print_lock_status(current_holder(engine))
+            held, why = force_release(engine, by=args.by)
+        finally:
+            engine.dispose()
+    except (DatabaseError, NoLockHeld) as error:
+        return fail(f"lock {args.lock_command}", error)
+    print(f"cycle lock released by {args.by}: it was held by {held.describe()}")
+    if why:
+        print("its cycle is recorded aborted in the audit trail")
+    else:
+        print(
+            f"warning: its holder looked alive: if process {held.pid} on {held.host} is still "
+            "running a cycle, that cycle goes on without the lock",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _print_lock_status(holder: LockHolder | None) -> int:
+    from agent.lock import staleness, utc_now
+
+    now = utc_now()
+    if holder is None:
+        print("no cycle lock is held: no cycle is running")
+        return 0
+    print(f"cycle lock held by {holder.describe(now)}")
+    if staleness(holder, now):
+        print("the next cycle takes it over (and records the dead cycle aborted)")
+    else:
+        print("to remove it anyway: autopilot lock release --force --by NAME")
     return 0
 
 
@@ -192,6 +265,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     verify = au_sub.add_parser("verify", help="check the hash chain, name the first bad entry")
     verify.add_argument("--db", help=DB_HELP)
     verify.set_defaults(handler=audit_verify)
+    sign = au_sub.add_parser(
+        "sign", help="sign the head record with AUTOPILOT_AUDIT_KEY (after the chain verifies)"
+    )
+    sign.add_argument("--by", required=True, help="who signs (recorded)")
+    sign.add_argument("--db", help=DB_HELP)
+    sign.set_defaults(handler=audit_sign)
 
     ks = subparsers.add_parser("kill-switch", help="pause or resume every execution")
     ks.add_argument("state", choices=("on", "off"))
@@ -199,3 +278,16 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     ks.add_argument("--by", default="operator", help="who (recorded)")
     ks.add_argument("--db", help=DB_HELP)
     ks.set_defaults(handler=kill_switch)
+
+    lk = subparsers.add_parser("lock", help="show or release the cycle lock")
+    lk_sub = lk.add_subparsers(dest="lock_command", required=True, metavar="ACTION")
+    status = lk_sub.add_parser("status", help="who holds the cycle lock, and whether alive")
+    status.add_argument("--db", help=DB_HELP)
+    status.set_defaults(handler=lock_command)
+    release = lk_sub.add_parser("release", help="remove the cycle lock (audited)")
+    release.add_argument(
+        "--force", action="store_true", required=True, help="required: you mean it"
+    )
+    release.add_argument("--by", required=True, help="who releases it (recorded)")
+    release.add_argument("--db", help=DB_HELP)
+    release.set_defaults(handler=lock_command)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -73,8 +74,32 @@ def describe_settings_error(error: Any) -> str:
     )
 
 
+def missing_tracking_store(uri: str) -> str:
+    """Why the model URI ``uri`` cannot exist without even opening MLflow (its store is a
+    SQLite file that does not exist), or ``""``. Opening it would create an empty
+    ``mlflow.db`` in the working folder and print MLflow's table-creation log lines."""
+    from agent.settings import get_settings
+
+    if not uri.strip().startswith(("models:/", "runs:/")):
+        return ""
+    store = get_settings().mlflow_tracking_uri
+    if not store.startswith("sqlite:///"):
+        return ""
+    path = Path(store.removeprefix("sqlite:///"))
+    if path.exists():
+        return ""
+    return (
+        f"no MLflow store at {store} (file {path} does not exist), so no model {uri.strip()}; "
+        "train one with `autopilot train`, or set AUTOPILOT_MLFLOW_TRACKING_URI"
+    )
+
+
 def load_policy_uri(uri: str) -> Any:
-    """:func:`experiments.models.load_policy_uri`, imported (with MLflow) on first use."""
+    """:func:`experiments.models.load_policy_uri`, imported (with MLflow) on first use; a model
+    URI whose SQLite store does not exist is a ``LookupError`` without touching MLflow."""
+    missing = missing_tracking_store(uri)
+    if missing:
+        raise LookupError(missing)
     from experiments.models import load_policy_uri as load
 
     return load(uri)

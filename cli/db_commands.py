@@ -64,7 +64,18 @@ def seed_db(args: argparse.Namespace) -> int:
         f"seeded {config.days} days of scenario {config.scenario!r} (seed {config.seed}) ending "
         f"{result.as_of:%Y-%m-%d %H:%M} UTC in {result.seconds:.1f} s: {rows}"
     )
+    print(
+        f"(--users {config.users:,} is the living accounts at the start; the users table also "
+        f"holds the {config.days} days' signups and the accounts that churned)"
+    )
     return 0
+
+
+ISSUE_COLUMNS = (
+    "count: the records affected (for kpi_below_target, the accounts short of the target);\n"
+    "action: what remediates it; sample: a few of the affected rows as table:ids"
+)
+"""The legend printed under the issues table."""
 
 
 def _snapshot_lines(kpis: dict[str, float]) -> list[str]:
@@ -105,6 +116,8 @@ def observe_command(args: argparse.Namespace) -> int:
         print(f"  warning: {warning}")
     print("\nIssues")
     print(format_issues(issues))
+    if issues:
+        print(ISSUE_COLUMNS)
     return 0
 
 

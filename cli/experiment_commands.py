@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -143,6 +144,16 @@ def promote_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def threshold_text(threshold: float | None) -> str:
+    """A confidence threshold as ``autopilot thresholds`` prints it: ``inf`` means the action
+    never executes on its own (it always waits for a human)."""
+    if threshold is None:
+        return "default (too few samples)"
+    if math.isinf(threshold):
+        return "never automatic (inf)"
+    return f"{threshold:g}"
+
+
 @_clear_errors
 def thresholds_command(args: argparse.Namespace) -> int:
     """``autopilot thresholds``."""
@@ -169,7 +180,7 @@ def thresholds_command(args: argparse.Namespace) -> int:
             tracking=_tracking(args),
         )
     for name, entry in document.thresholds.items():
-        shown = "default (too few samples)" if entry.threshold is None else f"{entry.threshold:g}"
+        shown = threshold_text(entry.threshold)
         print(f"  {name:<20}{shown:>26}   samples {entry.samples}")
     print(f"wrote {args.output}; MLflow run {document.mlflow_run_id}")
     return 0

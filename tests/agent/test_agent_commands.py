@@ -43,7 +43,7 @@ def test_cycle_approvals_undo_audit_and_kill_switch(
     assert main(["approvals", "approve", "424242", "--by", "ann", *db]) == 1
     assert "approval 424242 does not exist" in capsys.readouterr().err
     assert main(["kill-switch", "on", "--reason", "drill", *db]) == 0
-    assert "on: kill switch set: drill" in capsys.readouterr().out
+    assert "kill switch on, set by operator: drill" in capsys.readouterr().out
     assert main(["monitor", *db, "--as-of", at]) == 0
     assert main(["kill-switch", "off", *db]) == 0
     assert main(["audit", "verify", *db]) == 0

@@ -66,7 +66,7 @@ def test_live_cycle_executes_records_and_audits_every_decision(
     )
     assert outcome.duration_s > 0
     assert 0 <= outcome.health_before <= 100 and 0 <= outcome.alignment_before <= 100
-    assert outcome.issues_found and outcome.issues_healed
+    assert outcome.issues_found and outcome.issues_treated and not outcome.issues_healed
     assert any(d.verdict == "executed" and d.execution_id for d in outcome.decisions)
     with session_factory(engine)() as session:
         decisions = session.scalars(
