@@ -11,21 +11,32 @@
   last week; the log records ``noop`` as what ran unless the verdict is ``executed``.
 - Idempotency: the body (without ``event_id``) is hashed; a repeated ``event_id`` with the same
   hash gets the stored answer, with another hash a 422. Nothing is decided twice.
+- Audit: every request that decides appends ONE entry to the hash-chained trail
+  (:func:`agent.audit.append`), action :data:`DECISIONS_AUDIT`, actor the key's name, listing
+  each new decision's ``event_id``, action and verdict (a batch of 100 is one entry, not 100:
+  the chain is a serial point, and one entry per request keeps a batch as cheap as one
+  decide). A repeated ``event_id`` decides nothing and adds nothing. A reward report is one
+  entry, :data:`REWARD_AUDIT`. The log rows are written before the entry, so on SQLite the
+  request holds the write lock when it reads the chain's head.
+- Concurrent writers (several workers, PostgreSQL) can race for the chain's next id; the
+  loser's transaction fails whole and :func:`committed` runs the request's work again on a
+  fresh transaction (at most :data:`CHAIN_ATTEMPTS` times, then a 503 asking to retry).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agent import decision_log
+from agent import audit, decision_log
 from agent.guardrails import Governance, GuardContext, evaluate_decision
 from agent.models import DecisionRecord
 from agent.orchestrator import executions_by_action, kill_switch_state
@@ -36,6 +47,14 @@ from api.schemas import DecideRequest, DecideResponse, VerdictOut
 from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP, action_index
 from environment.kpis import encode_vector
 from policies.base import Decision
+
+DECISIONS_AUDIT = "api_decisions"
+"""The audit action of one request's decisions."""
+REWARD_AUDIT = "api_reward"
+"""The audit action of one reward report."""
+CHAIN_ATTEMPTS = 3
+"""Tries of one request's transaction when a concurrent writer took the chain's next id."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +129,14 @@ def decide_one(
 ) -> dict[str, Any]:
     """Guard one policy decision; returns its decision-log row (with the answer)."""
     index, probabilities, confidence = restrict(decision, request.excluded_actions)
-    verdict = evaluate_decision(
+    outcome = evaluate_decision(
         index, confidence, guard.governance, guard.thresholds, guard.context
     )
+    verdict = str(outcome.verdict)  # the Verdict's name (a StrEnum): "executed", "blocked", ...
     action = ACTION_NAMES[index]
     event_id = request.event_id or decision_log.new_event_id()
     deadline = decision_log.reward_deadline(action, now)
-    reasons = list(verdict.reasons)
+    reasons = list(outcome.reasons)
     answer = DecideResponse(
         event_id=event_id,
         action=action,
@@ -124,7 +144,7 @@ def decide_one(
         probabilities=dict(zip(ACTION_NAMES, probabilities, strict=True)),
         policy=loaded.name,
         policy_version=loaded.version,
-        verdict=VerdictOut(verdict=verdict.verdict.value, rule=verdict.rule, reasons=reasons),
+        verdict=VerdictOut(verdict=verdict, rule=outcome.rule, reasons=reasons),  # type: ignore[arg-type]
         reward_deadline=deadline,
     )
     row = decision_log.decision_values(
@@ -137,13 +157,13 @@ def decide_one(
         probabilities=probabilities,
         proposed_action=action,
         confidence=confidence,
-        verdict=verdict.verdict.value,
-        reasons=[verdict.rule, *reasons],
+        verdict=verdict,
+        reasons=[outcome.rule, *reasons],
         event_id=event_id,
         request_hash=body_hash,
         response=answer.model_dump(mode="json"),
     )
-    metrics.DECISIONS.labels("api", action, verdict.verdict.value).inc()
+    metrics.DECISIONS.labels("api", action, verdict).inc()
     return row
 
 
@@ -159,10 +179,11 @@ def decide_many(
     loaded: LoadedPolicy,
     guard: Guard,
     now: datetime,
+    actor: str,
 ) -> list[dict[str, Any] | Problem]:
     """Answer every request independently (stored answers for repeated event ids, a
-    :class:`Problem` for a conflicting one); the new decisions are inserted in one statement,
-    not committed."""
+    :class:`Problem` for a conflicting one); the new decisions are inserted in one statement
+    and audited in one entry by ``actor``, not committed."""
     hashes = [request_hash(r) for r in requests]
     known: dict[str, DecisionRecord | Mapping[str, Any]] = dict(
         decision_log.find_by_event_ids(session, [r.event_id for r in requests if r.event_id])
@@ -187,4 +208,65 @@ def decide_many(
         except Problem as problem:
             out.append(problem)
     decision_log.record_decisions(session, rows)
+    audit_decisions(session, actor, rows, loaded, now)
     return out
+
+
+def audit_decisions(
+    session: Session,
+    actor: str,
+    rows: Sequence[Mapping[str, Any]],
+    loaded: LoadedPolicy,
+    now: datetime,
+) -> None:
+    """One audit entry for the new decisions of one request (none when there are none)."""
+    if not rows:
+        return
+    decided = [
+        {"event_id": row["event_id"], "action": row["action"], "verdict": row["verdict"]}
+        for row in rows
+    ]
+    audit.append(
+        session,
+        actor=actor,
+        action=DECISIONS_AUDIT,
+        target=decided[0]["event_id"] if len(decided) == 1 else f"{len(decided)} decisions",
+        details={"policy": f"{loaded.name} {loaded.version}", "decisions": decided},
+        now=now,
+    )
+
+
+def audit_reward(session: Session, actor: str, value: float, result: Any) -> None:
+    """The audit entry of one reward report (``result``: a
+    :class:`~agent.decision_log.RewardResult`): what was reported and what stands."""
+    audit.append(
+        session,
+        actor=actor,
+        action=REWARD_AUDIT,
+        target=result.event_id,
+        details={
+            "reported": value,
+            "reward": result.reward,
+            "source": result.reward_source,
+            "expired": result.expired,
+        },
+        now=result.reward_joined_at,
+    )
+
+
+def committed(session: Session, work: Callable[[], T]) -> T:
+    """``work()`` then commit; when a concurrent writer made the transaction fail (the chain's
+    next id or an ``event_id`` taken meanwhile), roll back and run ``work`` again, at most
+    :data:`CHAIN_ATTEMPTS` times; then a 503 asking the client to retry."""
+    for _ in range(CHAIN_ATTEMPTS):
+        try:
+            result = work()
+            session.commit()
+            return result
+        except (IntegrityError, audit.AuditError):
+            session.rollback()
+    raise Problem(
+        503,
+        f"the audit trail was busy with concurrent writers {CHAIN_ATTEMPTS} times; retry",
+        headers={"Retry-After": "1"},
+    )

@@ -84,7 +84,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.policy = holder
     app.state.governance = resolve_governance(config.governance_file)
     app.state.thresholds = resolve_thresholds(config.thresholds_file)
-    app.dependency_overrides[get_settings] = lambda: config
     problems.install(app)
     for router in (
         health.router,

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from sqlalchemy.exc import IntegrityError
 
 from agent import decision_log
 from agent.observe import as_utc_naive
-from api.decisions import decide_many, guard_for, request_hash, stored_answer
-from api.deps import PolicyDep, SessionDep, SettingsDep, allow
+from api.decisions import audit_reward, committed, decide_many, guard_for
+from api.deps import CallerDep, PolicyDep, SessionDep, SettingsDep, allow, current_caller
 from api.problems import COMMON_ERRORS, Problem, problem_response, problem_responses
 from api.schemas import (
     EVENT_ID_PATTERN,
@@ -35,6 +34,19 @@ def _guard(request: Request, session: SessionDep) -> Any:
     return guard_for(session, state.governance, state.thresholds, now), now
 
 
+def _decide(
+    request: Request, session: SessionDep, items: list[DecideRequest], policy: PolicyDep
+) -> list[dict[str, Any] | Problem]:
+    """Decide ``items``, log and audit them and commit (retried on a concurrent writer)."""
+    caller = current_caller(request)
+
+    def work() -> list[dict[str, Any] | Problem]:
+        guard, now = _guard(request, session)
+        return decide_many(session, items, policy.current, guard, now, caller.name)
+
+    return committed(session, work)
+
+
 @router.post(
     "/decide",
     response_model=DecideResponse,
@@ -42,19 +54,11 @@ def _guard(request: Request, session: SessionDep) -> Any:
     responses=problem_responses(*COMMON_ERRORS),
 )
 def decide(body: DecideRequest, request: Request, session: SessionDep, policy: PolicyDep) -> Any:
-    """Decide for one context; the decision is logged so its reward can be joined."""
-    guard, now = _guard(request, session)
-    try:
-        (answer,) = decide_many(session, [body], policy.current, guard, now)
-        if isinstance(answer, Problem):
-            raise answer
-        session.commit()
-    except IntegrityError:  # the same event_id decided concurrently: answer as a repeat
-        session.rollback()
-        record = decision_log.find_by_event_id(session, body.event_id or "")
-        if record is None:
-            raise
-        answer = stored_answer(record, request_hash(body))
+    """Decide for one context; the decision is logged so its reward can be joined, and
+    audited."""
+    (answer,) = _decide(request, session, [body], policy)
+    if isinstance(answer, Problem):
+        raise answer
     return answer
 
 
@@ -71,14 +75,13 @@ def decide_batch(
     policy: PolicyDep,
     settings: SettingsDep,
 ) -> Any:
-    """Decide for up to ``AUTOPILOT_API_MAX_BATCH`` contexts, each answered independently."""
+    """Decide for up to ``AUTOPILOT_API_MAX_BATCH`` contexts, each answered independently; one
+    audit entry lists the batch's new decisions."""
     if len(body.items) > settings.api_max_batch:
         raise Problem(
             413, f"batch of {len(body.items)} items exceeds the limit of {settings.api_max_batch}"
         )
-    guard, now = _guard(request, session)
-    answers = decide_many(session, body.items, policy.current, guard, now)
-    session.commit()
+    answers = _decide(request, session, body.items, policy)
     items = []
     for answer in answers:
         if isinstance(answer, Problem):
@@ -101,16 +104,23 @@ def _body(response: Any) -> dict[str, Any]:
     dependencies=[allow("client")],
     responses=problem_responses(*COMMON_ERRORS, 404, 409, 410),
 )
-def report_reward(event_id: EventId, body: RewardRequest, session: SessionDep) -> Any:
+def report_reward(
+    event_id: EventId, body: RewardRequest, session: SessionDep, caller: CallerDep
+) -> Any:
     """Report the reward of a decision: 404 unknown, 409 already rewarded (the first stands),
-    410 after the deadline (the default reward is applied)."""
-    try:
-        result = decision_log.report_reward(session, event_id, body.value)
-    except LookupError as error:
-        raise Problem(404, str(error).strip("'\"")) from None
-    except decision_log.RewardConflict as error:
-        raise Problem(409, str(error)) from None
-    session.commit()
+    410 after the deadline (the default reward is applied). The report is audited."""
+
+    def work() -> decision_log.RewardResult:
+        try:
+            result = decision_log.report_reward(session, event_id, body.value)
+        except LookupError as error:
+            raise Problem(404, str(error).strip("'\"")) from None
+        except decision_log.RewardConflict as error:
+            raise Problem(409, str(error)) from None
+        audit_reward(session, caller.name, body.value, result)
+        return result
+
+    result = committed(session, work)
     if result.expired:
         raise Problem(
             410,
