@@ -24,7 +24,8 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from agent.api_keys import ROLES, Principal, authenticate
+from agent.api_keys import ROLES, Principal, authenticate, record_use, use_due
+from agent.observe import as_utc_naive
 from agent.settings import Settings
 from api.policy import PolicyHolder
 from api.problems import Problem
@@ -72,6 +73,20 @@ def get_policy_holder(request: Request) -> PolicyHolder:
 PolicyDep = Annotated[PolicyHolder, Depends(get_policy_holder)]
 
 
+def identify(session: Session, secret: str | None) -> Principal | None:
+    """The principal of an active key (see :func:`~agent.api_keys.authenticate`); when its
+    ``last_used_at`` is due (:func:`~agent.api_keys.use_due`: at most once a minute), it is
+    written in a transaction of its own, so a read-only request records its use too and a
+    failing one does not roll it back."""
+    principal = authenticate(session, secret)
+    now = as_utc_naive(None)
+    if principal is not None and principal.key_id is not None and use_due(principal, now):
+        with Session(session.get_bind()) as own:
+            record_use(own, principal.key_id, now)
+            own.commit()
+    return principal
+
+
 class Allow:
     """Access for keys of ``roles`` (and ``admin``): 401 without a valid key, 403 for another
     role; returns the caller."""
@@ -88,7 +103,7 @@ class Allow:
         session: SessionDep,
         x_api_key: Annotated[str | None, Depends(API_KEY_SCHEME)] = None,
     ) -> Principal:
-        principal = authenticate(session, x_api_key)
+        principal = identify(session, x_api_key)
         if principal is None:
             raise Problem(
                 401,

@@ -30,7 +30,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from agent.api_keys import Principal, authenticate
+from agent.api_keys import Principal
 from agent.settings import Settings
 from api import dashboard_views as views
 from api.dashboard_security import (
@@ -43,7 +43,16 @@ from api.dashboard_security import (
     same_origin,
     sign_in,
 )
-from api.deps import PUBLIC, CallerDep, SessionDep, SettingsDep, access_of, allow, public
+from api.deps import (
+    PUBLIC,
+    CallerDep,
+    SessionDep,
+    SettingsDep,
+    access_of,
+    allow,
+    identify,
+    public,
+)
 from api.problems import COMMON_ERRORS, Problem, problem_responses
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -131,7 +140,7 @@ def _section(name: str, session: SessionDep, settings: Settings, **query: Any) -
 def page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The dashboard, or the sign-in form when there is no valid session."""
     found = _codec(request).open(request.cookies.get(SESSION_COOKIE))
-    principal = authenticate(session, found.api_key) if found else None
+    principal = identify(session, found.api_key) if found else None
     if found is None or principal is None:
         return TEMPLATES.TemplateResponse(request, "signin.html", {"error": None})
     data = {

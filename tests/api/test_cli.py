@@ -34,6 +34,7 @@ def test_api_key_lifecycle(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["api-key", "list", "--db", db]) == 0
     listing = capsys.readouterr().out
     assert "svc" in listing and "active" in listing and secret not in listing
+    assert "last used never" in listing
     assert main(["api-key", "create", "--role", "client", "--name", "svc", "--db", db]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["api-key", "create", "--role", "root", "--name", "x", "--db", db]) == 2
