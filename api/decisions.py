@@ -26,13 +26,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 import numpy as np
+import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -43,7 +44,7 @@ from agent.orchestrator import executions_by_action, kill_switch_state
 from api import metrics
 from api.policy import LoadedPolicy
 from api.problems import Problem
-from api.schemas import DecideRequest, DecideResponse, VerdictOut
+from api.schemas import DecideRequest, utc_text
 from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP, action_index
 from environment.kpis import encode_vector
 from policies.base import Decision
@@ -84,8 +85,7 @@ def guard_for(
 def request_hash(request: DecideRequest) -> str:
     """SHA-256 of the request body without its ``event_id`` (canonical JSON)."""
     body = request.model_dump(mode="json", exclude={"event_id"})
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def restrict(decision: Decision, excluded: Sequence[str]) -> tuple[int, list[float], float]:
@@ -137,16 +137,16 @@ def decide_one(
     event_id = request.event_id or decision_log.new_event_id()
     deadline = decision_log.reward_deadline(action, now)
     reasons = list(outcome.reasons)
-    answer = DecideResponse(
-        event_id=event_id,
-        action=action,
-        confidence=confidence,
-        probabilities=dict(zip(ACTION_NAMES, probabilities, strict=True)),
-        policy=loaded.name,
-        policy_version=loaded.version,
-        verdict=VerdictOut(verdict=verdict, rule=outcome.rule, reasons=reasons),  # type: ignore[arg-type]
-        reward_deadline=deadline,
-    )
+    answer = {  # DecideResponse's members, built directly: this runs once per decision
+        "event_id": event_id,
+        "action": action,
+        "confidence": confidence,
+        "probabilities": dict(zip(ACTION_NAMES, probabilities, strict=True)),
+        "policy": loaded.name,
+        "policy_version": loaded.version,
+        "verdict": {"verdict": verdict, "rule": outcome.rule, "reasons": reasons},
+        "reward_deadline": utc_text(deadline),
+    }
     row = decision_log.decision_values(
         source="api",
         decided_at=now,
@@ -161,9 +161,8 @@ def decide_one(
         reasons=[outcome.rule, *reasons],
         event_id=event_id,
         request_hash=body_hash,
-        response=answer.model_dump(mode="json"),
+        response=answer,
     )
-    metrics.DECISIONS.labels("api", action, verdict).inc()
     return row
 
 
@@ -180,10 +179,11 @@ def decide_many(
     guard: Guard,
     now: datetime,
     actor: str,
-) -> list[dict[str, Any] | Problem]:
+) -> tuple[list[dict[str, Any] | Problem], list[dict[str, Any]]]:
     """Answer every request independently (stored answers for repeated event ids, a
     :class:`Problem` for a conflicting one); the new decisions are inserted in one statement
-    and audited in one entry by ``actor``, not committed."""
+    and audited in one entry by ``actor``, not committed. Returns the answers and the new
+    decision-log rows."""
     hashes = [request_hash(r) for r in requests]
     known: dict[str, DecisionRecord | Mapping[str, Any]] = dict(
         decision_log.find_by_event_ids(session, [r.event_id for r in requests if r.event_id])
@@ -209,7 +209,14 @@ def decide_many(
             out.append(problem)
     decision_log.record_decisions(session, rows)
     audit_decisions(session, actor, rows, loaded, now)
-    return out
+    return out, rows
+
+
+def count_decisions(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Add committed decision-log rows to ``autopilot_decisions_total``."""
+    counted = Counter((row["action"], row["verdict"]) for row in rows)
+    for (action, verdict), n in counted.items():
+        metrics.DECISIONS.labels("api", action, verdict).inc(n)
 
 
 def audit_decisions(

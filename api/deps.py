@@ -6,6 +6,8 @@
   FastAPI re-analyses every dependency of every request (about 3 ms of a decide);
 - :data:`SessionDep`: a session on the app's engine, one per request; the route owns its
   transaction and commits it;
+- the dependencies that only read the app's state are ``async`` (no thread hop each: a sync
+  dependency runs in the thread pool); the session and the key check do I/O and stay sync;
 - access (deny by default): every route declares who may call it with :func:`allow` (the key's
   roles; ``admin`` may always) or :func:`public`. :func:`access_of` reads the declaration back,
   and the app factory refuses to build an app with a route that has none, so an undeclared
@@ -39,7 +41,7 @@ API_KEY_SCHEME = APIKeyHeader(
 PUBLIC = "public"
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
@@ -48,7 +50,7 @@ def get_app_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     """The app's database engine."""
     engine: Engine = request.app.state.engine
     return engine
@@ -64,7 +66,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
-def get_policy_holder(request: Request) -> PolicyHolder:
+async def get_policy_holder(request: Request) -> PolicyHolder:
     """The app's policy holder."""
     holder: PolicyHolder = request.app.state.policy
     return holder
@@ -120,12 +122,17 @@ class Allow:
         return principal
 
 
-def current_caller(request: Request) -> Principal:
+def caller_of(request: Request) -> Principal:
     """The caller that the route's :func:`allow` declaration authenticated."""
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         raise Problem(401, f"a valid API key is required in the {API_KEY_HEADER} header")
     return principal
+
+
+async def current_caller(request: Request) -> Principal:
+    """:func:`caller_of` as a dependency."""
+    return caller_of(request)
 
 
 CallerDep = Annotated[Principal, Depends(current_caller)]
@@ -134,7 +141,7 @@ CallerDep = Annotated[Principal, Depends(current_caller)]
 class Public:
     """Access for anyone (health, readiness, metrics)."""
 
-    def __call__(self) -> None:
+    async def __call__(self) -> None:
         return None
 
 

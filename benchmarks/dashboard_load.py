@@ -65,7 +65,7 @@ def measure(users: int, days: int, repeats: int) -> dict[str, Any]:
                 page.goto(server.url + "/")
                 page.fill("#api-key", keys["operator"])
                 page.click("button[type=submit]")
-                page.wait_for_selector("#sec-header")
+                page.wait_for_selector("body[data-ready=true]", state="attached")
                 for _ in range(2):  # warm both paths
                     _load_ms(page, server.url + "/")
                     _load_ms(page, server.url + "/healthz")

@@ -8,16 +8,16 @@ from fastapi import APIRouter, Path, Request
 
 from agent import decision_log
 from agent.observe import as_utc_naive
-from api.decisions import audit_reward, committed, decide_many, guard_for
-from api.deps import CallerDep, PolicyDep, SessionDep, SettingsDep, allow, current_caller
-from api.problems import COMMON_ERRORS, Problem, problem_response, problem_responses
+from api.decisions import audit_reward, committed, count_decisions, decide_many, guard_for
+from api.deps import CallerDep, PolicyDep, SessionDep, SettingsDep, allow, caller_of
+from api.problems import COMMON_ERRORS, Problem, problem_body, problem_responses
 from api.schemas import (
     EVENT_ID_PATTERN,
-    BatchItem,
     BatchRequest,
     BatchResponse,
     DecideRequest,
     DecideResponse,
+    JsonBytes,
     RewardRequest,
     RewardResponse,
 )
@@ -38,13 +38,15 @@ def _decide(
     request: Request, session: SessionDep, items: list[DecideRequest], policy: PolicyDep
 ) -> list[dict[str, Any] | Problem]:
     """Decide ``items``, log and audit them and commit (retried on a concurrent writer)."""
-    caller = current_caller(request)
+    caller = caller_of(request)
 
-    def work() -> list[dict[str, Any] | Problem]:
+    def work() -> tuple[list[dict[str, Any] | Problem], list[dict[str, Any]]]:
         guard, now = _guard(request, session)
         return decide_many(session, items, policy.current, guard, now, caller.name)
 
-    return committed(session, work)
+    answers, rows = committed(session, work)
+    count_decisions(rows)
+    return answers
 
 
 @router.post(
@@ -59,7 +61,7 @@ def decide(body: DecideRequest, request: Request, session: SessionDep, policy: P
     (answer,) = _decide(request, session, [body], policy)
     if isinstance(answer, Problem):
         raise answer
-    return answer
+    return JsonBytes(answer)
 
 
 @router.post(
@@ -82,20 +84,13 @@ def decide_batch(
             413, f"batch of {len(body.items)} items exceeds the limit of {settings.api_max_batch}"
         )
     answers = _decide(request, session, body.items, policy)
-    items = []
-    for answer in answers:
-        if isinstance(answer, Problem):
-            problem = problem_response(answer.status, answer.detail)
-            items.append(BatchItem(status=answer.status, problem=_body(problem)))
-        else:
-            items.append(BatchItem(status=200, decision=DecideResponse.model_validate(answer)))
-    return BatchResponse(items=items)
-
-
-def _body(response: Any) -> dict[str, Any]:
-    import json
-
-    return dict(json.loads(bytes(response.body)))
+    items = [
+        {"status": a.status, "problem": problem_body(a.status, a.detail)}
+        if isinstance(a, Problem)
+        else {"status": 200, "decision": a}
+        for a in answers
+    ]
+    return JsonBytes({"items": items})
 
 
 @router.post(

@@ -228,6 +228,9 @@ def open_page(browser: Any, server: Server, console: Console, width: int = 1280)
 
 
 def sign_in(page: Any, server: Server, role: str) -> None:
+    """Sign in with ``role``'s key and wait until the page's script is ready (its click
+    handlers bound, the deferred sections loaded: ``body[data-ready]``), so a click that
+    follows is never lost to a script still loading."""
     page.fill("#api-key", server.keys[role])
     page.click("button[type=submit]")
-    page.wait_for_selector("#sec-header")
+    page.wait_for_selector("body[data-ready=true]", state="attached")
