@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,26 +38,10 @@ import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-KPIS: dict[str, float] = {
-    "activation_rate": 0.35,
-    "d7_retention": 0.22,
-    "signup_to_activation": 0.33,
-    "conversion_rate": 0.04,
-    "ltv_cac": 3.2,
-    "health_score": 82.0,
-    "alignment_score": 80.0,
-    "data_quality_issue_rate": 0.01,
-    "orphaned_records": 120.0,
-    "billing_failure_rate": 0.05,
-    "failed_payment_backlog": 0.004,
-    "at_risk_share": 0.12,
-    "message_pressure": 0.3,
-    "mrr": 90_000.0,
-    "mrr_growth": 0.01,
-    "churn_rate": 0.03,
-    "cac": 350.0,
-    "arpa": 75.0,
-}
+sys.path.insert(0, str(ROOT))
+
+from tests.api.conftest import KPIS  # noqa: E402  (the tests' plausible context)
+from tests.serving import start_server  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -109,12 +92,6 @@ async def _drive(
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _autopilot(*args: str, env: dict[str, str], cwd: Path) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "cli.main", *args],
@@ -127,20 +104,6 @@ def _autopilot(*args: str, env: dict[str, str], cwd: Path) -> str:
     return done.stdout
 
 
-def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError("autopilot serve exited before answering")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"autopilot serve did not become ready within {timeout} s")
-
-
 def run(workers: int, args: argparse.Namespace, folder: Path) -> list[Load]:
     """Serve with ``workers`` workers and drive the three endpoints."""
     db = folder / f"bench-{workers}.db"
@@ -149,6 +112,7 @@ def run(workers: int, args: argparse.Namespace, folder: Path) -> list[Load]:
         "PYTHONPATH": str(ROOT),
         "AUTOPILOT_DB_URL": f"sqlite:///{db}",
         "AUTOPILOT_POLICY_URI": args.policy,
+        "AUTOPILOT_MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     _autopilot("db", "upgrade", "--db", f"sqlite:///{db}", env=env, cwd=folder)
@@ -156,29 +120,20 @@ def run(workers: int, args: argparse.Namespace, folder: Path) -> list[Load]:
         "api-key", "create", "--role", "client", "--name", "bench", env=env, cwd=folder
     )
     headers = {"X-API-Key": out.strip().splitlines()[-1]}
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", "--port", str(port),
-         "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
-        env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    server = start_server(env, folder / f"server-{workers}.log", workers=workers)
+    batch = {"items": [{"kpis": KPIS}] * args.batch}
     try:
-        _wait_ready(base, server)
         runs = [
-            ("GET", f"{base}/healthz", None),
-            ("POST", f"{base}/api/v1/decide", {"kpis": KPIS}),
-            ("POST", f"{base}/api/v1/decide/batch", {"items": [{"kpis": KPIS}] * args.batch}),
+            ("GET", f"{server.url}/healthz", None),
+            ("POST", f"{server.url}/api/v1/decide", {"kpis": KPIS}),
+            ("POST", f"{server.url}/api/v1/decide/batch", batch),
         ]
-        results = []
-        for method, url, body in runs:
-            results.append(
-                asyncio.run(_drive(url, method, body, headers, args.duration, args.connections))
-            )
-        return results
+        return [
+            asyncio.run(_drive(url, method, body, headers, args.duration, args.connections))
+            for method, url, body in runs
+        ]
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        server.stop()
 
 
 def main() -> None:
@@ -193,7 +148,8 @@ def main() -> None:
     try:
         print(
             f"{args.connections} connections, {args.duration:.0f} s per endpoint, "
-            f"policy {args.policy}, batch {args.batch}, {os.cpu_count()} CPUs"
+            f"policy {args.policy}, batch {args.batch}, {os.cpu_count()} CPUs, load average "
+            + " ".join(f"{x:.2f}" for x in os.getloadavg())
         )
         print(f"{'workers':>7} {'endpoint':>8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
               f"{'errors':>7}")  # fmt: skip

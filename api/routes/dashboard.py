@@ -113,12 +113,19 @@ def permitted_controls(app: FastAPI, principal: Principal) -> frozenset[str]:
 router = APIRouter()
 
 
+def _learning(request: Request) -> views.PerCycle:
+    kept: views.PerCycle = request.app.state.dashboard_learning
+    return kept
+
+
 def _codec(request: Request) -> SessionCodec:
     codec: SessionCodec = request.app.state.dashboard_codec
     return codec
 
 
-def _section(name: str, session: SessionDep, settings: Settings, **query: Any) -> Any:
+def _section(
+    name: str, session: SessionDep, settings: Settings, kept: views.PerCycle, **query: Any
+) -> Any:
     if name == "header":
         return views.header(session, settings)
     if name == "scores":
@@ -133,7 +140,7 @@ def _section(name: str, session: SessionDep, settings: Settings, **query: Any) -
         return views.activity(session)
     if name == "audit":
         return views.audit_page(session, **query)
-    return views.learning(session)
+    return kept.get(session)  # learning, once per cycle
 
 
 @router.get("/", response_class=HTMLResponse, tags=["dashboard"], dependencies=[public()])
@@ -144,7 +151,7 @@ def page(request: Request, session: SessionDep, settings: SettingsDep) -> Respon
     if found is None or principal is None:
         return TEMPLATES.TemplateResponse(request, "signin.html", {"error": None})
     data = {
-        name: _section(name, session, settings)
+        name: _section(name, session, settings, _learning(request))
         for name in views.SECTIONS
         if name not in views.DEFERRED_SECTIONS
     }
@@ -178,7 +185,7 @@ def section(
         raise Problem(404, f"unknown section {name!r}; allowed: {list(views.SECTIONS)}")
     query = {"before": before, "size": size} if name == "audit" else {}
     context = {
-        name: _section(name, session, settings, **query),
+        name: _section(name, session, settings, _learning(request), **query),
         "principal": caller,
         "can": permitted_controls(request.app, caller),
     }
@@ -245,6 +252,7 @@ def install_dashboard(app: FastAPI, settings: Settings) -> None:
     session middleware and the security headers on every response."""
     codec = session_codec(settings)
     app.state.dashboard_codec = codec
+    app.state.dashboard_learning = views.PerCycle(views.learning)
     app.include_router(router)
     app.mount(STATIC_URL, StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
     app.add_middleware(DashboardSessionMiddleware, codec=codec, exempt=frozenset({SIGN_IN_PATH}))
