@@ -78,14 +78,15 @@ PolicyDep = Annotated[PolicyHolder, Depends(get_policy_holder)]
 def identify(session: Session, secret: str | None) -> Principal | None:
     """The principal of an active key (see :func:`~agent.api_keys.authenticate`); when its
     ``last_used_at`` is due (:func:`~agent.api_keys.use_due`: at most once a minute), it is
-    written in a transaction of its own, so a read-only request records its use too and a
-    failing one does not roll it back."""
+    written and committed at once on the request's own session (only the key lookup precedes
+    it in that transaction), so a read-only request records its use too and a failing one
+    does not roll it back. Never on a second connection: with every pooled connection held by
+    a request, each waiting for a second one, the pool would deadlock until its timeout."""
     principal = authenticate(session, secret)
     now = as_utc_naive(None)
     if principal is not None and principal.key_id is not None and use_due(principal, now):
-        with Session(session.get_bind()) as own:
-            record_use(own, principal.key_id, now)
-            own.commit()
+        record_use(session, principal.key_id, now)
+        session.commit()
     return principal
 
 

@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from agent.api_keys import LAST_USED_RESOLUTION, ROLES, Principal, record_use, use_due
+from agent.db import make_engine
 from agent.models import ApiKey
 from agent.settings import Settings
 from api.deps import PUBLIC, UndeclaredAccess, access_of, allow
@@ -204,3 +206,14 @@ def test_record_use_writes_once_for_racing_requests(api: Api) -> None:
         assert record_use(session, key_id, at + timedelta(seconds=30)) is False
         assert record_use(session, key_id, at + LAST_USED_RESOLUTION) is True
         session.commit()
+
+
+def test_recording_a_keys_use_needs_no_second_connection(api: Api) -> None:
+    """With one pooled connection, held by the request, a second checkout would wait for the
+    pool's timeout: the use is recorded on the request's own connection."""
+    app = create_app(api.settings)
+    app.state.engine = make_engine(api.settings.db_url, pool_size=1, max_overflow=0, pool_timeout=2)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get("/api/v1/audit", headers=api.headers("viewer"))
+    assert answer.status_code == 200, answer.text
+    assert _last_used(api, "viewer") is not None
