@@ -81,12 +81,20 @@ def identify(session: Session, secret: str | None) -> Principal | None:
     written and committed at once on the request's own session (only the key lookup precedes
     it in that transaction), so a read-only request records its use too and a failing one
     does not roll it back. Never on a second connection: with every pooled connection held by
-    a request, each waiting for a second one, the pool would deadlock until its timeout."""
+    a request, each waiting for a second one, the pool would deadlock until its timeout.
+
+    The lookup's transaction ends here either way (committed with the use, else rolled
+    back), which hands its connection back to the pool: a request holds a connection only
+    while a thread runs it, never while it waits for a thread between two dependencies, so
+    the pool cannot fill with requests that wait for threads held by requests that wait for
+    connections (see ``THREAD_TOKENS`` in :mod:`api.main`)."""
     principal = authenticate(session, secret)
     now = as_utc_naive(None)
     if principal is not None and principal.key_id is not None and use_due(principal, now):
         record_use(session, principal.key_id, now)
         session.commit()
+    else:
+        session.rollback()
     return principal
 
 

@@ -84,10 +84,10 @@ def decide_batch(
             413, f"batch of {len(body.items)} items exceeds the limit of {settings.api_max_batch}"
         )
     answers = _decide(request, session, body.items, policy)
-    items = [
-        {"status": a.status, "problem": problem_body(a.status, a.detail)}
+    items = [  # BatchItem's members, both always present as before
+        {"status": a.status, "decision": None, "problem": problem_body(a.status, a.detail)}
         if isinstance(a, Problem)
-        else {"status": 200, "decision": a}
+        else {"status": 200, "decision": a, "problem": None}
         for a in answers
     ]
     return JsonBytes({"items": items})

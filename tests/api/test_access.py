@@ -15,7 +15,7 @@ from agent.api_keys import LAST_USED_RESOLUTION, ROLES, Principal, record_use, u
 from agent.db import make_engine
 from agent.models import ApiKey
 from agent.settings import Settings
-from api.deps import PUBLIC, UndeclaredAccess, access_of, allow
+from api.deps import PUBLIC, UndeclaredAccess, access_of, allow, identify
 from api.main import api_routes, check_access_declared, create_app
 from tests.api.conftest import KPIS, Api
 
@@ -217,3 +217,15 @@ def test_recording_a_keys_use_needs_no_second_connection(api: Api) -> None:
         answer = client.get("/api/v1/audit", headers=api.headers("viewer"))
     assert answer.status_code == 200, answer.text
     assert _last_used(api, "viewer") is not None
+
+
+@pytest.mark.parametrize("role", ["viewer", "client"])
+def test_the_key_check_holds_no_connection_afterwards(api: Api, role: str) -> None:
+    """Between the key check and the route a request waits for a thread; holding a pooled
+    connection meanwhile could fill the pool with requests that wait for threads held by
+    requests that wait for connections."""
+    if role == "client":
+        _set_last_used(api, role, datetime.now(UTC).replace(tzinfo=None))  # not due: no write
+    with Session(api.engine) as session:
+        assert identify(session, api.keys[role]) is not None
+        assert not session.in_transaction()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime, timedelta
@@ -14,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from agent import audit, decision_log
 from agent.models import AuditLog, DecisionRecord
-from api.decisions import CHAIN_ATTEMPTS, DECISIONS_AUDIT, REWARD_AUDIT, committed
+from api.decisions import CHAIN_ATTEMPTS, DECISIONS_AUDIT, REWARD_AUDIT, committed, request_hash
 from api.problems import Problem
+from api.schemas import DecideRequest
 from environment.actions import ACTION_NAMES
 from environment.kpis import N_OBS
 from tests.api.conftest import KPIS, Api, start
@@ -299,3 +301,14 @@ def test_a_transaction_that_keeps_failing_is_a_503_after_the_attempts(api: Api) 
             committed(session, work)
     assert refused.value.status == 503 and "retry" in refused.value.detail
     assert len(attempts) == CHAIN_ATTEMPTS
+
+
+def test_request_hashes_match_those_stored_before_orjson() -> None:
+    """Hashes stored by the json-module encoding (sorted keys, no spaces) still match, so a
+    repeated event_id logged before the switch is still recognised."""
+    body = DecideRequest.model_validate(
+        {"kpis": KPIS, "excluded_actions": ["noop"], "recent_actions": {"data_fix": 3}}
+    )
+    dumped = body.model_dump(mode="json", exclude={"event_id"})
+    canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":")).encode()
+    assert request_hash(body) == hashlib.sha256(canonical).hexdigest()
