@@ -243,9 +243,10 @@ def audit_decisions(
     )
 
 
-def audit_reward(session: Session, actor: str, value: float, result: Any) -> None:
-    """The audit entry of one reward report (``result``: a
-    :class:`~agent.decision_log.RewardResult`): what was reported and what stands."""
+def audit_reward(
+    session: Session, actor: str, value: float, result: decision_log.RewardResult
+) -> None:
+    """The audit entry of one reward report: what was reported and what stands."""
     audit.append(
         session,
         actor=actor,
