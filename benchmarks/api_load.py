@@ -12,7 +12,8 @@ SQLite database with one client key, then drives, one after the other and each f
 It prints requests/s answered 200, their median and p99 latency, the other answers by status
 (``timeout`` when none came in 30 s, a transport error by name; the server log's tail
 is printed when there were any), the ratio decide / trivial, and decisions/s of the
-batches. Targets (issue 10): decide >= 0.8x the trivial endpoint's
+batches, then checks the audit trail (the chain verifies, and its decision entries list
+exactly the decisions logged). Targets (issue 10): decide >= 0.8x the trivial endpoint's
 requests/s, p99 <= 30 ms at 32 connections; batch of 100 >= 20,000 decisions/s.
 
 The load generator runs on the same machine as the server, so both share the CPU; the
@@ -151,7 +152,36 @@ def run(workers: int, args: argparse.Namespace, folder: Path) -> list[Load]:
         server.stop()
     if any(load.errors for load in loads):
         print(f"server log (tail):\n{server.log.read_text(errors='replace')[-3000:]}")
+    print(f"{workers:>7} {audit_check(f'sqlite:///{db}')}")
     return loads
+
+
+def audit_check(db_url: str) -> str:
+    """Whether the hash chain survived the load and lists every decision the API logged."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from agent.audit import verify_chain
+    from agent.db import make_engine
+    from agent.models import AuditLog, DecisionRecord
+    from api.decisions import DECISIONS_AUDIT
+
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        report = verify_chain(session)
+        logged = session.scalar(
+            select(func.count()).select_from(DecisionRecord).where(DecisionRecord.source == "api")
+        )
+        entries = session.scalars(
+            select(AuditLog.details).where(AuditLog.action == DECISIONS_AUDIT)
+        ).all()
+    engine.dispose()
+    audited = sum(len(details["decisions"]) for details in entries)
+    chain = "intact" if report.ok else f"BROKEN at {report.first_bad_id}: {report.reason}"
+    return (
+        f"audit chain {chain} ({report.entries} entries); {len(entries)} decision entries "
+        f"list {audited} of the {logged} decisions logged"
+    )
 
 
 def main() -> None:
