@@ -18,9 +18,13 @@
   decide). A repeated ``event_id`` decides nothing and adds nothing. A reward report is one
   entry, :data:`REWARD_AUDIT`. The log rows are written before the entry, so on SQLite the
   request holds the write lock when it reads the chain's head.
-- Concurrent writers (several workers, PostgreSQL) can race for the chain's next id; the
-  loser's transaction fails whole and :func:`committed` runs the request's work again on a
-  fresh transaction (at most :data:`CHAIN_ATTEMPTS` times, then a 503 asking to retry).
+- Concurrent writers (several workers, PostgreSQL) would race for the chain's next id, so a
+  request first waits for the chain's head row (:func:`lock_chain`: ``SELECT ... FOR UPDATE``
+  on PostgreSQL; SQLite's one writer at a time already serializes) and appends after the
+  previous writer committed. A writer that takes no such lock (or the very first entry, before
+  the head row exists) can still win the race: the loser's transaction fails whole and
+  :func:`committed` runs the request's work again on a fresh transaction (at most
+  :data:`CHAIN_ATTEMPTS` times, then a 503 asking to retry).
 """
 
 from __future__ import annotations
@@ -34,12 +38,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 import orjson
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from agent import audit, decision_log
 from agent.guardrails import Governance, GuardContext, evaluate_decision
-from agent.models import DecisionRecord
+from agent.models import AuditHead, DecisionRecord
 from agent.orchestrator import executions_by_action, kill_switch_state
 from api import metrics
 from api.policy import LoadedPolicy
@@ -207,9 +212,18 @@ def decide_many(
             out.append(row["response"])
         except Problem as problem:
             out.append(problem)
+    if rows:
+        lock_chain(session)
     decision_log.record_decisions(session, rows)
     audit_decisions(session, actor, rows, loaded, now)
     return out, rows
+
+
+def lock_chain(session: Session) -> None:
+    """Wait until no other transaction is appending to the audit chain, and keep others
+    waiting until this one ends (a row lock on the chain's head on PostgreSQL; SQLite ignores
+    ``FOR UPDATE``: its single writer serializes the appends, see the module docstring)."""
+    session.execute(select(AuditHead.name).where(AuditHead.name == audit.CHAIN).with_for_update())
 
 
 def count_decisions(rows: Sequence[Mapping[str, Any]]) -> None:

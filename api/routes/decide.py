@@ -8,7 +8,14 @@ from fastapi import APIRouter, Path, Request
 
 from agent import decision_log
 from agent.observe import as_utc_naive
-from api.decisions import audit_reward, committed, count_decisions, decide_many, guard_for
+from api.decisions import (
+    audit_reward,
+    committed,
+    count_decisions,
+    decide_many,
+    guard_for,
+    lock_chain,
+)
 from api.deps import CallerDep, PolicyDep, SessionDep, SettingsDep, allow, caller_of
 from api.problems import COMMON_ERRORS, Problem, problem_body, problem_responses
 from api.schemas import (
@@ -106,6 +113,7 @@ def report_reward(
     410 after the deadline (the default reward is applied). The report is audited."""
 
     def work() -> decision_log.RewardResult:
+        lock_chain(session)  # before the reward's row: every chain writer locks in one order
         try:
             result = decision_log.report_reward(session, event_id, body.value)
         except LookupError as error:
