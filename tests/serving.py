@@ -54,17 +54,20 @@ def start_server(
     workers: int = 1,
     ready_path: str = "/readyz",
     timeout_s: float = READY_TIMEOUT_S,
+    extra: tuple[str, ...] = (),
+    cwd: Path = ROOT,
 ) -> Server:
-    """``autopilot serve`` with ``workers`` workers on a free loopback port, its output in
-    ``log``; returned once ``ready_path`` answers 200. ``RuntimeError`` with the log's tail
-    when the server exits or does not become ready within ``timeout_s``."""
+    """``autopilot serve`` with ``workers`` workers (and ``extra`` flags, e.g. ``--db``) on a
+    free loopback port, run in ``cwd``, its output in ``log``; returned once ``ready_path``
+    answers 200. ``RuntimeError`` with the log's tail when the server exits or does not become
+    ready within ``timeout_s``."""
     port = free_port()
     command = [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1",
                "--port", str(port), "--workers", str(workers), "--log-level", "warning",
-               "--no-access-log"]  # fmt: skip
+               "--no-access-log", *extra]  # fmt: skip
     with log.open("wb") as handle:
         process = subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT
+            command, env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
