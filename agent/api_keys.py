@@ -14,6 +14,12 @@ Roles (:data:`ROLES`), from most to least powerful:
 
 An operator cannot approve a decision it requested itself (:func:`requested_by`: the actor
 that started the cycle which held it). Creating and revoking keys is audited.
+
+``last_used_at`` says when a key last authenticated, to within :data:`LAST_USED_RESOLUTION`:
+:func:`authenticate` reads it with the key, :func:`use_due` says whether it is older than the
+resolution, and only then does the caller write it (:func:`record_use`, a conditional UPDATE,
+so requests racing past the same stale value write it once). A key used all day costs one
+write a minute, not one per request.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,6 +43,8 @@ KEY_PREFIX = "ap_"
 SHOWN_PREFIX_LENGTH = 10
 """Characters of the secret kept in clear (``prefix``) so operators can tell keys apart."""
 NAME_MAX_LENGTH = 100
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+"""How stale ``api_keys.last_used_at`` may be: it is written at most once per this period."""
 
 
 class ApiKeyError(ValueError):
@@ -63,10 +71,14 @@ class KeyView:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the key's name (the audit trail's actor) and role."""
+    """Who is calling: the key's name (the audit trail's actor) and role; ``key_id`` and
+    ``last_used_at`` as read when it authenticated (``None`` for a principal not read from the
+    key store)."""
 
     name: str
     role: str
+    key_id: int | None = None
+    last_used_at: datetime | None = None
 
 
 def hash_key(secret: str) -> str:
@@ -169,11 +181,37 @@ def authenticate(session: Session, secret: str | None) -> Principal | None:
     if not secret or not secret.startswith(KEY_PREFIX) or len(secret) > 200:
         return None
     row = session.execute(
-        select(ApiKey.name, ApiKey.role).where(
+        select(ApiKey.name, ApiKey.role, ApiKey.id, ApiKey.last_used_at).where(
             ApiKey.key_hash == hash_key(secret), ApiKey.revoked_at.is_(None)
         )
     ).first()
-    return Principal(name=row[0], role=row[1]) if row is not None else None
+    if row is None:
+        return None
+    return Principal(name=row[0], role=row[1], key_id=row[2], last_used_at=row[3])
+
+
+def use_due(principal: Principal, now: datetime) -> bool:
+    """Whether ``principal``'s ``last_used_at`` should be written at ``now``: never written, or
+    at least :data:`LAST_USED_RESOLUTION` old."""
+    if principal.key_id is None:
+        return False
+    last = principal.last_used_at
+    return last is None or as_utc_naive(now) - last >= LAST_USED_RESOLUTION
+
+
+def record_use(session: Session, key_id: int, now: datetime) -> bool:
+    """Set key ``key_id``'s ``last_used_at`` to ``now`` unless another request did within
+    :data:`LAST_USED_RESOLUTION` (flushed, not committed); returns whether this call wrote."""
+    at = as_utc_naive(now)
+    written = session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= at - LAST_USED_RESOLUTION),
+        )
+        .values(last_used_at=at)
+    )
+    return bool(written.rowcount)  # type: ignore[attr-defined]
 
 
 def requested_by(session: Session, approval_id: int) -> str | None:

@@ -13,6 +13,7 @@ Sections (the names the page and :data:`SECTIONS` use): ``header``, ``scores``, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -303,3 +304,25 @@ def audit_verification(session: Session) -> ChainReport:
 
 def learning(session: Session) -> Learning:
     return Learning(suggestion_feedback(session), resolve_thresholds(None))
+
+
+class PerCycle:
+    """A section computed once per recorded cycle: :meth:`get` recomputes it only when the
+    latest cycle's id differs from the one it was computed after (the first call, then once
+    after each new cycle), and serves the kept value otherwise. For the sections whose
+    aggregate grows with the business (``learning``: at 100k users its calibration query takes
+    seconds); the figures between two cycles are those computed after the first, as the KPIs
+    are. Two requests racing past a new cycle both compute; either result is kept."""
+
+    def __init__(self, compute: Callable[[Session], Any]) -> None:
+        self._compute = compute
+        self._kept: tuple[int | None, Any] | None = None
+
+    def get(self, session: Session) -> Any:
+        latest = session.scalar(select(func.max(Cycle.id)))
+        kept = self._kept
+        if kept is not None and kept[0] == latest:
+            return kept[1]
+        value = self._compute(session)
+        self._kept = (latest, value)
+        return value

@@ -11,31 +11,56 @@
   last week; the log records ``noop`` as what ran unless the verdict is ``executed``.
 - Idempotency: the body (without ``event_id``) is hashed; a repeated ``event_id`` with the same
   hash gets the stored answer, with another hash a 422. Nothing is decided twice.
+- Audit: every request that decides appends ONE entry to the hash-chained trail
+  (:func:`agent.audit.append`), action :data:`DECISIONS_AUDIT`, actor the key's name, listing
+  each new decision's ``event_id``, action and verdict (a batch of 100 is one entry, not 100:
+  the chain is a serial point, and one entry per request keeps a batch as cheap as one
+  decide). A repeated ``event_id`` decides nothing and adds nothing. A reward report is one
+  entry, :data:`REWARD_AUDIT`. The log rows are written before the entry, so on SQLite the
+  request holds the write lock when it reads the chain's head.
+- Concurrent writers (several workers, PostgreSQL) would race for the chain's next id, so a
+  request first waits for the chain's head row (:func:`lock_chain`: ``SELECT ... FOR UPDATE``
+  on PostgreSQL; SQLite's one writer at a time already serializes) and appends after the
+  previous writer committed. A writer that takes no such lock (or the very first entry, before
+  the head row exists) can still win the race: the loser's transaction fails whole and
+  :func:`committed` runs the request's work again on a fresh transaction (at most
+  :data:`CHAIN_ATTEMPTS` times, then a 503 asking to retry).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+import orjson
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agent import decision_log
+from agent import audit, decision_log
 from agent.guardrails import Governance, GuardContext, evaluate_decision
-from agent.models import DecisionRecord
+from agent.models import AuditHead, DecisionRecord
 from agent.orchestrator import executions_by_action, kill_switch_state
 from api import metrics
 from api.policy import LoadedPolicy
 from api.problems import Problem
-from api.schemas import DecideRequest, DecideResponse, VerdictOut
+from api.schemas import DecideRequest, utc_text
 from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP, action_index
 from environment.kpis import encode_vector
 from policies.base import Decision
+
+DECISIONS_AUDIT = "api_decisions"
+"""The audit action of one request's decisions."""
+REWARD_AUDIT = "api_reward"
+"""The audit action of one reward report."""
+CHAIN_ATTEMPTS = 3
+"""Tries of one request's transaction when a concurrent writer took the chain's next id."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +90,7 @@ def guard_for(
 def request_hash(request: DecideRequest) -> str:
     """SHA-256 of the request body without its ``event_id`` (canonical JSON)."""
     body = request.model_dump(mode="json", exclude={"event_id"})
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def restrict(decision: Decision, excluded: Sequence[str]) -> tuple[int, list[float], float]:
@@ -110,23 +134,24 @@ def decide_one(
 ) -> dict[str, Any]:
     """Guard one policy decision; returns its decision-log row (with the answer)."""
     index, probabilities, confidence = restrict(decision, request.excluded_actions)
-    verdict = evaluate_decision(
+    outcome = evaluate_decision(
         index, confidence, guard.governance, guard.thresholds, guard.context
     )
+    verdict = str(outcome.verdict)  # the Verdict's name (a StrEnum): "executed", "blocked", ...
     action = ACTION_NAMES[index]
     event_id = request.event_id or decision_log.new_event_id()
     deadline = decision_log.reward_deadline(action, now)
-    reasons = list(verdict.reasons)
-    answer = DecideResponse(
-        event_id=event_id,
-        action=action,
-        confidence=confidence,
-        probabilities=dict(zip(ACTION_NAMES, probabilities, strict=True)),
-        policy=loaded.name,
-        policy_version=loaded.version,
-        verdict=VerdictOut(verdict=verdict.verdict.value, rule=verdict.rule, reasons=reasons),
-        reward_deadline=deadline,
-    )
+    reasons = list(outcome.reasons)
+    answer = {  # DecideResponse's members, built directly: this runs once per decision
+        "event_id": event_id,
+        "action": action,
+        "confidence": confidence,
+        "probabilities": dict(zip(ACTION_NAMES, probabilities, strict=True)),
+        "policy": loaded.name,
+        "policy_version": loaded.version,
+        "verdict": {"verdict": verdict, "rule": outcome.rule, "reasons": reasons},
+        "reward_deadline": utc_text(deadline),
+    }
     row = decision_log.decision_values(
         source="api",
         decided_at=now,
@@ -137,13 +162,12 @@ def decide_one(
         probabilities=probabilities,
         proposed_action=action,
         confidence=confidence,
-        verdict=verdict.verdict.value,
-        reasons=[verdict.rule, *reasons],
+        verdict=verdict,
+        reasons=[outcome.rule, *reasons],
         event_id=event_id,
         request_hash=body_hash,
-        response=answer.model_dump(mode="json"),
+        response=answer,
     )
-    metrics.DECISIONS.labels("api", action, verdict.verdict.value).inc()
     return row
 
 
@@ -159,10 +183,12 @@ def decide_many(
     loaded: LoadedPolicy,
     guard: Guard,
     now: datetime,
-) -> list[dict[str, Any] | Problem]:
+    actor: str,
+) -> tuple[list[dict[str, Any] | Problem], list[dict[str, Any]]]:
     """Answer every request independently (stored answers for repeated event ids, a
-    :class:`Problem` for a conflicting one); the new decisions are inserted in one statement,
-    not committed."""
+    :class:`Problem` for a conflicting one); the new decisions are inserted in one statement
+    and audited in one entry by ``actor``, not committed. Returns the answers and the new
+    decision-log rows."""
     hashes = [request_hash(r) for r in requests]
     known: dict[str, DecisionRecord | Mapping[str, Any]] = dict(
         decision_log.find_by_event_ids(session, [r.event_id for r in requests if r.event_id])
@@ -186,5 +212,85 @@ def decide_many(
             out.append(row["response"])
         except Problem as problem:
             out.append(problem)
+    if rows:
+        lock_chain(session)
     decision_log.record_decisions(session, rows)
-    return out
+    audit_decisions(session, actor, rows, loaded, now)
+    return out, rows
+
+
+def lock_chain(session: Session) -> None:
+    """Wait until no other transaction is appending to the audit chain, and keep others
+    waiting until this one ends: a row lock on the chain's head. Not on SQLite, which has no
+    row locks: its single writer already serializes the appends (see the module docstring)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return
+    session.execute(select(AuditHead.name).where(AuditHead.name == audit.CHAIN).with_for_update())
+
+
+def count_decisions(rows: Sequence[Mapping[str, Any]]) -> None:
+    """Add committed decision-log rows to ``autopilot_decisions_total``."""
+    counted = Counter((row["action"], row["verdict"]) for row in rows)
+    for (action, verdict), n in counted.items():
+        metrics.DECISIONS.labels("api", action, verdict).inc(n)
+
+
+def audit_decisions(
+    session: Session,
+    actor: str,
+    rows: Sequence[Mapping[str, Any]],
+    loaded: LoadedPolicy,
+    now: datetime,
+) -> None:
+    """One audit entry for the new decisions of one request (none when there are none)."""
+    if not rows:
+        return
+    decided = [
+        {"event_id": row["event_id"], "action": row["action"], "verdict": row["verdict"]}
+        for row in rows
+    ]
+    audit.append(
+        session,
+        actor=actor,
+        action=DECISIONS_AUDIT,
+        target=decided[0]["event_id"] if len(decided) == 1 else f"{len(decided)} decisions",
+        details={"policy": f"{loaded.name} {loaded.version}", "decisions": decided},
+        now=now,
+    )
+
+
+def audit_reward(
+    session: Session, actor: str, value: float, result: decision_log.RewardResult
+) -> None:
+    """The audit entry of one reward report: what was reported and what stands."""
+    audit.append(
+        session,
+        actor=actor,
+        action=REWARD_AUDIT,
+        target=result.event_id,
+        details={
+            "reported": value,
+            "reward": result.reward,
+            "source": result.reward_source,
+            "expired": result.expired,
+        },
+        now=result.reward_joined_at,
+    )
+
+
+def committed(session: Session, work: Callable[[], T]) -> T:
+    """``work()`` then commit; when a concurrent writer made the transaction fail (the chain's
+    next id or an ``event_id`` taken meanwhile), roll back and run ``work`` again, at most
+    :data:`CHAIN_ATTEMPTS` times; then a 503 asking the client to retry."""
+    for _ in range(CHAIN_ATTEMPTS):
+        try:
+            result = work()
+            session.commit()
+            return result
+        except (IntegrityError, audit.AuditError):
+            session.rollback()
+    raise Problem(
+        503,
+        f"the audit trail was busy with concurrent writers {CHAIN_ATTEMPTS} times; retry",
+        headers={"Retry-After": "1"},
+    )

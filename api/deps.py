@@ -1,9 +1,13 @@
 """Dependencies of the routes: settings, the database session, the caller and its role.
 
-- :data:`SettingsDep`: the :class:`~agent.settings.Settings` from :func:`get_settings` (the app
-  factory overrides it with the settings it was given, as tests do);
+- :data:`SettingsDep`: the :class:`~agent.settings.Settings` the app was built with
+  (``app.state.settings``: :func:`~agent.settings.get_settings` unless the factory was given
+  others, as tests do). Not a ``dependency_overrides`` entry: with any override present
+  FastAPI re-analyses every dependency of every request (about 3 ms of a decide);
 - :data:`SessionDep`: a session on the app's engine, one per request; the route owns its
   transaction and commits it;
+- the dependencies that only read the app's state are ``async`` (no thread hop each: a sync
+  dependency runs in the thread pool); the session and the key check do I/O and stay sync;
 - access (deny by default): every route declares who may call it with :func:`allow` (the key's
   roles; ``admin`` may always) or :func:`public`. :func:`access_of` reads the declaration back,
   and the app factory refuses to build an app with a route that has none, so an undeclared
@@ -22,8 +26,9 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from agent.api_keys import ROLES, Principal, authenticate
-from agent.settings import Settings, get_settings
+from agent.api_keys import ROLES, Principal, authenticate, record_use, use_due
+from agent.observe import as_utc_naive
+from agent.settings import Settings
 from api.policy import PolicyHolder
 from api.problems import Problem
 
@@ -35,10 +40,17 @@ API_KEY_SCHEME = APIKeyHeader(
 )
 PUBLIC = "public"
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+async def get_app_settings(request: Request) -> Settings:
+    """The settings the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
 
 
-def get_engine(request: Request) -> Engine:
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+async def get_engine(request: Request) -> Engine:
     """The app's database engine."""
     engine: Engine = request.app.state.engine
     return engine
@@ -54,13 +66,36 @@ SessionDep = Annotated[Session, Depends(get_session)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
-def get_policy_holder(request: Request) -> PolicyHolder:
+async def get_policy_holder(request: Request) -> PolicyHolder:
     """The app's policy holder."""
     holder: PolicyHolder = request.app.state.policy
     return holder
 
 
 PolicyDep = Annotated[PolicyHolder, Depends(get_policy_holder)]
+
+
+def identify(session: Session, secret: str | None) -> Principal | None:
+    """The principal of an active key (see :func:`~agent.api_keys.authenticate`); when its
+    ``last_used_at`` is due (:func:`~agent.api_keys.use_due`: at most once a minute), it is
+    written and committed at once on the request's own session (only the key lookup precedes
+    it in that transaction), so a read-only request records its use too and a failing one
+    does not roll it back. Never on a second connection: with every pooled connection held by
+    a request, each waiting for a second one, the pool would deadlock until its timeout.
+
+    The lookup's transaction ends here either way (committed with the use, else rolled
+    back), which hands its connection back to the pool: a request holds a connection only
+    while a thread runs it, never while it waits for a thread between two dependencies, so
+    the pool cannot fill with requests that wait for threads held by requests that wait for
+    connections (see ``THREAD_TOKENS`` in :mod:`api.main`)."""
+    principal = authenticate(session, secret)
+    now = as_utc_naive(None)
+    if principal is not None and principal.key_id is not None and use_due(principal, now):
+        record_use(session, principal.key_id, now)
+        session.commit()
+    else:
+        session.rollback()
+    return principal
 
 
 class Allow:
@@ -79,7 +114,7 @@ class Allow:
         session: SessionDep,
         x_api_key: Annotated[str | None, Depends(API_KEY_SCHEME)] = None,
     ) -> Principal:
-        principal = authenticate(session, x_api_key)
+        principal = identify(session, x_api_key)
         if principal is None:
             raise Problem(
                 401,
@@ -96,12 +131,17 @@ class Allow:
         return principal
 
 
-def current_caller(request: Request) -> Principal:
+def caller_of(request: Request) -> Principal:
     """The caller that the route's :func:`allow` declaration authenticated."""
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         raise Problem(401, f"a valid API key is required in the {API_KEY_HEADER} header")
     return principal
+
+
+async def current_caller(request: Request) -> Principal:
+    """:func:`caller_of` as a dependency."""
+    return caller_of(request)
 
 
 CallerDep = Annotated[Principal, Depends(current_caller)]
@@ -110,7 +150,7 @@ CallerDep = Annotated[Principal, Depends(current_caller)]
 class Public:
     """Access for anyone (health, readiness, metrics)."""
 
-    def __call__(self) -> None:
+    async def __call__(self) -> None:
         return None
 
 

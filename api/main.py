@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
@@ -34,6 +35,13 @@ from api.routes import autonomous, decide, health, operator
 from api.routes.dashboard import install_dashboard
 
 TITLE = "autopilot"
+THREAD_TOKENS = 8
+"""Threads running sync routes and dependencies at once, per worker process (anyio's default
+is 40). The decision API is CPU-bound Python around one short SQLite write; more threads only
+queue on the GIL, and a thread that holds the database's write lock waits its turn with them
+while every other writer waits on it. Requests beyond these wait in the event loop. At most
+the engine's pool size (5 + 10 overflow by default), since each thread holds at most one
+connection and a request holds none between threads (:func:`api.deps.identify`)."""
 
 
 def api_routes(app: FastAPI) -> list[APIRoute]:
@@ -69,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = THREAD_TOKENS
         holder.reload()
         yield
         app.state.engine.dispose()
@@ -84,7 +93,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.policy = holder
     app.state.governance = resolve_governance(config.governance_file)
     app.state.thresholds = resolve_thresholds(config.thresholds_file)
-    app.dependency_overrides[get_settings] = lambda: config
     problems.install(app)
     for router in (
         health.router,

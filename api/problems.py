@@ -39,19 +39,26 @@ class Problem(Exception):
         self.extra = extra
 
 
-def problem_response(
-    status: int, detail: str, headers: Mapping[str, str] | None = None, **extra: Any
-) -> JSONResponse:
-    """The problem+json response of ``status`` with ``detail``."""
-    body = {
+def problem_body(status: int, detail: str, **extra: Any) -> dict[str, Any]:
+    """The RFC 7807 members of a problem of ``status`` with ``detail``."""
+    return {
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
         **extra,
     }
+
+
+def problem_response(
+    status: int, detail: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    """The problem+json response of ``status`` with ``detail``."""
     return JSONResponse(
-        body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {})
+        problem_body(status, detail, **extra),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=dict(headers or {}),
     )
 
 

@@ -14,6 +14,8 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 
+import orjson
+from fastapi import Response
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -82,6 +84,17 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(item) for item in value]
     return value
+
+
+class JsonBytes(Response):
+    """A JSON answer already in its schema's shape, encoded by orjson: returned as is, so
+    FastAPI neither validates it again nor encodes it a second time (the decision API's hot
+    path; the route still declares its ``response_model`` for the OpenAPI document)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 class Strict(BaseModel):

@@ -10,6 +10,7 @@ Medians over ``--repeats`` loads; the ratio to ``/healthz`` is the figure that t
 machines. Target (issue 11): first load under 1 s at 100k users.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/dashboard_load.py --users 10000 100000
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/dashboard_load.py --users 100000 --reuse /tmp/d100k
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +31,10 @@ from api.dashboard_views import SECTIONS  # noqa: E402
 from tests.browser.conftest import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
-    create_keys,
     seed_database,
-    start_server,
+    service_env,
 )
+from tests.serving import start_server  # noqa: E402
 
 NAVIGATION_MS = """() => { const n = performance.getEntriesByType('navigation')[0];
   return n.loadEventEnd - n.startTime; }"""
@@ -46,16 +48,39 @@ def _load_ms(page: Any, url: str) -> float:
     return float(page.evaluate(NAVIGATION_MS))
 
 
-def measure(users: int, days: int, repeats: int) -> dict[str, Any]:
+def _operator_key(db_url: str) -> str:
+    """A fresh operator key (a unique name, so a reused database takes another)."""
+    from sqlalchemy.orm import Session
+
+    from agent.api_keys import create_key
+    from agent.db import make_engine
+
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        _, secret = create_key(
+            session, name=f"bench-{uuid.uuid4().hex[:8]}", role="operator", by="benchmark"
+        )
+        session.commit()
+    engine.dispose()
+    return secret
+
+
+def measure(users: int, days: int, repeats: int, reuse: Path | None = None) -> dict[str, Any]:
+    """Seed a database (into ``reuse`` when given, where it stays; an ``autopilot.db``
+    already there is used as is), serve it, and time the page in Chromium."""
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as folder:
-        workdir = Path(folder)
+        workdir = reuse or Path(folder)
         began = time.perf_counter()
-        db_url, env = seed_database(workdir, users=users, days=days, timeout_s=3600)
+        if reuse is not None and (reuse / "autopilot.db").exists():
+            db_url = f"sqlite:///{reuse / 'autopilot.db'}"
+            env = service_env(reuse, db_url)
+        else:
+            db_url, env = seed_database(workdir, users=users, days=days, timeout_s=3600)
         seeded_s = time.perf_counter() - began
-        keys = create_keys(db_url)
-        server = start_server(env, workdir / "server.log")
+        keys = {"operator": _operator_key(db_url)}
+        server = start_server(env, workdir / "server.log", ready_path="/healthz")
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(
@@ -65,7 +90,7 @@ def measure(users: int, days: int, repeats: int) -> dict[str, Any]:
                 page.goto(server.url + "/")
                 page.fill("#api-key", keys["operator"])
                 page.click("button[type=submit]")
-                page.wait_for_selector("#sec-header")
+                page.wait_for_selector("body[data-ready=true]", state="attached")
                 for _ in range(2):  # warm both paths
                     _load_ms(page, server.url + "/")
                     _load_ms(page, server.url + "/healthz")
@@ -100,12 +125,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, nargs="+", default=[10_000])
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="a folder to seed once and reuse: its autopilot.db is seeded when missing "
+        "(100k users take many minutes), kept afterwards, and used as is when present "
+        "(one --users value only)",
+    )
     args = parser.parse_args(argv)
+    if args.reuse is not None and len(args.users) != 1:
+        parser.error(f"--reuse takes one --users value, got {args.users}")
     if not CHROMIUM.exists():
         print(f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh", file=sys.stderr)
         return 2
     for users in args.users:
-        r = measure(users, args.days, args.repeats)
+        r = measure(users, args.days, args.repeats, args.reuse)
         worst = max(r["refresh_ms"], key=r["refresh_ms"].get)
         print(
             f"users {r['users']:>7,} (seeded in {r['seeded_s']:.0f} s): first load median "

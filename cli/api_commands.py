@@ -103,9 +103,11 @@ def api_key(args: argparse.Namespace) -> int:
                     print("no API keys")
                 for k in keys:
                     state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+                    used = f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never"
                     print(
                         f"{k.name:24} {k.role:9} {k.prefix}... created "
-                        f"{k.created_at:%Y-%m-%d %H:%M} by {k.created_by}; {state}"
+                        f"{k.created_at:%Y-%m-%d %H:%M} by {k.created_by}; {state}; "
+                        f"last used {used}"
                     )
             else:
                 view = revoke_key(session, args.name, by=args.by)

@@ -30,7 +30,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from agent.api_keys import Principal, authenticate
+from agent.api_keys import Principal
 from agent.settings import Settings
 from api import dashboard_views as views
 from api.dashboard_security import (
@@ -43,7 +43,16 @@ from api.dashboard_security import (
     same_origin,
     sign_in,
 )
-from api.deps import PUBLIC, CallerDep, SessionDep, SettingsDep, access_of, allow, public
+from api.deps import (
+    PUBLIC,
+    CallerDep,
+    SessionDep,
+    SettingsDep,
+    access_of,
+    allow,
+    identify,
+    public,
+)
 from api.problems import COMMON_ERRORS, Problem, problem_responses
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -104,12 +113,19 @@ def permitted_controls(app: FastAPI, principal: Principal) -> frozenset[str]:
 router = APIRouter()
 
 
+def _learning(request: Request) -> views.PerCycle:
+    kept: views.PerCycle = request.app.state.dashboard_learning
+    return kept
+
+
 def _codec(request: Request) -> SessionCodec:
     codec: SessionCodec = request.app.state.dashboard_codec
     return codec
 
 
-def _section(name: str, session: SessionDep, settings: Settings, **query: Any) -> Any:
+def _section(
+    name: str, session: SessionDep, settings: Settings, kept: views.PerCycle, **query: Any
+) -> Any:
     if name == "header":
         return views.header(session, settings)
     if name == "scores":
@@ -124,18 +140,18 @@ def _section(name: str, session: SessionDep, settings: Settings, **query: Any) -
         return views.activity(session)
     if name == "audit":
         return views.audit_page(session, **query)
-    return views.learning(session)
+    return kept.get(session)  # learning, once per cycle
 
 
 @router.get("/", response_class=HTMLResponse, tags=["dashboard"], dependencies=[public()])
 def page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The dashboard, or the sign-in form when there is no valid session."""
     found = _codec(request).open(request.cookies.get(SESSION_COOKIE))
-    principal = authenticate(session, found.api_key) if found else None
+    principal = identify(session, found.api_key) if found else None
     if found is None or principal is None:
         return TEMPLATES.TemplateResponse(request, "signin.html", {"error": None})
     data = {
-        name: _section(name, session, settings)
+        name: _section(name, session, settings, _learning(request))
         for name in views.SECTIONS
         if name not in views.DEFERRED_SECTIONS
     }
@@ -169,7 +185,7 @@ def section(
         raise Problem(404, f"unknown section {name!r}; allowed: {list(views.SECTIONS)}")
     query = {"before": before, "size": size} if name == "audit" else {}
     context = {
-        name: _section(name, session, settings, **query),
+        name: _section(name, session, settings, _learning(request), **query),
         "principal": caller,
         "can": permitted_controls(request.app, caller),
     }
@@ -236,6 +252,7 @@ def install_dashboard(app: FastAPI, settings: Settings) -> None:
     session middleware and the security headers on every response."""
     codec = session_codec(settings)
     app.state.dashboard_codec = codec
+    app.state.dashboard_learning = views.PerCycle(views.learning)
     app.include_router(router)
     app.mount(STATIC_URL, StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
     app.add_middleware(DashboardSessionMiddleware, codec=codec, exempt=frozenset({SIGN_IN_PATH}))

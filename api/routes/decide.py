@@ -5,20 +5,26 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from sqlalchemy.exc import IntegrityError
 
 from agent import decision_log
 from agent.observe import as_utc_naive
-from api.decisions import decide_many, guard_for, request_hash, stored_answer
-from api.deps import PolicyDep, SessionDep, SettingsDep, allow
-from api.problems import COMMON_ERRORS, Problem, problem_response, problem_responses
+from api.decisions import (
+    audit_reward,
+    committed,
+    count_decisions,
+    decide_many,
+    guard_for,
+    lock_chain,
+)
+from api.deps import CallerDep, PolicyDep, SessionDep, SettingsDep, allow, caller_of
+from api.problems import COMMON_ERRORS, Problem, problem_body, problem_responses
 from api.schemas import (
     EVENT_ID_PATTERN,
-    BatchItem,
     BatchRequest,
     BatchResponse,
     DecideRequest,
     DecideResponse,
+    JsonBytes,
     RewardRequest,
     RewardResponse,
 )
@@ -35,6 +41,21 @@ def _guard(request: Request, session: SessionDep) -> Any:
     return guard_for(session, state.governance, state.thresholds, now), now
 
 
+def _decide(
+    request: Request, session: SessionDep, items: list[DecideRequest], policy: PolicyDep
+) -> list[dict[str, Any] | Problem]:
+    """Decide ``items``, log and audit them and commit (retried on a concurrent writer)."""
+    caller = caller_of(request)
+
+    def work() -> tuple[list[dict[str, Any] | Problem], list[dict[str, Any]]]:
+        guard, now = _guard(request, session)
+        return decide_many(session, items, policy.current, guard, now, caller.name)
+
+    answers, rows = committed(session, work)
+    count_decisions(rows)
+    return answers
+
+
 @router.post(
     "/decide",
     response_model=DecideResponse,
@@ -42,20 +63,12 @@ def _guard(request: Request, session: SessionDep) -> Any:
     responses=problem_responses(*COMMON_ERRORS),
 )
 def decide(body: DecideRequest, request: Request, session: SessionDep, policy: PolicyDep) -> Any:
-    """Decide for one context; the decision is logged so its reward can be joined."""
-    guard, now = _guard(request, session)
-    try:
-        (answer,) = decide_many(session, [body], policy.current, guard, now)
-        if isinstance(answer, Problem):
-            raise answer
-        session.commit()
-    except IntegrityError:  # the same event_id decided concurrently: answer as a repeat
-        session.rollback()
-        record = decision_log.find_by_event_id(session, body.event_id or "")
-        if record is None:
-            raise
-        answer = stored_answer(record, request_hash(body))
-    return answer
+    """Decide for one context; the decision is logged so its reward can be joined, and
+    audited."""
+    (answer,) = _decide(request, session, [body], policy)
+    if isinstance(answer, Problem):
+        raise answer
+    return JsonBytes(answer)
 
 
 @router.post(
@@ -71,28 +84,20 @@ def decide_batch(
     policy: PolicyDep,
     settings: SettingsDep,
 ) -> Any:
-    """Decide for up to ``AUTOPILOT_API_MAX_BATCH`` contexts, each answered independently."""
+    """Decide for up to ``AUTOPILOT_API_MAX_BATCH`` contexts, each answered independently; one
+    audit entry lists the batch's new decisions."""
     if len(body.items) > settings.api_max_batch:
         raise Problem(
             413, f"batch of {len(body.items)} items exceeds the limit of {settings.api_max_batch}"
         )
-    guard, now = _guard(request, session)
-    answers = decide_many(session, body.items, policy.current, guard, now)
-    session.commit()
-    items = []
-    for answer in answers:
-        if isinstance(answer, Problem):
-            problem = problem_response(answer.status, answer.detail)
-            items.append(BatchItem(status=answer.status, problem=_body(problem)))
-        else:
-            items.append(BatchItem(status=200, decision=DecideResponse.model_validate(answer)))
-    return BatchResponse(items=items)
-
-
-def _body(response: Any) -> dict[str, Any]:
-    import json
-
-    return dict(json.loads(bytes(response.body)))
+    answers = _decide(request, session, body.items, policy)
+    items = [  # BatchItem's members, both always present as before
+        {"status": a.status, "decision": None, "problem": problem_body(a.status, a.detail)}
+        if isinstance(a, Problem)
+        else {"status": 200, "decision": a, "problem": None}
+        for a in answers
+    ]
+    return JsonBytes({"items": items})
 
 
 @router.post(
@@ -101,16 +106,24 @@ def _body(response: Any) -> dict[str, Any]:
     dependencies=[allow("client")],
     responses=problem_responses(*COMMON_ERRORS, 404, 409, 410),
 )
-def report_reward(event_id: EventId, body: RewardRequest, session: SessionDep) -> Any:
+def report_reward(
+    event_id: EventId, body: RewardRequest, session: SessionDep, caller: CallerDep
+) -> Any:
     """Report the reward of a decision: 404 unknown, 409 already rewarded (the first stands),
-    410 after the deadline (the default reward is applied)."""
-    try:
-        result = decision_log.report_reward(session, event_id, body.value)
-    except LookupError as error:
-        raise Problem(404, str(error).strip("'\"")) from None
-    except decision_log.RewardConflict as error:
-        raise Problem(409, str(error)) from None
-    session.commit()
+    410 after the deadline (the default reward is applied). The report is audited."""
+
+    def work() -> decision_log.RewardResult:
+        lock_chain(session)  # before the reward's row: every chain writer locks in one order
+        try:
+            result = decision_log.report_reward(session, event_id, body.value)
+        except LookupError as error:
+            raise Problem(404, str(error).strip("'\"")) from None
+        except decision_log.RewardConflict as error:
+            raise Problem(409, str(error)) from None
+        audit_reward(session, caller.name, body.value, result)
+        return result
+
+    result = committed(session, work)
     if result.expired:
         raise Problem(
             410,

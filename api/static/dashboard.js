@@ -141,7 +141,10 @@
     }
   }
   drawCharts();
-  refresh([...document.querySelectorAll("[data-deferred]")].map((s) => s.dataset.section));
+  // Ready (for people and tests alike): the controls answer clicks and the deferred sections
+  // have loaded; a test waits on this, never on a timer.
+  refresh([...document.querySelectorAll("[data-deferred]")].map((s) => s.dataset.section))
+    .finally(() => { document.body.dataset.ready = "true"; });
   let resizeTimer = null;
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);

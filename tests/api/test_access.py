@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
-from agent.api_keys import ROLES
+from agent.api_keys import LAST_USED_RESOLUTION, ROLES, Principal, record_use, use_due
+from agent.db import make_engine
+from agent.models import ApiKey
 from agent.settings import Settings
-from api.deps import PUBLIC, UndeclaredAccess, access_of, allow
+from api.deps import PUBLIC, UndeclaredAccess, access_of, allow, identify
 from api.main import api_routes, check_access_declared, create_app
 from tests.api.conftest import KPIS, Api
 
@@ -144,3 +150,82 @@ def test_problem_bodies_reveal_no_internals(api: Api) -> None:
     forbidden = api.get("/api/v1/audit", "client").json()
     assert forbidden["status"] == 403 and "client" in forbidden["detail"]
     assert "Traceback" not in str(forbidden)
+
+
+def _last_used(api: Api, role: str) -> datetime | None:
+    with Session(api.engine) as session:
+        return session.scalars(
+            select(ApiKey.last_used_at).where(ApiKey.name == f"{role}-key")
+        ).one()
+
+
+def _set_last_used(api: Api, role: str, at: datetime) -> None:
+    with Session(api.engine) as session:
+        session.execute(update(ApiKey).where(ApiKey.name == f"{role}-key").values(last_used_at=at))
+        session.commit()
+
+
+def test_last_used_at_is_written_at_most_once_a_minute(api: Api) -> None:
+    assert _last_used(api, "viewer") is None
+    began = datetime.now(UTC).replace(tzinfo=None)
+    assert api.get("/api/v1/audit", "viewer").status_code == 200  # a read records its use
+    first = _last_used(api, "viewer")
+    assert first is not None and first >= began - timedelta(seconds=1)
+    api.get("/api/v1/audit", "viewer")
+    assert _last_used(api, "viewer") == first  # within the minute: not written again
+    assert _last_used(api, "client") is None  # only the key that was used
+    for age, rewritten in (
+        (LAST_USED_RESOLUTION - timedelta(seconds=5), False),
+        (LAST_USED_RESOLUTION + timedelta(seconds=5), True),
+    ):
+        stale = datetime.now(UTC).replace(tzinfo=None) - age
+        _set_last_used(api, "viewer", stale)
+        api.get("/api/v1/audit", "viewer")
+        assert (_last_used(api, "viewer") != stale) is rewritten, age
+
+
+def test_a_refused_request_still_records_the_use_of_its_key(api: Api) -> None:
+    assert api.post("/api/v1/kill-switch", "viewer", {"on": True, "reason": "x"}).status_code == 403
+    assert _last_used(api, "viewer") is not None
+
+
+def test_use_is_due_at_the_resolution_and_not_just_under_it() -> None:
+    at = datetime(2025, 1, 1, 12, 0, 0)
+    used = Principal("k", "viewer", key_id=1, last_used_at=at)
+    assert use_due(used, at + LAST_USED_RESOLUTION)
+    assert not use_due(used, at + LAST_USED_RESOLUTION - timedelta(microseconds=1))
+    assert use_due(Principal("k", "viewer", key_id=1), at)  # never used
+    assert not use_due(Principal("k", "viewer"), at)  # not from the key store
+
+
+def test_record_use_writes_once_for_racing_requests(api: Api) -> None:
+    at = datetime(2030, 1, 1)
+    with Session(api.engine) as session:
+        key_id = session.scalars(select(ApiKey.id).where(ApiKey.name == "client-key")).one()
+        assert record_use(session, key_id, at) is True
+        assert record_use(session, key_id, at + timedelta(seconds=30)) is False
+        assert record_use(session, key_id, at + LAST_USED_RESOLUTION) is True
+        session.commit()
+
+
+def test_recording_a_keys_use_needs_no_second_connection(api: Api) -> None:
+    """With one pooled connection, held by the request, a second checkout would wait for the
+    pool's timeout: the use is recorded on the request's own connection."""
+    app = create_app(api.settings)
+    app.state.engine = make_engine(api.settings.db_url, pool_size=1, max_overflow=0, pool_timeout=2)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get("/api/v1/audit", headers=api.headers("viewer"))
+    assert answer.status_code == 200, answer.text
+    assert _last_used(api, "viewer") is not None
+
+
+@pytest.mark.parametrize("role", ["viewer", "client"])
+def test_the_key_check_holds_no_connection_afterwards(api: Api, role: str) -> None:
+    """Between the key check and the route a request waits for a thread; holding a pooled
+    connection meanwhile could fill the pool with requests that wait for threads held by
+    requests that wait for connections."""
+    if role == "client":
+        _set_last_used(api, role, datetime.now(UTC).replace(tzinfo=None))  # not due: no write
+    with Session(api.engine) as session:
+        assert identify(session, api.keys[role]) is not None
+        assert not session.in_transaction()

@@ -5,10 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +12,7 @@ import pytest
 
 from cli.main import main
 from tests.api.conftest import KPIS
+from tests.serving import start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +31,7 @@ def test_api_key_lifecycle(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["api-key", "list", "--db", db]) == 0
     listing = capsys.readouterr().out
     assert "svc" in listing and "active" in listing and secret not in listing
+    assert "last used never" in listing
     assert main(["api-key", "create", "--role", "client", "--name", "svc", "--db", db]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["api-key", "create", "--role", "root", "--name", "x", "--db", db]) == 2
@@ -64,37 +62,17 @@ def test_serve_refuses_a_missing_database(
     assert "does not exist" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_answers_over_loopback(
     db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A real `autopilot serve`: decide, report the reward, export the log."""
     assert main(["api-key", "create", "--role", "client", "--name", "svc", "--db", db]) == 0
     secret = capsys.readouterr().out.splitlines()[-1]
-    port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AUTOPILOT_POLICY_URI": "rules"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--db", db,
-         "--log-level", "warning"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    env.pop("AUTOPILOT_DB_URL", None)  # the --db flag names the database
+    server = start_server(env, tmp_path / "server.log", extra=("--db", db), cwd=tmp_path)
+    base = server.url
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
         headers = {"X-API-Key": secret}
         decided = httpx.post(
             f"{base}/api/v1/decide", json={"kpis": KPIS, "event_id": "loop-1"}, headers=headers
@@ -107,8 +85,7 @@ def test_serve_answers_over_loopback(
         assert httpx.get(f"{base}/readyz").json()["ready"] is True
         assert "autopilot_http_requests_total" in httpx.get(f"{base}/metrics").text
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     out = tmp_path / "log.jsonl"
     assert main(["decisions", "export", "--out", str(out), "--db", db]) == 0
     (record,) = [json.loads(line) for line in out.read_text().splitlines()]

@@ -21,7 +21,7 @@ from api.dashboard_security import (
     SESSION_COOKIE,
     SessionCodec,
 )
-from api.dashboard_views import MAX_AUDIT_PAGE_SIZE, SECTIONS, mlflow_link
+from api.dashboard_views import MAX_AUDIT_PAGE_SIZE, SECTIONS, PerCycle, mlflow_link
 from tests.api.conftest import Api
 
 SECRET = "s" * 32
@@ -272,3 +272,28 @@ def test_settings_bound_the_dashboard_fields() -> None:
 )
 def test_mlflow_link(uri: str, version: str | None, link: str | None) -> None:
     assert mlflow_link(uri, version) == link
+
+
+def test_a_per_cycle_section_is_computed_once_per_recorded_cycle(seeded_api: Api) -> None:
+    computed: list[int] = []
+
+    def compute(_: Session) -> int:
+        computed.append(len(computed) + 1)
+        return computed[-1]
+
+    kept = PerCycle(compute)
+    with Session(seeded_api.engine) as session:
+        assert (kept.get(session), kept.get(session)) == (1, 1)  # the second is served kept
+    assert seeded_api.post("/api/autonomous/run-cycle", "admin").status_code == 200
+    with Session(seeded_api.engine) as session:
+        assert (kept.get(session), kept.get(session)) == (2, 2)  # recomputed after the cycle
+    assert computed == [1, 2]
+
+
+def test_the_learning_section_is_served_from_the_apps_per_cycle_cache(seeded_api: Api) -> None:
+    signed_in(seeded_api, "viewer")
+    first = seeded_api.client.get("/dashboard/sections/learning")
+    assert first.status_code == 200 and "Learning" in first.text
+    kept = seeded_api.client.app.state.dashboard_learning  # type: ignore[attr-defined]
+    assert kept._kept is not None
+    assert seeded_api.client.get("/dashboard/sections/learning").text == first.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime, timedelta
@@ -9,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from agent import decision_log
-from agent.models import DecisionRecord
+from agent import audit, decision_log
+from agent.models import AuditLog, DecisionRecord
+from api.decisions import CHAIN_ATTEMPTS, DECISIONS_AUDIT, REWARD_AUDIT, committed, request_hash
+from api.problems import Problem
+from api.schemas import DecideRequest
 from environment.actions import ACTION_NAMES
 from environment.kpis import N_OBS
 from tests.api.conftest import KPIS, Api, start
@@ -222,3 +226,89 @@ def test_reward_deadline_is_the_actions_default_window(api: Api) -> None:
     window = decision_log.REWARD_WINDOWS[body["action"]].default
     now = datetime.utcnow()
     assert now + window - timedelta(minutes=1) <= deadline <= now + window
+
+
+def _audited(api: Api, action: str) -> list[AuditLog]:
+    with Session(api.engine) as session:
+        return list(
+            session.scalars(select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id))
+        )
+
+
+def test_every_decision_is_in_the_audit_trail_once(api: Api) -> None:
+    one = api.post("/api/v1/decide", "client", {"kpis": KPIS, "event_id": "a-1"}).json()
+    api.post("/api/v1/decide", "client", {"kpis": KPIS, "event_id": "a-1"})  # a repeat: nothing new
+    items = [{"kpis": KPIS, "event_id": f"a-b{i}"} for i in range(3)] + [{"kpis": KPIS}]
+    batch = api.post("/api/v1/decide/batch", "client", {"items": items}).json()["items"]
+    single, many = _audited(api, DECISIONS_AUDIT)  # one entry per request that decided
+    assert (single.actor, single.target) == ("client-key", "a-1")
+    assert single.details["decisions"] == [
+        {"event_id": "a-1", "action": one["action"], "verdict": one["verdict"]["verdict"]}
+    ]
+    assert single.details["policy"] == "rules 1"
+    assert (many.actor, many.target) == ("client-key", "4 decisions")
+    assert [d["event_id"] for d in many.details["decisions"]] == [
+        item["decision"]["event_id"] for item in batch
+    ]
+    with Session(api.engine) as session:
+        assert audit.verify_chain(session).ok
+
+
+def test_a_batch_of_repeats_and_conflicts_adds_no_entry(api: Api) -> None:
+    api.post("/api/v1/decide", "client", {"kpis": KPIS, "event_id": "r-1"})
+    items = [{"kpis": KPIS, "event_id": "r-1"}, {"kpis": _kpis(mrr=1.0), "event_id": "r-1"}]
+    answers = api.post("/api/v1/decide/batch", "client", {"items": items}).json()["items"]
+    assert [a["status"] for a in answers] == [200, 422]
+    assert len(_audited(api, DECISIONS_AUDIT)) == 1
+
+
+def test_rewards_are_audited_and_refusals_are_not(api: Api) -> None:
+    api.post("/api/v1/decide", "client", {"kpis": KPIS, "event_id": "w-1"})
+    assert api.post("/api/v1/events/w-1/reward", "client", {"value": 1.5}).status_code == 200
+    assert api.post("/api/v1/events/w-1/reward", "client", {"value": 2.0}).status_code == 409
+    assert api.post("/api/v1/events/w-2/reward", "client", {"value": 2.0}).status_code == 404
+    (entry,) = _audited(api, REWARD_AUDIT)
+    assert (entry.actor, entry.target) == ("client-key", "w-1")
+    assert entry.details == {"reported": 1.5, "reward": 1.5, "source": "reported", "expired": False}
+
+
+def test_a_late_reward_audits_the_default_that_stands(api: Api) -> None:
+    api.post("/api/v1/decide", "client", {"kpis": KPIS, "event_id": "late"})
+    with Session(api.engine) as session:
+        session.execute(
+            update(DecisionRecord)
+            .where(DecisionRecord.event_id == "late")
+            .values(reward_deadline=datetime(2020, 1, 1))
+        )
+        session.commit()
+    assert api.post("/api/v1/events/late/reward", "client", {"value": 9.0}).status_code == 410
+    (entry,) = _audited(api, REWARD_AUDIT)
+    assert entry.details == {"reported": 9.0, "reward": 0.0, "source": "default", "expired": True}
+
+
+def test_a_transaction_that_keeps_failing_is_a_503_after_the_attempts(api: Api) -> None:
+    api.post("/api/v1/decide", "client", {"kpis": KPIS, "event_id": "taken"})
+    attempts: list[int] = []
+    with Session(api.engine) as session:
+        (row,) = session.execute(select(DecisionRecord.__table__).limit(1)).mappings().all()
+        copy = {k: v for k, v in row.items() if k != "id"}  # the same event_id: refused each time
+
+        def work() -> None:
+            attempts.append(1)
+            decision_log.record_decisions(session, [copy])
+
+        with pytest.raises(Problem) as refused:
+            committed(session, work)
+    assert refused.value.status == 503 and "retry" in refused.value.detail
+    assert len(attempts) == CHAIN_ATTEMPTS
+
+
+def test_request_hashes_match_those_stored_before_orjson() -> None:
+    """Hashes stored by the json-module encoding (sorted keys, no spaces) still match, so a
+    repeated event_id logged before the switch is still recognised."""
+    body = DecideRequest.model_validate(
+        {"kpis": KPIS, "excluded_actions": ["noop"], "recent_actions": {"data_fix": 3}}
+    )
+    dumped = body.model_dump(mode="json", exclude={"event_id"})
+    canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":")).encode()
+    assert request_hash(body) == hashlib.sha256(canonical).hexdigest()

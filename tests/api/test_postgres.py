@@ -3,14 +3,19 @@ in a fresh schema of the server named by ``AUTOPILOT_TEST_POSTGRES_URL``, droppe
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from agent import decision_log
+from agent import audit, decision_log
+from agent.models import AuditLog
 from agent.settings import Settings
+from api.decisions import committed
 from tests.api.conftest import KPIS, Api, serve
 from tests.postgres import postgres_schema
 
@@ -49,3 +54,41 @@ def test_controls_on_postgres(pg_api: Api) -> None:
     cycle = pg_api.post("/api/autonomous/run-cycle", "admin")
     assert cycle.status_code == 200, cycle.text
     assert cycle.json()["mode"] == "dry_run"
+
+
+def test_a_writer_that_loses_the_race_for_the_chain_retries(pg_api: Api) -> None:
+    """Two transactions append to the audit trail at once: the second waits on the first's
+    next id, fails when it commits, and :func:`committed` runs its work again."""
+    attempts: list[int] = []
+
+    def second_work(session: Session) -> None:
+        attempts.append(len(attempts) + 1)
+        audit.append(session, actor="second", action="test")
+
+    with Session(pg_api.engine) as first, Session(pg_api.engine) as second:
+        audit.append(first, actor="first", action="test")  # holds the next id, uncommitted
+        racer = threading.Thread(target=committed, args=(second, lambda: second_work(second)))
+        racer.start()
+        _wait_until_blocked(pg_api.engine)
+        first.commit()
+        racer.join(timeout=30)
+        assert not racer.is_alive()
+    assert attempts == [1, 2]
+    with Session(pg_api.engine) as session:
+        actors = session.scalars(select(AuditLog.actor).order_by(AuditLog.id)).all()
+        assert actors[-2:] == ["first", "second"]
+        assert audit.verify_chain(session).ok
+
+
+def _wait_until_blocked(engine: Engine, timeout_s: float = 30.0) -> None:
+    """Until some transaction waits on a lock (the second writer on the first's id)."""
+    deadline = time.monotonic() + timeout_s
+    with engine.connect() as connection:
+        while time.monotonic() < deadline:
+            waiting = connection.execute(
+                text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            ).scalar_one()
+            connection.rollback()
+            if waiting:
+                return
+    raise AssertionError(f"no writer waited on a lock within {timeout_s} s")

@@ -3,7 +3,7 @@
 The database: ``autopilot db upgrade``, ``autopilot seed-db --users 2000 --days 30``, then
 :data:`TREND_CYCLES` cycles (dry runs on past clocks, 4 hours apart, then a live one now, so the
 trend has points and the approvals queue is filled), all through the command line. The
-server: uvicorn on a free loopback port in a subprocess.
+server: ``autopilot serve`` on a free loopback port (:func:`tests.serving.start_server`).
 The browser: Debian's ``/usr/bin/chromium`` driven by Playwright; the tests skip with the
 reason when it or Playwright is missing (``scripts/ensure-chromium.sh`` installs it).
 Screenshots go under pytest's tmp path (``artifacts``), kept for inspection.
@@ -12,18 +12,17 @@ Screenshots go under pytest's tmp path (``artifacts``), kept for inspection.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+
+from tests.serving import ROOT, Server, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -36,15 +35,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TREND_CYCLES = 6
-ROOT = Path(__file__).resolve().parents[2]
 KEY_NAMES = {"operator": "olga", "admin": "ada", "viewer": "vic", "client": "svc"}
 """role: the name of the key the fixture creates for it (the audit trail's actor)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def autopilot(*args: str, env: dict[str, str], timeout_s: float = 300) -> str:
@@ -112,58 +104,6 @@ def create_keys(db_url: str) -> dict[str, str]:
     return keys
 
 
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    env: dict[str, str]
-    log: Path
-    keys: dict[str, str] = field(default_factory=dict)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-def start_server(env: dict[str, str], log: Path) -> Server:
-    """uvicorn serving the app factory (``api.main:create_app``) on a free loopback port, ready
-    when /healthz answers."""
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "api.main:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    handle = log.open("wb")
-    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"server exited with {process.returncode}: {log.read_text()[-2000:]}"
-            )
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return Server(url, process, env, log)
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"server did not answer /healthz within 60 s: {log.read_text()[-2000:]}")
-
-
 def chromium_or_skip() -> Any:
     """Playwright's sync API, or skip with the reason."""
     if not CHROMIUM.exists():
@@ -197,7 +137,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("dashboard")
     db_url, env = seed_database(workdir, users=2000, days=30)
     keys = create_keys(db_url)
-    running = start_server(env, workdir / "server.log")
+    running = start_server(env, workdir / "server.log", ready_path="/healthz")
     running.keys = keys
     yield running
     running.stop()
@@ -228,6 +168,9 @@ def open_page(browser: Any, server: Server, console: Console, width: int = 1280)
 
 
 def sign_in(page: Any, server: Server, role: str) -> None:
+    """Sign in with ``role``'s key and wait until the page's script is ready (its click
+    handlers bound, the deferred sections loaded: ``body[data-ready]``), so a click that
+    follows is never lost to a script still loading."""
     page.fill("#api-key", server.keys[role])
     page.click("button[type=submit]")
-    page.wait_for_selector("#sec-header")
+    page.wait_for_selector("body[data-ready=true]", state="attached")
