@@ -53,9 +53,9 @@ def _now() -> datetime:
 
 
 def _rules() -> Policy:
-    from policies.rules import RulesPolicy
+    from policies.rules import calibrated_rules
 
-    return RulesPolicy()
+    return calibrated_rules()
 
 
 class PolicyHolder:
