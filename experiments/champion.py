@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 
 from environment.scenarios import SCENARIO_NAMES
-from experiments.config import load_config, write_config
+from experiments.config import TrainConfig, load_config, write_config
 from experiments.thresholds import collect_decisions
 from experiments.tracking import Tracking
 from experiments.train import train
 from policies.base import Policy
 from policies.calibration import Calibration, fit_calibration
+from policies.evaluation import EvaluationResult
 from policies.registry import CHAMPION_MODEL
 from policies.rules import RULES_CALIBRATION, RulesPolicy
 from policies.sb3 import SB3Policy
@@ -82,19 +83,46 @@ def train_champion(
     strings (hyperparameters too); the calibration evidence's scenarios and seeds default to
     every scenario on :data:`CALIBRATION_SEEDS`."""
     config = load_config("maskable_ppo", preset_path("champion"), settings, **(overrides or {}))
-    evidence = (tuple(calibration_scenarios), tuple(calibration_seeds))
     began = time.perf_counter()
     result = train(config, tracking=tracking, progress=progress, run_name="champion")
     policy = result.policy
     if not isinstance(policy, SB3Policy):
         raise TypeError(f"the champion preset must train an SB3 policy, got {policy!r}")
+    return ship_champion(
+        policy,
+        config,
+        result.run_id,
+        result.evaluation,
+        training_seconds=time.perf_counter() - began,
+        output=output,
+        calibration_scenarios=calibration_scenarios,
+        calibration_seeds=calibration_seeds,
+    )
+
+
+def ship_champion(
+    policy: SB3Policy,
+    config: TrainConfig,
+    run_id: str,
+    evaluation: EvaluationResult,
+    *,
+    training_seconds: float,
+    output: Path = SHIPPED_MODEL,
+    calibration_scenarios: Sequence[str] = SCENARIO_NAMES,
+    calibration_seeds: Sequence[int] = CALIBRATION_SEEDS,
+) -> ChampionResult:
+    """Steps 2 and 3 of the module docstring for a trained ``policy``: calibrate it and the
+    rules, write the model, its config and its metadata."""
+    evidence = (tuple(calibration_scenarios), tuple(calibration_seeds))
+    began = time.perf_counter()
     policy.calibration, decisions = calibrate(policy, *evidence)
-    seconds = time.perf_counter() - began
     output.parent.mkdir(parents=True, exist_ok=True)
     model = policy.save(output)
     metadata = model.with_name(model.stem + ".json")
-    overall = result.evaluation.overall()
+    overall = evaluation.overall()
     config_file = write_config(config, model.with_name(model.stem + ".yaml"))
+    write_rules_calibration(model.with_name(RULES_CALIBRATION.name), *evidence)
+    seconds = training_seconds + time.perf_counter() - began
     metadata.write_text(
         json.dumps(
             {
@@ -103,12 +131,12 @@ def train_champion(
                 "seed": config.seed,
                 "timesteps": config.timesteps,
                 "config": config_file.name,
-                "mlflow_run_id": result.run_id,
+                "mlflow_run_id": run_id,
                 "training_seconds": round(seconds, 1),
                 "version": policy.version,
                 "evaluation": {
-                    "scenarios": list(result.evaluation.scenarios),
-                    "seeds": list(result.evaluation.seeds),
+                    "scenarios": list(evaluation.scenarios),
+                    "seeds": list(evaluation.seeds),
                     "mean_return": overall.mean,
                     "interval_95": [overall.low, overall.high],
                 },
@@ -118,8 +146,7 @@ def train_champion(
         )
         + "\n"
     )
-    write_rules_calibration(model.with_name(RULES_CALIBRATION.name), *evidence)
-    return ChampionResult(model, metadata, result.run_id, seconds)
+    return ChampionResult(model, metadata, run_id, seconds)
 
 
 def calibrate(

@@ -188,11 +188,11 @@ def evaluation_table(report: EvaluationReport) -> str:
         cells = [r.scenario_estimate(scenario) for r in names]
         diff = gain.per_scenario[scenario]
         base = rules.scenario_estimate(scenario).mean
-        rel = f"({100 * diff.mean / abs(base):+.1f}%)" if base else ""
+        share = f"({100 * diff.mean / abs(base):+.1f}%)" if base else ""
         lines.append(
             f"{scenario:<18}"
             + "".join(f"{_cell(c):>{w}}" for c, w in zip(cells, widths, strict=True))
-            + f"{_cell(diff).replace(' ±', ' ±'):>22} {rel:>7}"
+            + f"{_cell(diff):>22} {share:>7}"
         )
     rel = gain.relative
     lines.append(
@@ -201,7 +201,7 @@ def evaluation_table(report: EvaluationReport) -> str:
         + f"{_cell(gain.overall):>22} ({100 * rel.mean:+.1f}%)"
     )
     lines.append(
-        f"\nThe champion beats rules by {100 * rel.mean:+.1f}% "
+        f"\nThe champion {'beats' if rel.mean > 0 else 'trails'} rules by {100 * rel.mean:+.1f}% "
         f"[{100 * rel.low:+.1f}%, {100 * rel.high:+.1f}%] (95% interval), winning "
         f"{100 * gain.a_wins:.0f}% of the paired episodes."
     )

@@ -261,7 +261,10 @@ class SB3Policy(ArrayPolicy):
         if self.algo not in MASKED:
             return np.ones((len(obs), N_ACTIONS), dtype=bool)
         return np.stack(
-            [paced_mask(decode_cycles_since(row), approver=self.config.approver) for row in obs]
+            [
+                paced_mask(decode_cycles_since(row).tolist(), approver=self.config.approver)
+                for row in obs
+            ]
         )
 
     def _torch_scores(self, obs: Obs) -> NDArray[np.float64]:
