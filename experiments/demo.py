@@ -8,7 +8,7 @@ Three stages on embedded defaults (SQLite files, a local MLflow store), each pri
    demo's few minutes on two cores, so the demo evaluates it and says so. It is logged to
    MLflow and registered as ``autopilot-policy`` with alias ``challenger``.
 2. **Paired evaluation** on the simulator against ``rules`` (the operator's if-statements) and
-   ``noop``, on seeds no training or tuning saw (:data:`DEMO_SEED_START` on), with 95%
+   ``noop``, on every scenario and seeds no training or tuning saw (:data:`DEMO_SEED_START` on), with 95%
    intervals of each mean and of the paired difference against rules.
 3. **Close the loop**: seed a synthetic business into a SQLite database and run the simulator
    and the agent together for ``days`` simulated days (:func:`agent.twin.run_closed_loop`) at
@@ -34,6 +34,7 @@ import mlflow
 from agent.twin import TRAJECTORY_KPIS, LoopResult, run_closed_loop
 from environment.dynamics import revenue_scale
 from environment.params import BusinessParams
+from environment.scenarios import SCENARIO_NAMES
 from experiments.evaluate import EvaluationReport, evaluate_policies
 from experiments.models import log_policy_model
 from experiments.tracking import Tracking, configure, log_metrics, log_params, start_run
@@ -44,7 +45,8 @@ from policies.registry import CHAMPION_MODEL, load_policy
 CHAMPION_SPEC = "champion"
 """The registry's name of the shipped champion."""
 BASELINES = ("rules", "noop")
-DEMO_SCENARIOS = ("steady", "payment_outage", "competitor_churn", "mixed")
+DEMO_SCENARIOS = SCENARIO_NAMES
+"""Every scenario: the demo shows where the champion loses as well as where it wins."""
 DEMO_SEED_START = 20_000
 """The demo's evaluation seeds start here: disjoint from training, tuning, tests and the
 benchmarks' seeds."""
