@@ -8,8 +8,8 @@ Three stages on embedded defaults (SQLite files, a local MLflow store), each pri
    demo's few minutes on two cores, so the demo evaluates it and says so. It is logged to
    MLflow and registered as ``autopilot-policy`` with alias ``challenger``.
 2. **Paired evaluation** on the simulator against ``rules`` (the operator's if-statements) and
-   ``noop``, on every scenario and seeds no training or tuning saw (:data:`DEMO_SEED_START` on), with 95%
-   intervals of each mean and of the paired difference against rules.
+   ``noop``, on every scenario and seeds no training or tuning saw (:data:`DEMO_SEED_START`
+   on), with 95% intervals of each mean and of the paired difference against rules.
 3. **Close the loop**: seed a synthetic business into a SQLite database and run the simulator
    and the agent together for ``days`` simulated days (:func:`agent.twin.run_closed_loop`) at
    the deployment cadence (a cycle every 4 hours, one environment step), in live mode, with
