@@ -74,7 +74,7 @@ class DemoConfig:
     """
 
     seeds: int = 5
-    days: int = 10
+    days: int = 30
     users: int = 2_000
     seed: int = DEMO_SEED_START
     workdir: Path = Path()
