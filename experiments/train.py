@@ -76,12 +76,14 @@ def train(
     tracking: Tracking | None = None,
     progress: bool = False,
     run_name: str | None = None,
+    keep_best: bool = False,
 ) -> TrainResult:
-    """Train ``config`` in a new MLflow run in ``config.experiment`` (module docstring)."""
+    """Train ``config`` in a new MLflow run in ``config.experiment`` (module docstring);
+    ``keep_best``: see :func:`run_training`."""
     store = tracking or configure()
     name = run_name or f"{config.algo}-{config.scenario}-seed{config.seed}"
     with start_run(store, config.experiment, name, tags=_tags(config)):
-        return run_training(config, progress=progress)
+        return run_training(config, progress=progress, keep_best=keep_best)
 
 
 def _tags(config: TrainConfig) -> dict[str, str]:
@@ -98,9 +100,13 @@ def run_training(
     *,
     progress: bool = False,
     on_evaluation: EvaluationCallback | None = None,
+    keep_best: bool = False,
 ) -> TrainResult:
     """Train ``config`` inside the active MLflow run (what :func:`train` and tuning trials
-    call); see the module docstring for what is logged."""
+    call); see the module docstring for what is logged. ``keep_best``: the result is the
+    checkpoint with the best mean return on the evaluation seeds (a validation set: the
+    benchmarks' seeds are elsewhere), not necessarily the last; the run's tag
+    ``kept_checkpoint`` says which step."""
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("run_training needs an active MLflow run; use train()")
@@ -123,9 +129,14 @@ def run_training(
     def on_progress(steps: int) -> None:
         bar.update(min(steps, config.timesteps) - bar.n)
 
+    kept = tempfile.TemporaryDirectory(prefix="autopilot-best-")
+    best: list[tuple[float, int, Path]] = []  # (mean return, steps, saved file)
+
     def on_checkpoint(policy: Policy, steps: int) -> None:
         result = evaluate(policy, config.eval_scenarios, config.eval_seed_list, record_kpis=False)
         overall = result.overall()
+        if keep_best and (not best or overall.mean > best[0][0]):
+            best[:] = [(overall.mean, steps, policy.save(Path(kept.name) / "best"))]
         checkpoints.append(plots.Checkpoint(steps, overall.mean, overall.low, overall.high))
         log_metrics(result_metrics(result, "eval/"), step=steps)
         bar.set_postfix(eval_return=f"{overall.mean:.1f}")
@@ -178,6 +189,11 @@ def run_training(
         log_metrics(result_metrics(final, "eval/"), step=config.timesteps)
         if on_evaluation is not None:
             on_evaluation(config.timesteps, overall.mean)
+    with kept:
+        if best and best[0][0] > overall.mean:
+            policy = type(policy).load(best[0][2])  # type: ignore[attr-defined]
+            final = evaluate(policy, config.eval_scenarios, config.eval_seed_list, record_kpis=True)
+            mlflow.set_tag("kept_checkpoint", str(best[0][1]))
     log_metrics({"train/metrics_streamed": float(writer.metrics_logged)}, step=config.timesteps)
     mlflow.log_text(final.table(), "evaluation/table.txt")
     train_curve = writer.series("rollout/ep_rew_mean") or writer.series("train/episode_return")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 
@@ -105,3 +106,21 @@ def test_no_register_logs_the_model_without_a_version(tracking: Tracking) -> Non
     result = train(tiny_config("noop", register=False), tracking=tracking)
     assert result.logged is not None and result.logged.version is None
     assert model_version(tracking, CHALLENGER) is None
+
+
+def test_keep_best_returns_the_best_checkpoint_on_the_validation_seeds(
+    tracking: Tracking,
+) -> None:
+    """Checkpoints every episode; the kept policy's return is the best of the checkpoints and
+    the final one (evaluation is deterministic, so the kept score is reproduced exactly)."""
+    config = tiny_config("linucb", timesteps=2160, eval_every=540)
+    result = train(config, tracking=tracking, keep_best=True)
+    scores = [c.mean for c in result.checkpoints]
+    assert len(scores) == 4
+    assert result.mean_return == pytest.approx(max(scores), rel=1e-9)
+    run = mlflow.get_run(result.run_id)
+    best_step = result.checkpoints[int(np.argmax(scores))].timesteps
+    if best_step != config.timesteps:
+        assert run.data.tags["kept_checkpoint"] == str(best_step)
+    else:
+        assert "kept_checkpoint" not in run.data.tags
