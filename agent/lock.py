@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session
 
 from agent import audit
 from agent.models import Cycle, CycleLock
+from agent.ticks import runner_name, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +67,11 @@ ABORTED = "aborted"
 """The status of a cycle whose holder died before it finished."""
 
 
-def utc_now() -> datetime:
-    """The wall clock as naive UTC (the form every stored time has); the lock always runs on
-    the wall clock, never on a cycle's simulated ``as_of``."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 def new_holder() -> str:
-    """A fresh holder name for this process: ``host:pid:token``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A fresh holder name for this process: the runner's ``host:pid`` and a token. The lock
+    always runs on the wall clock (:func:`agent.ticks.utc_now`), never on a cycle's simulated
+    ``as_of``."""
+    return f"{runner_name()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -206,8 +206,11 @@ PACING: dict[str, ActionPacing] = {
 """Pacing of every action but ``noop`` (tested to cover the catalogue)."""
 
 
-def paced_mask(cycles_since: Sequence[int], *, approver: bool = False) -> NDArray[np.bool_]:
-    """Which actions the built-in pacing lets execute now: bool, shape (N_ACTIONS,).
+def paced_mask(
+    cycles_since: Sequence[int] | NDArray[np.integer], *, approver: bool = False
+) -> NDArray[np.bool_]:
+    """Which actions the built-in pacing lets execute now: bool, shape (N_ACTIONS,), or
+    (n, N_ACTIONS) for a batch of rows.
 
     cycles_since: per action index, cycles since it last executed (1: in the last cycle; the
     observation's horizon or more: long ago or never), as the environment's state and the
@@ -224,12 +227,12 @@ def paced_mask(cycles_since: Sequence[int], *, approver: bool = False) -> NDArra
     is trained on the refusals it meets live.
     """
     since = np.asarray(cycles_since, dtype=np.float64)
-    if since.shape != (N_ACTIONS,):
+    if since.ndim not in (1, 2) or since.shape[-1] != N_ACTIONS:
         raise ValueError(f"cycles_since must have {N_ACTIONS} entries, got shape {since.shape}")
     mask = since * CYCLE_HOURS >= _COOLDOWN_HOURS
     if not approver:
         mask &= ~_NEEDS_APPROVAL
-    mask[NOOP] = True
+    mask[..., NOOP] = True
     return mask
 
 

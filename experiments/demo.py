@@ -180,8 +180,10 @@ def evaluation_table(report: EvaluationReport) -> str:
     others = report.results[2:]
     gain = report.comparisons[0]
     names = [champion, rules, *others]
-    headers = [POLICY_LABELS.get(r.policy_name, r.policy_name) for r in names]
-    headers = [POLICY_LABELS[CHAMPION_SPEC], *headers[1:]]
+    # the champion's own name is its algorithm's; the table names it for what it is
+    headers = [POLICY_LABELS[CHAMPION_SPEC]] + [
+        POLICY_LABELS.get(r.policy_name, r.policy_name) for r in names[1:]
+    ]
     widths = [max(18, len(h) + 2) for h in headers]
     line = f"{'scenario':<18}" + "".join(f"{h:>{w}}" for h, w in zip(headers, widths, strict=True))
     line += f"{'champion vs rules':>30}"

@@ -260,12 +260,8 @@ class SB3Policy(ArrayPolicy):
         observation's recent-action entries (all True for an unmasked algorithm)."""
         if self.algo not in MASKED:
             return np.ones((len(obs), N_ACTIONS), dtype=bool)
-        return np.stack(
-            [
-                paced_mask(decode_cycles_since(row).tolist(), approver=self.config.approver)
-                for row in obs
-            ]
-        )
+        since = np.stack([decode_cycles_since(row) for row in obs])
+        return paced_mask(since, approver=self.config.approver)
 
     def _torch_scores(self, obs: Obs) -> NDArray[np.float64]:
         policy = self.model.policy

@@ -92,3 +92,13 @@ def test_an_approver_lets_prices_through() -> None:
     nobody.reset(seed=2)
     *_, info = nobody.step(raise_price)
     assert info["refused"] == "price_increase"
+
+
+def test_a_batch_of_rows_masks_each_row_as_alone() -> None:
+    rows = np.array([since("payment_retry", 1), since("payment_retry", 6), list(NEVER)])
+    batch = A.paced_mask(rows)
+    assert batch.shape == (3, A.N_ACTIONS)
+    for row, mask in zip(rows, batch, strict=True):
+        np.testing.assert_array_equal(mask, A.paced_mask(row))
+    with pytest.raises(ValueError, match="13 entries"):
+        A.paced_mask(rows[None])

@@ -190,3 +190,28 @@ def test_ppo_learns_to_beat_random_on_a_small_budget() -> None:
         evaluate(RandomPolicy(), ["steady"], seeds, record_kpis=False),
     )
     assert diff.overall.low > 0
+
+
+def test_the_shipped_champion_is_served_masked_and_calibrated() -> None:
+    """A masked policy never chooses an action inside its pacing: with every action but noop
+    run in the last cycle, the champion can only hold, whatever the KPIs."""
+    import environment
+    from environment.actions import ACTION_NAMES, NOOP, paced_mask
+    from environment.kpis import RECENT_HORIZON_CYCLES, decode_cycles_since, encode
+    from policies.registry import load_policy
+
+    champion = load_policy("champion")
+    assert isinstance(champion, SB3Policy) and champion.calibration is not None
+    obs, info = environment.make_env("mixed").reset(seed=5)
+    kpis = info["kpis"]
+    just_ran = dict.fromkeys(ACTION_NAMES[1:], 1)
+    blocked = encode(kpis, just_ran)
+    assert paced_mask(decode_cycles_since(blocked)).tolist() == [True] + [False] * 12
+    assert champion.decide(blocked).action == NOOP
+    probabilities = champion.action_probabilities(blocked[None])[0]
+    assert probabilities[1:].sum() == 0.0
+    free = encode(kpis, dict.fromkeys(ACTION_NAMES[1:], RECENT_HORIZON_CYCLES))
+    batch = np.stack([free, blocked, obs])
+    decisions = champion.decide_batch(batch)
+    assert decisions[1].action == NOOP
+    assert all(0.0 <= d.confidence <= 1.0 for d in decisions)
