@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.utils import LinearSchedule
 from torch import nn
 
 import environment
@@ -134,9 +135,12 @@ never an evaluation, promotion, bandit-training or benchmark seed."""
 
 def sb3_kwargs(params: Any) -> dict[str, Any]:
     """``params`` as keyword arguments of the SB3 algorithm (``net_arch`` and ``activation``
-    go into ``policy_kwargs``; ``reward_scale`` goes to the training env)."""
+    go into ``policy_kwargs``; ``reward_scale`` goes to the training env; a ``linear``
+    ``learning_rate_schedule`` makes ``learning_rate`` SB3's schedule of the progress left)."""
     kwargs = dataclasses.asdict(params)
     kwargs.pop("reward_scale")
+    if kwargs.pop("learning_rate_schedule") == "linear":
+        kwargs["learning_rate"] = LinearSchedule(kwargs["learning_rate"], 0.0, 1.0)
     for name in IMITATION_FIELDS:
         kwargs.pop(name, None)
     policy_kwargs: dict[str, Any] = {"net_arch": list(kwargs.pop("net_arch"))}

@@ -4,7 +4,8 @@
 
 1. train ``experiments/configs/presets/champion.yaml`` (MaskablePPO on the guarded
    environment, warm-started by imitation of the rules; see that file) in an MLflow run, as
-   ``autopilot train`` does (the last checkpoint is kept);
+   ``autopilot train`` does, keeping the checkpoint with the best mean return on the
+   validation seeds (``eval_seed_start``; ``train(keep_best=True)``), not the last;
 2. calibrate its confidence (:mod:`policies.calibration`) on the counterfactual evidence of
    :data:`CALIBRATION_SEEDS` (every scenario), seeds no training, tuning, test or benchmark
    uses, so that its confidence is the estimated probability that executing beats holding;
@@ -84,9 +85,9 @@ def train_champion(
     every scenario on :data:`CALIBRATION_SEEDS`."""
     config = load_config("maskable_ppo", preset_path("champion"), settings, **(overrides or {}))
     began = time.perf_counter()
-    # keep_best stays off until the shipped file is retrained with it: the file must be what
-    # this command reproduces (its last checkpoint; BENCHMARKS.md shows a better one at 600k).
-    result = train(config, tracking=tracking, progress=progress, run_name="champion")
+    result = train(
+        config, tracking=tracking, progress=progress, run_name="champion", keep_best=True
+    )
     policy = result.policy
     if not isinstance(policy, SB3Policy):
         raise TypeError(f"the champion preset must train an SB3 policy, got {policy!r}")

@@ -29,6 +29,7 @@ Count = Annotated[int, Field(ge=1)]
 LayerWidths = Annotated[tuple[Annotated[int, Field(ge=1, le=4096)], ...], Field(min_length=1)]
 """Hidden layer widths, one or more integers in [1, 4096]."""
 Activation = Literal["tanh", "relu"]
+Schedule = Literal["constant", "linear"]
 
 
 class ParamsBase:
@@ -48,6 +49,10 @@ class _SB3Params(ParamsBase):
 
     learning_rate: StepSize
     """Optimizer step size (PPO and DQN: Adam; A2C: RMSprop)."""
+    learning_rate_schedule: Schedule
+    """``constant``: ``learning_rate`` throughout; ``linear``: from ``learning_rate`` at the
+    first update down to zero at the last (RL Zoo's ``lin_`` schedules), which settles the
+    policy instead of leaving it to drift between checkpoints."""
     gamma: Fraction
     """Discount factor per step (a step is 4 hours; 0.995 halves in ~23 days)."""
     net_arch: LayerWidths
