@@ -195,3 +195,27 @@ def test_the_sb3_wrapper_has_no_hyperparameter_defaults() -> None:
     for name in ("timesteps", "seed", "n_envs", "reward_scale"):
         assert signature.parameters[name].default is inspect.Parameter.empty, name
     assert signature.parameters["hyperparams"].kind is inspect.Parameter.VAR_KEYWORD
+
+
+@pytest.mark.parametrize("algo", ["ppo", "maskable_ppo", "a2c", "dqn"])
+def test_a_linear_learning_rate_schedule_decays_to_zero_over_training(algo: str) -> None:
+    from experiments.algorithms import sb3_kwargs
+
+    constant = sb3_kwargs(load_config(algo, overrides=["learning_rate=2e-4"]).hyperparameters)
+    assert constant["learning_rate"] == 2e-4
+    assert "learning_rate_schedule" not in constant
+    linear = sb3_kwargs(
+        load_config(
+            algo, overrides=["learning_rate=2e-4", "learning_rate_schedule=linear"]
+        ).hyperparameters
+    )["learning_rate"]
+    # SB3 calls the schedule with the share of training left: 1 at the start, 0 at the end.
+    assert linear(1.0) == pytest.approx(2e-4)
+    assert linear(0.5) == pytest.approx(1e-4)
+    assert linear(0.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_an_unknown_learning_rate_schedule_names_the_allowed_ones() -> None:
+    allowed = r"learning_rate_schedule='cosine'.*'constant' or 'linear'"
+    with pytest.raises(ValueError, match=allowed):
+        load_config("ppo", overrides=["learning_rate_schedule=cosine"])
