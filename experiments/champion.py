@@ -15,8 +15,8 @@
    and ``rules_calibration.json``, the rules' confidence calibrated on the same seeds, so the
    live loop compares both policies' confidences on one scale.
 
-The demo (:mod:`experiments.demo`) evaluates this file instead of training for an hour on a
-laptop: a budget of a million steps does not fit in its five minutes on two cores.
+The demo (:mod:`experiments.demo`) evaluates this file instead of training it: training and
+calibration take about five minutes on two quiet cores, the demo's whole budget.
 """
 
 from __future__ import annotations
