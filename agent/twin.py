@@ -406,12 +406,21 @@ class _DayWriter:
                 insert(User),
                 [
                     {
-                        "email": f" Late{int(rng.integers(1_000_000_000))} @Example.com",
+                        "email": malformed_email(int(rng.integers(1_000_000_000))),
                         "signup_at": t,
                     }
                     for t in day.times(defects)
                 ],
             )
+
+
+def malformed_email(number: int) -> str:
+    """The twin's defect: an address that observation counts as malformed and that
+    ``data_fix``'s safe normalization (trim, lower case) repairs, as ``data_fix`` repairs the
+    simulator's defects. (An inner space, which no safe rewrite may remove, made every defect
+    permanent in the twin: a policy trained on the simulator then proposed ``data_fix`` at most
+    cycles, to no effect; BENCHMARKS.md, "The champion retrained".)"""
+    return f" Late{number}@Example.com "
 
 
 def _check_delay(approver_delay_hours: float | None) -> None:

@@ -18,8 +18,10 @@ from agent.twin import (
     START,
     TRAJECTORY_KPIS,
     _effects_as_actions,
+    malformed_email,
     run_closed_loop,
 )
+from agent.validation import email_is_valid, safe_email_fix
 from environment.actions import ACTION_NAMES
 
 
@@ -136,3 +138,14 @@ def test_an_operator_just_inside_the_expiry_is_accepted(tmp_path: Path) -> None:
         approver_delay_hours=MAX_APPROVER_DELAY_HOURS - 0.001,
     )
     assert result.approver_delay_hours == pytest.approx(MAX_APPROVER_DELAY_HOURS - 0.001)
+
+
+@pytest.mark.parametrize("number", [0, 7, 999_999_999])
+def test_the_twins_defects_are_what_data_fix_repairs(number: int) -> None:
+    # The simulator's data_fix clears its defects; the twin's must be repairable by the only
+    # rewrite data_fix may make (trim, lower case), or a policy learns a repair that never works.
+    email = malformed_email(number)
+    assert not email_is_valid(email)
+    fixed = safe_email_fix(email)
+    assert fixed is not None and email_is_valid(fixed)
+    assert fixed == f"late{number}@example.com"
