@@ -51,8 +51,7 @@ class _SB3Params(ParamsBase):
     """Optimizer step size (PPO and DQN: Adam; A2C: RMSprop)."""
     learning_rate_schedule: Schedule
     """``constant``: ``learning_rate`` throughout; ``linear``: from ``learning_rate`` at the
-    first update down to zero at the last (RL Zoo's ``lin_`` schedules), which settles the
-    policy instead of leaving it to drift between checkpoints."""
+    first update down to zero at the last (RL Zoo's ``lin_`` schedules)."""
     gamma: Fraction
     """Discount factor per step (a step is 4 hours; 0.995 halves in ~23 days)."""
     net_arch: LayerWidths

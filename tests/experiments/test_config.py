@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.algorithms import ALGORITHMS
+from experiments.algorithms import ALGORITHMS, sb3_kwargs
 from experiments.config import (
     TrainConfig,
     algorithm_names,
@@ -199,8 +199,6 @@ def test_the_sb3_wrapper_has_no_hyperparameter_defaults() -> None:
 
 @pytest.mark.parametrize("algo", ["ppo", "maskable_ppo", "a2c", "dqn"])
 def test_a_linear_learning_rate_schedule_decays_to_zero_over_training(algo: str) -> None:
-    from experiments.algorithms import sb3_kwargs
-
     constant = sb3_kwargs(load_config(algo, overrides=["learning_rate=2e-4"]).hyperparameters)
     assert constant["learning_rate"] == 2e-4
     assert "learning_rate_schedule" not in constant
