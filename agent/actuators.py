@@ -24,10 +24,11 @@ payment_retry        one Outbox retry job per unresolved failed charge with fewe
                      than :data:`MAX_RETRY_ATTEMPTS` retry jobs so far              jobs
 orphan_cleanup       workflows and events whose user is gone move, whole, to       rows back
                      ``archive`` (nothing is hard-deleted)                         from archive
-data_fix             malformed emails that become valid once whitespace is         old values
-                     removed and case folded are normalized (old values kept);     written back
-                     the unfixable ones are flagged in the execution's effect
-                     and in one Outbox review job
+data_fix             malformed emails and unknown event types that become valid    old values
+                     once surrounding whitespace is trimmed and case folded are    written back
+                     normalized (:data:`REPAIRS`, old values kept); the unfixable
+                     ones are flagged in the execution's effect and in one Outbox
+                     review job per field
 optimization and     a new Setting row (the table is its own history), see         delete that
 decision actions     :data:`SETTING_ACTIONS`                                       row
 ==================== ============================================================ ==========
@@ -62,6 +63,7 @@ from sqlalchemy.orm import Session
 from agent import audit, validation
 from agent.detect import alive, at_risk
 from agent.models import (
+    EVENT_TYPES,
     Archive,
     BillingEvent,
     Event,
@@ -88,8 +90,9 @@ MAX_RETRY_ATTEMPTS = 3
 MAX_FLAGGED_IDS = 1000
 """Ids of unfixable rows listed in an execution's effect, at most."""
 REVIEW_TOPIC = "data_review"
-FIXABLE_DEFECTS = frozenset({"malformed_email"})
-"""Defect kinds of :mod:`agent.observe` that ``data_fix`` repairs (others are only detected)."""
+FIXABLE_DEFECTS = frozenset({"malformed_email", "unknown_event_type"})
+"""Defect kinds of :mod:`agent.observe` that ``data_fix`` repairs where a safe normalization
+exists (:data:`REPAIRS`; the others are only detected)."""
 
 PRICE_STEP = BusinessParams().price_step
 """A price change moves the price level by this share, as in the simulator (10%)."""
@@ -300,6 +303,66 @@ def normalize_email(email: str) -> str | None:
     return fixed if validation.email_is_valid(fixed) else None
 
 
+def normalize_event_type(kind: str) -> str | None:
+    """``kind`` trimmed and in lower case when that is a known event type
+    (:data:`agent.models.EVENT_TYPES`), else None (a type no safe rewrite makes known, such as
+    ``wf_run_v0``, is flagged for a human)."""
+    fixed = kind.strip().lower()
+    return fixed if fixed in EVENT_TYPES else None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRepair:
+    """One field ``data_fix`` repairs: the rows that may need it (``candidates``, a superset)
+    and the safe rewrite of a value (``normalize``: the fixed value, or None when only a human
+    can fix it)."""
+
+    table: str
+    model: Any
+    column: str
+    candidates: Callable[[], ColumnElement[bool]]
+    normalize: Callable[[str], str | None]
+
+    @property
+    def field(self) -> Any:
+        return getattr(self.model, self.column)
+
+    def rows(self, session: Session, scope: Scope | None = None) -> list[tuple[int, str]]:
+        """(id, value) of the candidate rows within ``scope``, by id."""
+        statement = (
+            select(self.model.id, self.field)
+            .where(self.candidates(), *_scoped(self.model.id, scope, self.table))
+            .order_by(self.model.id)
+        )
+        return [(int(i), str(v)) for i, v in session.execute(statement)]
+
+    def split(self, rows: Sequence[tuple[int, str]]) -> tuple[dict[int, str], list[int]]:
+        """The fixable rows with their fixed values, and the ids of the unfixable ones."""
+        fixes: dict[int, str] = {}
+        unfixable: list[int] = []
+        for row_id, value in rows:
+            fixed = self.normalize(value)
+            if fixed is None:
+                unfixable.append(row_id)
+            elif fixed != value:
+                fixes[row_id] = fixed
+        return fixes, unfixable
+
+
+REPAIRS: tuple[FieldRepair, ...] = (
+    FieldRepair("users", User, "email", _email_candidates, normalize_email),
+    FieldRepair(
+        "events",
+        Event,
+        "type",
+        lambda: and_(Event.type.is_not(None), Event.type.not_in(EVENT_TYPES)),
+        normalize_event_type,
+    ),
+)
+"""What ``data_fix`` repairs, field by field."""
+_REPAIRS_BY_FIELD = {(r.table, r.column): r for r in REPAIRS}
+
+
 Scope = Mapping[str, Sequence[int]]
 """Per table, the ids an execution may touch (an approved plan's rows); None: any."""
 
@@ -377,22 +440,24 @@ def plan(session: Session, action: str, at: datetime) -> Plan:
             {"events": events, "workflows": workflows},
         )
     if action == "data_fix":
-        population = _count(session, select(func.count()).select_from(User))
-        candidates = session.execute(select(User.email).where(_email_candidates())).scalars()
-        fixable = unfixable = 0
-        for email in candidates:
-            fixed = normalize_email(email) if email is not None else None
-            if fixed is None:
-                unfixable += 1
-            elif fixed != email:
-                fixable += 1
+        population = _count(session, select(func.count()).select_from(User)) + _count(
+            session, select(func.count()).select_from(Event)
+        )
+        split = {r.table: r.split(r.rows(session)) for r in REPAIRS}
+        fixable = {table: len(fixes) for table, (fixes, _) in split.items()}
+        unfixable = {table: len(ids) for table, (_, ids) in split.items()}
         return Plan(
             action,
-            "users.email",
+            "users.email+events.type",
             at,
-            fixable,
+            sum(fixable.values()),
             population,
-            {"fixable": fixable, "unfixable": unfixable},
+            {
+                "fixable": sum(fixable.values()),
+                "unfixable": sum(unfixable.values()),
+                **{f"fixable_{table}": n for table, n in fixable.items()},
+                **{f"unfixable_{table}": n for table, n in unfixable.items()},
+            },
         )
     key, change = SETTING_ACTIONS[action]
     old = _setting_value(session, key, at)
@@ -418,14 +483,7 @@ def target_ids(session: Session, action: str, at: datetime) -> dict[str, list[in
             condition = and_(_owned_by(table, owners, ownerless), validation.valid(name, at))
             ids[name] = _id_list(session, select(table.c.id).where(condition))
     elif action == "data_fix":
-        candidates = session.execute(select(User.id, User.email).where(_email_candidates()))
-        ids = {
-            "users": sorted(
-                int(user_id)
-                for user_id, email in candidates
-                if email is not None and normalize_email(email) not in (None, email)
-            )
-        }
+        ids = {r.table: sorted(r.split(r.rows(session))[0]) for r in REPAIRS}
     else:
         return None
     return ids if sum(map(len, ids.values())) <= MAX_SCOPED_ROWS else None
@@ -655,46 +713,37 @@ def load_rows(session: Session, table: Table, condition: Any) -> tuple[list[Any]
 def _apply_data_fix(
     session: Session, action: str, at: datetime, execution_id: int, scope: Scope | None
 ) -> Applied:
-    rows = session.execute(
-        select(User.id, User.email)
-        .where(_email_candidates(), *_scoped(User.id, scope, "users"))
-        .order_by(User.id)
-    ).all()
-    old: dict[str, str] = {}
-    new: dict[str, str] = {}
-    unfixable: list[int] = []
-    updates: list[dict[str, Any]] = []
-    for user_id, email in rows:
-        fixed = normalize_email(email) if email is not None else None
-        if fixed is None:
-            unfixable.append(int(user_id))
-        elif fixed != email:
-            old[str(user_id)], new[str(user_id)] = str(email), fixed
-            updates.append({"b_id": int(user_id), "b_email": fixed})
-    if updates:
-        session.connection().execute(
-            update(_USERS)
-            .where(_USERS.c.id == bindparam("b_id"))
-            .values(email=bindparam("b_email")),
-            updates,
-        )
-    if unfixable:
-        _insert_outbox(
-            session,
-            _outbox_rows(
-                "job",
-                REVIEW_TOPIC,
-                at,
-                execution_id,
-                [(None, {"table": "users", "column": "email", "ids": unfixable[:MAX_FLAGGED_IDS]})],
-            ),
-        )
-    effect = {
-        "fixed": len(updates),
-        "flagged_unfixable": len(unfixable),
-        "flagged_ids": unfixable[:MAX_FLAGGED_IDS],
-    }
-    return effect, {"kind": "fields", "table": "users", "column": "email", "old": old, "new": new}
+    effect: dict[str, Any] = {"fixed": 0, "flagged_unfixable": 0, "flagged_ids": []}
+    fields: list[dict[str, Any]] = []
+    for repair in REPAIRS:
+        rows = repair.rows(session, scope)
+        fixes, unfixable = repair.split(rows)
+        old = {str(i): v for i, v in rows if i in fixes}
+        if fixes:
+            table: Table = repair.model.__table__
+            session.connection().execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values({repair.column: bindparam("b_value")}),
+                [{"b_id": i, "b_value": v} for i, v in fixes.items()],
+            )
+        if unfixable:
+            flagged = {
+                "table": repair.table,
+                "column": repair.column,
+                "ids": unfixable[:MAX_FLAGGED_IDS],
+            }
+            _insert_outbox(
+                session, _outbox_rows("job", REVIEW_TOPIC, at, execution_id, [(None, flagged)])
+            )
+        effect["fixed"] += len(fixes)
+        effect["flagged_unfixable"] += len(unfixable)
+        effect["flagged_ids"] += unfixable[:MAX_FLAGGED_IDS]
+        effect[f"fixed_{repair.table}"] = len(fixes)
+        new = {str(i): v for i, v in fixes.items()}
+        fields.append({"table": repair.table, "column": repair.column, "old": old, "new": new})
+    effect["flagged_ids"] = effect["flagged_ids"][:MAX_FLAGGED_IDS]
+    return effect, {"kind": "fields", "fields": fields}
 
 
 def _apply_setting(
@@ -912,37 +961,56 @@ def _reverse_archive(session: Session, execution_id: int) -> Reversed:
 
 
 def _reverse_fields(session: Session, execution_id: int, record: dict[str, Any]) -> Reversed:
-    """Write the old emails back where the email is still what the execution wrote."""
-    if record.get("table") != "users" or record.get("column") != "email":
-        raise ActuatorError(f"unsupported field undo record {record!r}")
-    old: dict[str, str] = record.get("old") or {}
-    written: dict[str, str | None] = record.get("new") or {
-        user_id: normalize_email(email) for user_id, email in old.items()
-    }
-    user_ids = sorted(int(user_id) for user_id in old)
-    current: dict[int, str | None] = {}
-    for start in range(0, len(user_ids), _CHUNK):
-        chunk = user_ids[start : start + _CHUNK]
-        current.update(
-            (int(i), email)
-            for i, email in session.execute(select(User.id, User.email).where(User.id.in_(chunk)))
-        )
-    unchanged = [i for i in user_ids if i in current and current[i] == written.get(str(i))]
-    changed = [i for i in user_ids if i not in unchanged]
-    if unchanged:
-        session.connection().execute(
-            update(_USERS)
-            .where(_USERS.c.id == bindparam("b_id"))
-            .values(email=bindparam("b_email")),
-            [{"b_id": i, "b_email": old[str(i)]} for i in unchanged],
+    """Write the old values back where the value is still what the execution wrote (a record
+    from before event types were repaired holds one field, users.email, at its top level)."""
+    fields = record.get("fields", [record])
+    restored = 0
+    conflicts: list[Conflict] = []
+    for entry in fields:
+        repair = _REPAIRS_BY_FIELD.get((entry.get("table"), entry.get("column")))
+        if repair is None:
+            raise ActuatorError(f"unsupported field undo record {entry!r}")
+        count, changed = _restore_field(session, repair, entry)
+        restored += count
+        conflicts += _conflict(
+            repair.table,
+            changed,
+            f"the {repair.column} was changed (or the row removed) after the fix; kept",
         )
     session.execute(
         delete(Outbox).where(Outbox.execution_id == execution_id, Outbox.status == "pending")
     )
-    conflicts = _conflict(
-        "users", changed, "the email was changed (or the user removed) after the fix; kept"
-    )
-    return {"fields_restored": len(unchanged)}, conflicts
+    return {"fields_restored": restored}, conflicts
+
+
+def _restore_field(
+    session: Session, repair: FieldRepair, entry: dict[str, Any]
+) -> tuple[int, list[int]]:
+    """Restore one field's old values; (rows restored, ids changed since the fix)."""
+    old: dict[str, str] = entry.get("old") or {}
+    written: dict[str, str | None] = entry.get("new") or {
+        row_id: repair.normalize(value) for row_id, value in old.items()
+    }
+    ids = sorted(int(row_id) for row_id in old)
+    current: dict[int, str | None] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        current.update(
+            (int(i), value)
+            for i, value in session.execute(
+                select(repair.model.id, repair.field).where(repair.model.id.in_(chunk))
+            )
+        )
+    unchanged = [i for i in ids if i in current and current[i] == written.get(str(i))]
+    if unchanged:
+        table: Table = repair.model.__table__
+        session.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values({repair.column: bindparam("b_value")}),
+            [{"b_id": i, "b_value": old[str(i)]} for i in unchanged],
+        )
+    return len(unchanged), [i for i in ids if i not in unchanged]
 
 
 def _reverse_setting(session: Session, record: dict[str, Any]) -> Reversed:

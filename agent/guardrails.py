@@ -189,7 +189,7 @@ def evaluate_decision(
         reason = context.kill_reason or "kill switch is on"
         return GuardVerdict(Verdict.BLOCKED, "kill_switch", (f"paused: {reason}",))
     rule = governance.rule(name)
-    blocked = _governance_block(name, rule, context)
+    blocked = governance_block(name, governance, context)
     if blocked is not None:
         return blocked
     if rule.requires_approval:
@@ -212,8 +212,14 @@ def evaluate_decision(
     return GuardVerdict(Verdict.EXECUTED, "passed", ("every guardrail passed",))
 
 
-def _governance_block(name: str, rule: ActionRule, context: GuardContext) -> GuardVerdict | None:
-    """The first governance rule that blocks ``name``, or None."""
+def governance_block(
+    name: str, governance: Governance, context: GuardContext
+) -> GuardVerdict | None:
+    """The first governance rule that blocks ``name`` in ``context``, or None: the refusals
+    no confidence and no approver can lift (``allowed``, ``max_per_day``, ``cooldown``,
+    ``blast_radius``). The cycle asks it for every action before its policy decides, so the
+    policy chooses among what could execute (:func:`agent.orchestrator.feasible_actions`)."""
+    rule = governance.rule(name)
     if not rule.allowed:
         return _blocked("governance.allowed", f"{name} is not allowed by governance")
     times = sorted(context.executions.get(name, ()))

@@ -16,8 +16,8 @@ failed cycles come between.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -51,7 +51,9 @@ DETECTOR_VERSION = "1"
 class Candidate:
     """A proposed decision before the guardrails: the action, how sure its proposer is, who
     proposed it (``policy`` or ``self_healing``), the propensities over every action
-    (float, shape (n_actions,)), the proposer's name and version, and the issue it heals."""
+    (float, shape (n_actions,)), the proposer's name and version, the issue it heals, and the
+    actions it could not choose with the rule that excluded each (the policy's feasibility
+    mask, :func:`agent.orchestrator.feasible_actions`)."""
 
     action: str
     confidence: float
@@ -60,6 +62,7 @@ class Candidate:
     policy_name: str
     policy_version: str
     issue: str | None = None
+    excluded: Mapping[str, str] = field(default_factory=dict)
 
 
 def one_hot(action: str) -> list[float]:
@@ -70,7 +73,8 @@ def one_hot(action: str) -> list[float]:
 
 
 def heals(issue: Issue) -> bool:
-    """Whether an actuator addresses ``issue`` (data fixes repair emails only)."""
+    """Whether an actuator addresses ``issue`` (data fixes repair emails and event types
+    only: :data:`agent.actuators.FIXABLE_DEFECTS`)."""
     if issue.kind not in HEALABLE_ISSUE_KINDS or issue.action not in actuators.ACTUATED:
         return False
     return issue.kind != "data_quality" or issue.detail in actuators.FIXABLE_DEFECTS

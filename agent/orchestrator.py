@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
@@ -58,7 +59,14 @@ from agent.cycle_config import (
 from agent.db import session_scope
 from agent.decision_log import record_decision
 from agent.detect import Issue, detect
-from agent.guardrails import Governance, GuardContext, GuardVerdict, Verdict, evaluate_decision
+from agent.guardrails import (
+    Governance,
+    GuardContext,
+    GuardVerdict,
+    Verdict,
+    evaluate_decision,
+    governance_block,
+)
 from agent.healing import (
     Candidate,
     healing_candidates,
@@ -73,8 +81,8 @@ from agent.models import Approval, Cycle, DecisionRecord
 from agent.observe import KpiSnapshot, as_utc_naive, evidence_shortfalls, observe
 from agent.recent_actions import cycles_since_last
 from agent.settings import CHAMPION_URI, Settings, get_settings
-from environment.actions import NOOP, action_index
-from policies.base import Episodic, Policy
+from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP, action_index
+from policies.base import Episodic, Policy, decide_within
 
 APPROVAL_TTL = timedelta(hours=48)
 """How long a held decision waits for a human before it expires."""
@@ -465,10 +473,43 @@ def _start(
 # --- deciding -----------------------------------------------------------------------------
 
 
-def _policy_candidate(session: Session, policy: Policy, obs: Any) -> Candidate:
-    """The policy's decision on ``obs``, after replaying its recent history."""
+def feasible_actions(
+    session: Session, at: datetime, governance: Governance
+) -> tuple[NDArray[np.bool_], dict[str, str]]:
+    """Which actions could execute at ``at`` whatever the confidence: the policy's mask.
+
+    ``noop`` always; any other action unless governance blocks it
+    (:func:`agent.guardrails.governance_block`, its plan's rows and population giving the
+    blast radius) or its actuator has no row to act on (``nothing_to_do``). Returns the bool
+    mask (shape (N_ACTIONS,)) and, per excluded action, the rule that excludes it. The kill
+    switch, approvals and confidence are left to the guardrails: they hold or stop a decision
+    the policy made, they do not change what it would choose.
+    """
+    executions = executions_by_action(session, at)
+    allowed = np.ones(N_ACTIONS, dtype=bool)
+    excluded: dict[str, str] = {}
+    for index, name in enumerate(ACTION_NAMES):
+        if index == NOOP:
+            continue
+        planned = actuators.plan(session, name, at)
+        context = GuardContext(
+            now=at, executions=executions, rows=planned.rows, population=planned.population
+        )
+        blocked = governance_block(name, governance, context)
+        if blocked is not None or planned.rows == 0:
+            allowed[index] = False
+            excluded[name] = blocked.rule if blocked is not None else "nothing_to_do"
+    return allowed, excluded
+
+
+def _policy_candidate(
+    session: Session, policy: Policy, context: CycleContext, obs: NDArray[np.float32]
+) -> Candidate:
+    """The policy's decision on ``obs`` among the feasible actions, after replaying its
+    recent history."""
     _replay_history(session, policy)
-    decided = policy.decide(obs)
+    allowed, excluded = feasible_actions(session, context.at, context.config.governance)
+    decided = decide_within(policy, obs, allowed)
     return Candidate(
         action=decided.action_name,
         confidence=float(decided.confidence),
@@ -476,6 +517,7 @@ def _policy_candidate(session: Session, policy: Policy, obs: Any) -> Candidate:
         propensities=[float(p) for p in np.asarray(decided.propensities)],
         policy_name=policy.name,
         policy_version=str(decided.policy_version),
+        excluded=excluded,
     )
 
 
@@ -485,7 +527,7 @@ def _candidates(
     """The policy's candidate (full cycles) first, then self-healing for other actions."""
     policy = context.config.policy
     obs = np.asarray(context.obs, dtype=np.float32)
-    out = [] if policy is None else [_policy_candidate(session, policy, obs)]
+    out = [] if policy is None else [_policy_candidate(session, policy, context, obs)]
     proposed = {c.action for c in out}
     healing = healing_candidates(issues, only_critical=context.kind == MONITOR)
     return out + [c for c in healing if c.action not in proposed]
@@ -636,6 +678,7 @@ def _handle_once(session: Session, context: CycleContext, candidate: Candidate) 
             "rule": verdict.rule,
             "reasons": list(verdict.reasons),
             "plan": plan_details,
+            **({"excluded": dict(candidate.excluded)} if candidate.excluded else {}),
         },
         cycle_id=cycle_id,
         now=at,

@@ -122,6 +122,10 @@ _EVENT_WEIGHTS = {
 }
 _GARBAGE_EVENT_TYPES = ("LOGIN", "wf_run_v0", "pageview", "", "null", "workflow.run")
 _MALFORMED_EMAILS = ("{}", "{}@", "@{}.com", "{} @example.com", "{}example.com", "{}@example")
+REPAIRABLE_SHARE = BusinessParams().data_fix_share
+"""Share of defects a data fix can repair, as in the simulator (``data_fix_share``): they are
+event types a client sent in the wrong case and padded (:func:`unnormalized_event_type`),
+which ``data_fix`` normalizes; the other defects are spread over :data:`_DEFECT_SHARES`."""
 _DEFECT_SHARES = {
     "unknown_event_type": 0.34,
     "future_timestamp": 0.10,
@@ -1302,6 +1306,12 @@ def _build_rows(
     return tables
 
 
+def unnormalized_event_type(kind: str) -> str:
+    """A repairable defect: the known event type ``kind`` padded and upper case, which
+    observation counts as an unknown type and ``data_fix`` restores (trim, lower case)."""
+    return f" {kind.upper()} "
+
+
 def _inject_defects(
     target: int,
     rng: np.random.Generator,
@@ -1316,10 +1326,13 @@ def _inject_defects(
     ledger: _Ledger,
     negative_bills: list[tuple[int, float]],
 ) -> list[float]:
-    """Spread ``target`` defective records over realistic kinds, one defect per record.
-    Returns the offsets (days after the end) of future-dated events to add."""
+    """Spread ``target`` defective records over realistic kinds, one defect per record: a
+    :data:`REPAIRABLE_SHARE` of them repairable event types, the rest by
+    :data:`_DEFECT_SHARES`. Returns the offsets (days after the end) of future-dated events
+    to add."""
+    repairable = int(rng.binomial(target, REPAIRABLE_SHARE))
     kinds = list(_DEFECT_SHARES)
-    counts = rng.multinomial(target, [_DEFECT_SHARES[k] for k in kinds])
+    counts = rng.multinomial(target - repairable, [_DEFECT_SHARES[k] for k in kinds])
     wanted = dict(zip(kinds, counts.tolist(), strict=True))
     users = np.flatnonzero(keeps_records)
     user_pool = rng.permutation(users)
@@ -1349,11 +1362,11 @@ def _inject_defects(
     for user in candidates[: wanted["activation_before_signup"]]:
         activated[user] = signup[user] - rng.uniform(0.5, 30.0)
     # events: unknown types on real events; future timestamps as extra rows
-    fixed_or_known = len(ev_type)
-    chosen = rng.choice(
-        fixed_or_known, min(wanted["unknown_event_type"], fixed_or_known), replace=False
-    )
-    for i in chosen:
+    known = len(ev_type)
+    chosen = rng.choice(known, min(wanted["unknown_event_type"] + repairable, known), replace=False)
+    for i in chosen[:repairable]:
+        ev_type[int(i)] = unnormalized_event_type(ev_type[int(i)])
+    for i in chosen[repairable:]:
         ev_type[int(i)] = _GARBAGE_EVENT_TYPES[int(i) % len(_GARBAGE_EVENT_TYPES)]
     named = [i for i, name in enumerate(wf_names) if name is not None]
     for i in rng.permutation(len(named))[: wanted["missing_workflow_name"]]:

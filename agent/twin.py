@@ -9,13 +9,14 @@
    no agent at all);
 2. the simulator reads the actuators' effects back from the database as actions on its state:
    Outbox messages and jobs (``retention_campaign``, ``payment_retry``), Archive rows
-   (``orphan_cleanup``), email fixes (``data_fix``) and Settings changes (the optimization and
+   (``orphan_cleanup``), field repairs (``data_fix``) and Settings changes (the optimization and
    decision actions), and steps its dynamics for the day with them (one action per 4-hour
    step, noop for the rest);
 3. the simulator writes the day into the database: new signups, a day of activity for the
    engaged accounts (the accounts the campaign messaged are the first to come back when the
    simulator's engagement rises), new failed charges and recoveries of the retried ones,
-   churned accounts (their records become orphans) and new malformed emails.
+   churned accounts (their records become orphans) and new defects (corrupted event types,
+   repairable at the simulator's ``data_fix_share``).
 
 **The approval path.** Decisions the guardrails hold wait for a human. ``approver_delay_hours``
 models that human: ``None`` (the default) is nobody, so a held decision never executes; a
@@ -41,7 +42,19 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from agent import seed as seeding
@@ -49,6 +62,7 @@ from agent.approvals import ApprovalError, approve
 from agent.db import make_engine, upgrade
 from agent.guardrails import Verdict
 from agent.models import (
+    EVENT_TYPES,
     Approval,
     Archive,
     BillingEvent,
@@ -103,10 +117,11 @@ SAME_DAY_RECOVERY = 0.2
 """Charges that fail and recover the same day, as a share of the backlog's daily expiry."""
 RECOVERY_TIME = timedelta(hours=6)
 """A retried charge that recovers does so in the morning after the retry."""
-DEFECTS_PER_LEVEL = 0.5
-DEFECT_FLOOR = 0.3
-"""New malformed emails a day: half the growth of the simulator's defect level, plus a floor
-(a trickle of bad input every day)."""
+DEFECT_WINDOW = timedelta(days=7)
+"""New defects corrupt events of the last week (a bad release or client rewrites recent
+data)."""
+UNREPAIRABLE_EVENT_TYPE = "wf_run_v0"
+"""The twin's unrepairable defect: a type no safe rewrite makes known."""
 
 
 @dataclass
@@ -396,31 +411,41 @@ class _DayWriter:
         )  # fmt: skip
 
     def _write_defects(self, day: _Day) -> None:
-        """Defects: new malformed emails as the simulator's defect level grows."""
+        """Defects: as many of the day's events as the simulator's defect count grew by are
+        corrupted, one defect per record as :mod:`agent.seed` materializes them: a
+        :data:`agent.seed.REPAIRABLE_SHARE` of them repairable event types (what ``data_fix``
+        normalizes, as it repairs that share of the simulator's defects), the rest types no
+        rewrite can make known."""
         rng = self.rng
-        defects = self._count(
-            max(day.after.defects - day.before.defects, 0.0) * DEFECTS_PER_LEVEL + DEFECT_FLOOR
-        )
-        if defects:
-            day.connection.execute(
-                insert(User),
-                [
-                    {
-                        "email": malformed_email(int(rng.integers(1_000_000_000))),
-                        "signup_at": t,
-                    }
-                    for t in day.times(defects)
-                ],
+        defects = self._count(max(day.after.defects - day.before.defects, 0.0))
+        if not defects:
+            return
+        events = day.connection.execute(
+            select(Event.id, Event.type).where(
+                Event.occurred_at >= day.start - DEFECT_WINDOW,
+                Event.occurred_at < day.end,
+                Event.type.in_(EVENT_TYPES),
             )
-
-
-def malformed_email(number: int) -> str:
-    """The twin's defect: an address that observation counts as malformed and that
-    ``data_fix``'s safe normalization (trim, lower case) repairs, as ``data_fix`` repairs the
-    simulator's defects. (An inner space, which no safe rewrite may remove, made every defect
-    permanent in the twin: a policy trained on the simulator then proposed ``data_fix`` at most
-    cycles, to no effect; BENCHMARKS.md, "The champion retrained".)"""
-    return f" Late{number}@Example.com "
+        ).all()
+        picked = rng.permutation(len(events))[:defects]
+        repairable = int(rng.binomial(len(picked), seeding.REPAIRABLE_SHARE))
+        updates = [
+            {
+                "b_id": int(events[i][0]),
+                "b_type": seeding.unnormalized_event_type(str(events[i][1]))
+                if n < repairable
+                else UNREPAIRABLE_EVENT_TYPE,
+            }
+            for n, i in enumerate(picked.tolist())
+        ]
+        if updates:
+            table: Table = Event.__table__  # type: ignore[assignment]
+            day.connection.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values(type=bindparam("b_type")),
+                updates,
+            )
 
 
 def _check_delay(approver_delay_hours: float | None) -> None:

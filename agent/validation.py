@@ -208,13 +208,6 @@ def email_is_valid(email: str) -> bool:
     return bool(local) and any(domain[i] == "." for i in range(1, len(domain) - 1))
 
 
-def safe_email_fix(email: str) -> str | None:
-    """The provably safe normalization of ``email`` (surrounding whitespace trimmed, lower
-    case), or None when that is unchanged or still not valid: anything else needs a human."""
-    fixed = email.strip().lower()
-    return fixed if fixed != email and email_is_valid(fixed) else None
-
-
 # --- the rules ----------------------------------------------------------------------------
 
 
@@ -461,6 +454,5 @@ __all__ = [
     "email_is_valid",
     "malformed_email",
     "number_or_none",
-    "safe_email_fix",
     "valid",
 ]

@@ -50,9 +50,9 @@ from api import metrics
 from api.policy import LoadedPolicy
 from api.problems import Problem
 from api.schemas import DecideRequest, utc_text
-from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP, action_index
+from environment.actions import ACTION_NAMES, N_ACTIONS, action_index
 from environment.kpis import encode_vector
-from policies.base import Decision
+from policies.base import Decision, restrict
 
 DECISIONS_AUDIT = "api_decisions"
 """The audit action of one request's decisions."""
@@ -93,20 +93,13 @@ def request_hash(request: DecideRequest) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def restrict(decision: Decision, excluded: Sequence[str]) -> tuple[int, list[float], float]:
-    """(action, probabilities, confidence) after ``excluded`` (see the module docstring)."""
-    probabilities = np.asarray(decision.propensities, dtype=np.float64)
+def restrict_excluded(decision: Decision, excluded: Sequence[str]) -> Decision:
+    """``decision`` without the ``excluded`` actions (:func:`policies.base.restrict`)."""
     if not excluded:
-        return decision.action, probabilities.tolist(), float(decision.confidence)
+        return decision
     allowed = np.ones(N_ACTIONS, dtype=bool)
     allowed[[action_index(name) for name in excluded]] = False
-    masked = np.where(allowed, probabilities, 0.0)
-    mass = float(masked.sum())
-    masked = masked / mass if mass > 0.0 else allowed / allowed.sum()
-    if allowed[decision.action]:
-        return decision.action, masked.tolist(), float(decision.confidence)
-    chosen = NOOP if mass == 0.0 and allowed[NOOP] else int(np.argmax(masked))
-    return chosen, masked.tolist(), float(masked[chosen])
+    return restrict(decision, allowed)
 
 
 def stored_answer(record: DecisionRecord | Mapping[str, Any], body_hash: str) -> dict[str, Any]:
@@ -133,7 +126,9 @@ def decide_one(
     body_hash: str,
 ) -> dict[str, Any]:
     """Guard one policy decision; returns its decision-log row (with the answer)."""
-    index, probabilities, confidence = restrict(decision, request.excluded_actions)
+    restricted = restrict_excluded(decision, request.excluded_actions)
+    index, confidence = restricted.action, float(restricted.confidence)
+    probabilities = restricted.propensities.tolist()
     outcome = evaluate_decision(
         index, confidence, guard.governance, guard.thresholds, guard.context
     )

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-from environment.actions import ACTION_NAMES, N_ACTIONS
+from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP
 from environment.kpis import N_OBS
 
 # Re-exported: rules and the oracle import the config validators from here.
@@ -123,6 +123,17 @@ class Policy(Protocol):
 
 
 @runtime_checkable
+class MaskAware(Protocol):
+    """A policy that can rank the actions a caller allows (the cycle's feasible actions):
+    its own scores with the refused actions left out, not a fallback to ``noop``."""
+
+    def decide_allowed(self, obs: Obs, allowed: NDArray[np.bool_]) -> Decision:
+        """``decide`` for one observation, choosing only among ``allowed`` (bool, shape
+        (N_ACTIONS,), :func:`check_allowed`)."""
+        ...
+
+
+@runtime_checkable
 class OnlineLearner(Protocol):
     """A policy that learns from the reward realized after one of its decisions."""
 
@@ -191,6 +202,59 @@ def check_action_index(action: object) -> int:
     if not 0 <= int(action) < N_ACTIONS:
         raise ValueError(f"action {action!r} outside [0, {N_ACTIONS - 1}]")
     return int(action)
+
+
+# --- deciding among allowed actions --------------------------------------------------------
+
+
+def check_allowed(allowed: object) -> NDArray[np.bool_]:
+    """``allowed`` as a bool array of shape (N_ACTIONS,) with at least one action allowed;
+    ``ValueError`` naming the shape or the emptiness otherwise."""
+    mask = np.asarray(allowed)
+    if mask.dtype != np.bool_ or mask.shape != (N_ACTIONS,):
+        raise ValueError(
+            f"allowed must be a bool array of shape ({N_ACTIONS},), got {mask.dtype} {mask.shape}"
+        )
+    if not mask.any():
+        raise ValueError("allowed excludes every action; at least one must remain")
+    return mask
+
+
+def restrict(decision: Decision, allowed: NDArray[np.bool_]) -> Decision:
+    """``decision`` restricted to ``allowed`` without asking the policy again.
+
+    The propensities are renormalized over the allowed actions (uniform over them when the
+    policy gave them no mass): what the decision is then drawn from, so what is logged. The
+    decision stands when its action is allowed; otherwise the most probable allowed action is
+    chosen (``noop`` when the policy gave the allowed actions no mass and ``noop`` is allowed),
+    with its restricted probability as confidence.
+    """
+    mask = check_allowed(allowed)
+    masked = np.where(mask, np.asarray(decision.propensities, dtype=np.float64), 0.0)
+    mass = float(masked.sum())
+    masked = masked / mass if mass > 0.0 else mask / mask.sum()
+    if mask[decision.action]:
+        action, confidence = decision.action, float(decision.confidence)
+    else:
+        action = NOOP if mass == 0.0 and mask[NOOP] else int(np.argmax(masked))
+        confidence = float(masked[action])
+    return Decision(
+        action,
+        confidence,
+        masked,
+        decision.policy_name,
+        decision.policy_version,
+        decision.expected_values,
+    )
+
+
+def decide_within(policy: Policy, obs: Obs, allowed: NDArray[np.bool_]) -> Decision:
+    """``policy``'s decision for ``obs`` among ``allowed``: its own ranking when it is
+    :class:`MaskAware`, else its decision :func:`restrict`-ed."""
+    mask = check_allowed(allowed)
+    if isinstance(policy, MaskAware):
+        return policy.decide_allowed(obs, mask)
+    return restrict(policy.decide(obs), mask)
 
 
 # --- shared maths -------------------------------------------------------------------------

@@ -68,6 +68,7 @@ from policies.base import (
     DecisionArrays,
     Obs,
     PolicyFileError,
+    check_allowed,
     check_obs,
     observation_rng,
     one_hot,
@@ -298,8 +299,19 @@ class SB3Policy(ArrayPolicy):
             )
         return Decision(action, confidence, _POINT_MASS[action], self.name, self.version)
 
-    def _decide_arrays(self, obs: Obs) -> DecisionArrays:
+    def decide_allowed(self, obs: Obs, allowed: NDArray[np.bool_]) -> Decision:
+        """``decide`` among ``allowed`` (:class:`policies.base.MaskAware`): the refused
+        actions' scores become ``-inf`` before the choice, so the decision is the best
+        allowed action by the same network, and its confidence and propensities are those of
+        the restricted distribution (calibrated as ``decide``'s are)."""
+        mask = check_allowed(allowed)
+        arrays = self._decide_arrays(check_obs(obs)[None, :], allowed=mask[None, :])
+        return self._decision(arrays, 0)
+
+    def _decide_arrays(self, obs: Obs, allowed: NDArray[np.bool_] | None = None) -> DecisionArrays:
         scores = self.scores(obs)
+        if allowed is not None:
+            scores[~allowed] = -np.inf
         rows = np.arange(len(obs))
         if self.algo not in ACTOR_CRITIC:
             actions = scores.argmax(axis=1).astype(np.int64)

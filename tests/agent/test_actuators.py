@@ -3,6 +3,7 @@ crash between the effect and the commit."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import textwrap
@@ -15,8 +16,9 @@ from sqlalchemy import Engine, func, select
 from agent import actuators
 from agent.actuators import ActuatorError, execute, plan, undo
 from agent.db import session_factory
-from agent.models import Archive, AuditLog, Cycle, Execution, Outbox, Setting, User
-from agent.seed import SeedResult
+from agent.models import Archive, AuditLog, Cycle, Event, Execution, Outbox, Setting, User
+from agent.seed import REPAIRABLE_SHARE, SeedResult
+from environment.params import BusinessParams
 from tests.agent.checksums import WATCHED_TABLES, table_checksums
 
 ROW_ACTIONS = ("retention_campaign", "payment_retry", "orphan_cleanup", "data_fix")
@@ -156,13 +158,83 @@ def test_data_fix_normalizes_fixable_emails_and_flags_the_rest(
         outcome = execute(session, "data_fix", result.as_of, cycle_id=None)
         session.commit()
         emails = set(session.scalars(select(User.email)).all())
-        old = outcome.execution.undo["old"]  # type: ignore[index]
+        fields = outcome.execution.undo["fields"]  # type: ignore[index]
+        old = next(f["old"] for f in fields if (f["table"], f["column"]) == ("users", "email"))
     assert "mixed.case@example.com" in emails
     assert "  Mixed.Case@Example.COM " in old.values()
     # only trimming and case are provably safe: the rest is flagged, never rewritten
     assert set(unsafe) <= emails and not set(unsafe) & set(old.values())
     assert outcome.execution.effect["flagged_unfixable"] >= len(unsafe)
-    assert _count(engine, Outbox, Outbox.topic == actuators.REVIEW_TOPIC) == 1
+    # one review job per field with unfixable rows: the seed's garbage event types are the other
+    assert _count(engine, Outbox, Outbox.topic == actuators.REVIEW_TOPIC) == 2
+
+
+def test_data_fix_repairs_event_types_the_seed_wrote_and_undo_restores_them(
+    seeded: tuple[Engine, SeedResult],
+) -> None:
+    engine, result = seeded
+    repairable = Event.type.like(" %")  # the seed's repairable defect: padded, upper case
+    with session_factory(engine)() as session:
+        defects = _count(engine, Event, repairable)
+        planned = plan(session, "data_fix", result.as_of)
+        assert defects > 0 and planned.details["fixable_events"] == defects
+        assert planned.population == _count(engine, User) + _count(engine, Event)
+        outcome = execute(session, "data_fix", result.as_of, cycle_id=None)
+        session.commit()
+        assert outcome.execution.effect["fixed_events"] == defects
+        assert _count(engine, Event, repairable) == 0
+        assert plan(session, "data_fix", result.as_of).details["fixable_events"] == 0
+        undone = undo(session, outcome.execution.id, actor="tester", now=result.as_of)
+        session.commit()
+    assert undone.complete and undone.restored["fields_restored"] == planned.rows
+    assert _count(engine, Event, repairable) == defects
+
+
+def test_the_seeds_defects_are_repairable_at_the_simulators_share(
+    seeded: tuple[Engine, SeedResult],
+) -> None:
+    # data_fix repairs data_fix_share of the simulator's defects; on the seeded database it
+    # must repair the same share, or a policy trained on the simulator misjudges the repair.
+    engine, result = seeded
+    with session_factory(engine)() as session:
+        fixable = plan(session, "data_fix", result.as_of).details["fixable_events"]
+    defects = result.state.defects
+    spread = 4.0 * math.sqrt(defects * REPAIRABLE_SHARE * (1.0 - REPAIRABLE_SHARE))  # 4 sigma
+    assert abs(fixable - REPAIRABLE_SHARE * defects) <= spread
+    assert BusinessParams().data_fix_share == REPAIRABLE_SHARE
+
+
+def test_an_undo_record_from_before_event_types_still_restores_emails(
+    seeded: tuple[Engine, SeedResult],
+) -> None:
+    engine, result = seeded
+    with session_factory(engine)() as session:
+        user = User(email=" Old.Record@Example.com ", signup_at=result.as_of - timedelta(days=2))
+        session.add(user)
+        session.flush()
+        outcome = execute(session, "data_fix", result.as_of, cycle_id=None)
+        legacy = next(f for f in outcome.execution.undo["fields"] if f["table"] == "users")
+        outcome.execution.undo = {"kind": "fields", **legacy}  # the single-field shape
+        session.commit()
+        undo(session, outcome.execution.id, actor="tester", now=result.as_of)
+        session.commit()
+        assert session.get(User, user.id).email == " Old.Record@Example.com "  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("kind", "fixed"),
+    [
+        ("logged_in", "logged_in"),
+        (" LOGGED_IN ", "logged_in"),
+        ("Workflow_Run", "workflow_run"),
+        ("LOGIN", None),  # not a known type in any case: flagged
+        ("wf_run_v0", None),
+        ("logged in", None),
+        ("", None),
+    ],
+)
+def test_normalize_event_type(kind: str, fixed: str | None) -> None:
+    assert actuators.normalize_event_type(kind) == fixed
 
 
 @pytest.mark.parametrize(

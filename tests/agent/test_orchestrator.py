@@ -7,24 +7,28 @@ import random
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine, func, select
 
+from agent.actuators import execute
 from agent.audit import verify_chain
 from agent.db import session_factory, session_scope
-from agent.guardrails import Governance
+from agent.guardrails import Governance, parse_governance
 from agent.models import AuditLog, CycleLock, DecisionRecord, Execution
 from agent.orchestrator import (
     CycleRunning,
     cycle_lock,
+    feasible_actions,
     monitor_and_respond,
     resolve_policy,
     run_full_cycle,
     set_kill_switch,
 )
 from agent.seed import SeedResult
-from environment.actions import ACTION_NAMES
+from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP, action_index
 from experiments.models import load_policy_uri
+from policies.base import Decision
 from tests.agent.checksums import table_checksums
 
 EAGER = dict.fromkeys(ACTION_NAMES, 0.0)
@@ -242,3 +246,77 @@ def test_the_cycle_says_what_it_decided_with(seeded: tuple[Engine, SeedResult]) 
     engine, result = seeded
     outcome = run_full_cycle(engine, policy="rules", as_of=result.as_of, thresholds=EAGER)
     assert "governance: built-in defaults; thresholds: given thresholds" in outcome.summary()
+
+
+class _Insists:
+    """A policy that always proposes one action with certainty (a deterministic proposer
+    that cannot rank the others)."""
+
+    name = "insists"
+    version = "1"
+
+    def __init__(self, action: str) -> None:
+        self.action = action_index(action)
+
+    def decide(self, obs: object) -> Decision:
+        return Decision(self.action, 0.99, np.eye(N_ACTIONS)[self.action], self.name)
+
+    def decide_batch(self, obs: object) -> list[Decision]:
+        return [self.decide(row) for row in np.asarray(obs)]
+
+    def save(self, path: str | Path) -> Path:
+        raise NotImplementedError
+
+
+def test_feasible_actions_exclude_what_governance_blocks_and_what_has_nothing_to_do(
+    seeded: tuple[Engine, SeedResult],
+) -> None:
+    engine, result = seeded
+    governance = parse_governance("actions:\n  orphan_cleanup: {allowed: false}\n")
+    with session_factory(engine)() as session:
+        allowed, excluded = feasible_actions(session, result.as_of, governance)
+        assert allowed[NOOP] and allowed[action_index("data_fix")]
+        assert excluded["orphan_cleanup"] == "governance.allowed"
+        execute(session, "data_fix", result.as_of, cycle_id=None)  # repairs all it can
+        session.commit()
+        later = result.as_of + timedelta(hours=1)
+        allowed, excluded = feasible_actions(session, later, governance)
+    assert not allowed[action_index("data_fix")]
+    assert excluded["data_fix"] == "governance.cooldown"  # 12 h between two repairs
+    with session_factory(engine)() as session:
+        allowed, excluded = feasible_actions(session, later + timedelta(hours=12), governance)
+    assert excluded["data_fix"] == "nothing_to_do"
+    assert set(excluded) == {ACTION_NAMES[i] for i in np.flatnonzero(~allowed)}
+
+
+def test_the_policy_chooses_only_among_feasible_actions(
+    seeded: tuple[Engine, SeedResult],
+) -> None:
+    engine, result = seeded
+    governance = parse_governance("actions:\n  scale_infra: {allowed: false}\n")
+    outcome = run_full_cycle(
+        engine,
+        dry_run=False,
+        policy=_Insists("scale_infra"),
+        as_of=result.as_of,
+        governance=governance,
+        thresholds=EAGER,
+    )
+    proposed = next(d for d in outcome.decisions if d.source == "policy")
+    assert proposed.action == "noop"  # its only choice was refused: it holds
+    with session_factory(engine)() as session:
+        entries = session.scalars(select(AuditLog).where(AuditLog.action == "decision"))
+        details = next(
+            e.details for e in entries if e.details["decision_id"] == proposed.decision_id
+        )
+        assert details["excluded"]["scale_infra"] == "governance.allowed"
+        record = session.get(DecisionRecord, proposed.decision_id)
+        assert record is not None and record.propensities[action_index("scale_infra")] == 0.0
+    allowed = run_full_cycle(
+        engine,
+        dry_run=False,
+        policy=_Insists("scale_infra"),
+        as_of=result.as_of + timedelta(hours=4),
+        thresholds=EAGER,
+    )
+    assert next(d for d in allowed.decisions if d.source == "policy").action == "scale_infra"

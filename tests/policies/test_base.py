@@ -5,8 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from environment.actions import N_ACTIONS
-from policies.base import Decision, check_obs, prob_beats_runner_up, softmax
+from environment.actions import N_ACTIONS, NOOP
+from environment.kpis import N_OBS
+from policies.base import (
+    Decision,
+    check_allowed,
+    check_obs,
+    decide_within,
+    prob_beats_runner_up,
+    restrict,
+    softmax,
+)
+from policies.simple import NoopPolicy
 
 
 def uniform() -> np.ndarray:
@@ -66,3 +76,51 @@ def test_softmax_and_probability_of_beating_the_runner_up() -> None:
     stds = np.full((2, N_ACTIONS), 1.0 / np.sqrt(2.0))
     beats = prob_beats_runner_up(means, stds, np.array([2, 0]))
     np.testing.assert_allclose(beats, [0.8413, 0.1587], atol=1e-4)
+
+
+def _allowed(*excluded: int) -> np.ndarray:
+    mask = np.ones(N_ACTIONS, dtype=bool)
+    mask[list(excluded)] = False
+    return mask
+
+
+def test_restrict_keeps_an_allowed_decision_and_renormalizes_its_propensities() -> None:
+    propensities = np.zeros(N_ACTIONS)
+    propensities[[0, 2, 5]] = [0.2, 0.5, 0.3]
+    decision = Decision(2, 0.5, propensities, "test", "v1")
+    kept = restrict(decision, _allowed(5))
+    assert (kept.action, kept.confidence, kept.policy_version) == (2, 0.5, "v1")
+    np.testing.assert_allclose(kept.propensities[[0, 2, 5]], [0.2 / 0.7, 0.5 / 0.7, 0.0])
+
+
+def test_restrict_moves_an_excluded_decision_to_the_most_probable_allowed_action() -> None:
+    propensities = np.zeros(N_ACTIONS)
+    propensities[[0, 2, 5]] = [0.2, 0.5, 0.3]
+    moved = restrict(Decision(2, 0.5, propensities, "test"), _allowed(2))
+    assert moved.action == 5 and moved.confidence == pytest.approx(0.3 / 0.5)
+    point = restrict(Decision(2, 0.9, np.eye(N_ACTIONS)[2], "test"), _allowed(2))
+    assert point.action == NOOP  # no mass left: hold
+    np.testing.assert_allclose(point.propensities, _allowed(2) / (N_ACTIONS - 1))
+    no_noop = restrict(Decision(2, 0.9, np.eye(N_ACTIONS)[2], "test"), _allowed(NOOP, 2))
+    assert no_noop.action not in (NOOP, 2)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "match"),
+    [
+        (np.ones(N_ACTIONS - 1, dtype=bool), r"shape \(13,\), got bool \(12,\)"),
+        (np.ones(N_ACTIONS), r"bool array of shape \(13,\), got float64"),
+        (np.zeros(N_ACTIONS, dtype=bool), "excludes every action"),
+    ],
+)
+def test_check_allowed_names_the_problem(allowed: np.ndarray, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        check_allowed(allowed)
+    with pytest.raises(ValueError, match=match):
+        decide_within(NoopPolicy(), np.zeros(N_OBS, dtype=np.float32), allowed)
+
+
+def test_decide_within_restricts_a_policy_that_cannot_rank() -> None:
+    obs = np.zeros(N_OBS, dtype=np.float32)
+    assert decide_within(NoopPolicy(), obs, _allowed(3)).action == NOOP
+    assert decide_within(NoopPolicy(), obs, _allowed(NOOP)).action != NOOP

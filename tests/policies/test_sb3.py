@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from environment.actions import N_ACTIONS
 from policies.base import DECISION_TOLERANCE, PolicyFileError
 from policies.sb3 import SB3Config, SB3Policy, train_sb3
 from tests.policies.conftest import random_obs
@@ -215,3 +216,27 @@ def test_the_shipped_champion_is_served_masked_and_calibrated() -> None:
     decisions = champion.decide_batch(batch)
     assert decisions[1].action == NOOP
     assert all(0.0 <= d.confidence <= 1.0 for d in decisions)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_decide_allowed_takes_the_best_allowed_action_by_the_same_scores(
+    algo: str, sb3_policies: dict[str, SB3Policy]
+) -> None:
+    policy = sb3_policies[algo]
+    for row in random_obs(50, seed=14):
+        free = policy.decide(row)
+        everything = np.ones(N_ACTIONS, dtype=bool)
+        same = policy.decide_allowed(row, everything)
+        assert same.action == free.action
+        assert same.confidence == pytest.approx(free.confidence, abs=DECISION_TOLERANCE)
+        allowed = everything.copy()
+        allowed[free.action] = False
+        moved = policy.decide_allowed(row, allowed)
+        scores = policy.scores(row[None])[0]
+        scores[~allowed] = -np.inf
+        assert moved.action == int(scores.argmax()) != free.action
+        assert moved.propensities[~allowed].sum() == 0.0
+        if algo != "dqn":  # PPO/A2C: the restricted distribution's value at the choice
+            restricted = np.exp(scores - scores.max())
+            expected = restricted[moved.action] / restricted.sum()
+            assert moved.confidence == pytest.approx(expected, abs=DECISION_TOLERANCE)
