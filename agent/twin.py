@@ -25,8 +25,9 @@ approves every held decision once it has waited ``d`` hours. The operator looks 
 before each cycle and once at :data:`OPERATOR_END_OF_DAY`; an approval is executed through
 :func:`agent.approvals.approve`, so it passes the same re-check as a human's (a refused one
 stays unexecuted). :class:`LoopResult` counts, per source (``policy``, ``self_healing``), how
-many non-``noop`` decisions the guardrails executed, held and blocked (:data:`OUTCOMES`), and
-what the operator's answers led to (``approved``, ``refused``, ``expired``).
+many non-``noop`` decisions executed, found nothing to do, were held and were blocked
+(:data:`OUTCOMES`), and what the operator's answers led to (``approved``, ``refused``,
+``expired``).
 
 The day's rows are sampled by this module's small writer, sized by the simulator's state
 (:mod:`agent.seed` materializes a whole history at once and has no per-day entry point). The
@@ -73,7 +74,13 @@ from agent.models import (
     Subscription,
     User,
 )
-from agent.orchestrator import APPROVAL_TTL, CycleRunning, resolve_policy, run_full_cycle
+from agent.orchestrator import (
+    APPROVAL_TTL,
+    CycleRunning,
+    DecisionOutcome,
+    resolve_policy,
+    run_full_cycle,
+)
 from environment.actions import ACTION_NAMES, CYCLE_HOURS, NOOP, action_index
 from environment.params import BusinessParams
 from policies.base import Policy
@@ -97,8 +104,10 @@ reports retry recovery rates of roughly 40-70%; 50% is assumed)."""
 EXPIRY_DAYS = BusinessParams().failed_payment_expiry_days
 """Days after which an unrecovered failed charge expires, as in the simulator."""
 START = datetime(2025, 1, 1)
-OUTCOMES: tuple[str, ...] = ("executed", "needs_approval", "blocked")
-"""What the guardrails can make of a decision (:class:`agent.guardrails.Verdict` values)."""
+OUTCOMES: tuple[str, ...] = ("executed", "nothing_to_do", "needs_approval", "blocked")
+"""What became of a decision: :class:`agent.guardrails.Verdict` values, except that a decision
+the guardrails passed but whose actuator found no row to act on is ``nothing_to_do``, not
+``executed`` (it changed nothing)."""
 OPERATOR = "twin-operator"
 """The name the modelled operator approves under (audited like any approver)."""
 OPERATOR_END_OF_DAY = timedelta(hours=23, minutes=30)
@@ -492,6 +501,14 @@ DEPLOYMENT_CYCLES_PER_DAY = round(24 / CYCLE_HOURS)
 """The twin's default cadence: the deployment's, one cycle per environment step (6 a day)."""
 
 
+def _outcome(decision: DecisionOutcome) -> str:
+    """The decision's entry of :data:`OUTCOMES`."""
+    verdict = Verdict(decision.verdict).value
+    if verdict == Verdict.EXECUTED and decision.execution_id is None:
+        return "nothing_to_do"
+    return verdict
+
+
 def _add(into: dict[str, int], counts: dict[str, int]) -> None:
     for key, n in counts.items():
         into[key] = into.get(key, 0) + n
@@ -562,7 +579,7 @@ def run_closed_loop(
                         if d.execution_id is not None:
                             executed[d.action] = executed.get(d.action, 0) + 1
                         if d.action != ACTION_NAMES[NOOP]:
-                            _add(outcomes.setdefault(d.source, {}), {Verdict(d.verdict).value: 1})
+                            _add(outcomes.setdefault(d.source, {}), {_outcome(d): 1})
                 if operator is not None:
                     visit = day_start + OPERATOR_END_OF_DAY
                     _add(answers, _operator_answers(engine, visit, operator, executed))

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from agent.actuators import normalize_event_type
 from agent.db import make_engine
 from agent.models import EVENT_TYPES, Approval, Execution, User
+from agent.orchestrator import DecisionOutcome
 from agent.seed import unnormalized_event_type
 from agent.twin import (
     DEPLOYMENT_CYCLES_PER_DAY,
@@ -21,6 +22,7 @@ from agent.twin import (
     TRAJECTORY_KPIS,
     UNREPAIRABLE_EVENT_TYPE,
     _effects_as_actions,
+    _outcome,
     run_closed_loop,
 )
 from environment.actions import ACTION_NAMES
@@ -90,7 +92,8 @@ def test_decisions_are_counted_per_source_and_outcome(tmp_path: Path) -> None:
         assert set(counts) <= set(OUTCOMES)
         assert all(type(outcome) is str for outcome in counts)  # plain names, JSON-ready
     executed_by_guardrails = sum(c.get("executed", 0) for c in result.decisions.values())
-    # nobody approves: every execution is one the guardrails passed
+    # nobody approves: every execution is one the guardrails passed, and "executed" means an
+    # execution happened (one with nothing to act on is counted apart)
     assert result.approvals == {}
     assert executed_by_guardrails == sum(result.executions.values())
     assert result.row()["policy_executed"] == result.decisions.get("policy", {}).get("executed", 0)
@@ -150,3 +153,19 @@ def test_the_twins_defects_are_what_data_fix_repairs(kind: str) -> None:
     assert defect not in EVENT_TYPES  # observation counts it as an unknown type
     assert normalize_event_type(defect) == kind
     assert normalize_event_type(UNREPAIRABLE_EVENT_TYPE) is None
+
+
+@pytest.mark.parametrize(
+    ("verdict", "rule", "execution_id", "outcome"),
+    [
+        ("executed", "passed", 7, "executed"),
+        ("executed", "nothing_to_do", None, "nothing_to_do"),  # passed, but changed nothing
+        ("needs_approval", "confidence", None, "needs_approval"),
+        ("blocked", "governance.cooldown", None, "blocked"),
+    ],
+)
+def test_a_decision_counts_as_executed_only_when_something_executed(
+    verdict: str, rule: str, execution_id: int | None, outcome: str
+) -> None:
+    decision = DecisionOutcome(1, "data_fix", "policy", 0.9, verdict, rule, (), 0, execution_id)
+    assert _outcome(decision) == outcome and outcome in OUTCOMES
