@@ -1042,9 +1042,14 @@ def is_conflict(error: BaseException) -> bool:
     return isinstance(error, IntegrityError)
 
 
-def executions_by_action(session: Session, now: datetime) -> dict[str, list[datetime]]:
-    """Start times of live executions in the last week (not undone), per action."""
-    since = now - timedelta(days=7)
+def executions_by_action(
+    session: Session, now: datetime, lookback: timedelta
+) -> dict[str, list[datetime]]:
+    """Start times of live executions (not undone) in the ``lookback`` before ``now``, per
+    action. The guardrails need every execution their longest cooldown can see
+    (:attr:`agent.guardrails.Governance.lookback`): a shorter window forgets an execution
+    while its cooldown still runs (a week's window once let a fortnightly action run weekly)."""
+    since = now - lookback
     rows = session.execute(
         select(Execution.action, Execution.started_at).where(
             Execution.started_at > since, Execution.status == "executed"

@@ -337,7 +337,7 @@ def _recheck(
     context = GuardContext(
         now=moment,
         dry_run=False,
-        executions=executions_by_action(session, moment),
+        executions=executions_by_action(session, moment, governance.lookback),
         rows=rows,
         population=current.population,
     )

@@ -130,6 +130,13 @@ class Governance:
     rules: Mapping[str, ActionRule] = field(default_factory=_default_rules)
     source: str = "built-in defaults"
 
+    @property
+    def lookback(self) -> timedelta:
+        """How far back the guardrails must see executions: the longest cooldown, and at
+        least the 24 h of ``max_per_day``."""
+        hours = max((rule.cooldown_hours for rule in self.rules.values()), default=0.0)
+        return timedelta(hours=max(hours, 24.0))
+
     def rule(self, action: str) -> ActionRule:
         """The rule for ``action``; ``ValueError`` naming the allowed actions."""
         try:

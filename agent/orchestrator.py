@@ -485,7 +485,7 @@ def feasible_actions(
     switch, approvals and confidence are left to the guardrails: they hold or stop a decision
     the policy made, they do not change what it would choose.
     """
-    executions = executions_by_action(session, at)
+    executions = executions_by_action(session, at, governance.lookback)
     allowed = np.ones(N_ACTIONS, dtype=bool)
     excluded: dict[str, str] = {}
     for index, name in enumerate(ACTION_NAMES):
@@ -632,7 +632,7 @@ def _handle_once(session: Session, context: CycleContext, candidate: Candidate) 
         dry_run=context.dry_run,
         kill_switch=context.kill_switch,
         kill_reason=context.kill_reason,
-        executions=executions_by_action(session, at),
+        executions=executions_by_action(session, at, context.config.governance.lookback),
         rows=planned.rows if planned else 0,
         population=planned.population if planned else 0,
     )

@@ -7,8 +7,8 @@
   policy's own when allowed, else the most probable allowed action. The logged probabilities
   are the restricted ones: what the decision was actually drawn from.
 - The guardrails are evaluated as if live (``mode: advise``: the caller acts, so ``executed``
-  means the guardrails let the action through), with the kill switch and the executions of the
-  last week; the log records ``noop`` as what ran unless the verdict is ``executed``.
+  means the guardrails let the action through), with the kill switch and the executions the
+  longest cooldown can see; the log records ``noop`` as what ran unless the verdict is ``executed``.
 - Idempotency: the body (without ``event_id``) is hashed; a repeated ``event_id`` with the same
   hash gets the stored answer, with another hash a 422. Nothing is decided twice.
 - Audit: every request that decides appends ONE entry to the hash-chained trail
@@ -75,14 +75,15 @@ class Guard:
 def guard_for(
     session: Session, governance: Governance, thresholds: Mapping[str, float], now: datetime
 ) -> Guard:
-    """The guardrails' inputs at ``now``: kill switch and last week's executions."""
+    """The guardrails' inputs at ``now``: kill switch and the executions governance's
+    longest cooldown can see (:attr:`agent.guardrails.Governance.lookback`)."""
     on, reason = kill_switch_state(session)
     context = GuardContext(
         now=now,
         dry_run=False,
         kill_switch=on,
         kill_reason=reason,
-        executions=executions_by_action(session, now),
+        executions=executions_by_action(session, now, governance.lookback),
     )
     return Guard(governance, thresholds, context)
 

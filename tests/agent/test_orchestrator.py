@@ -320,3 +320,31 @@ def test_the_policy_chooses_only_among_feasible_actions(
         thresholds=EAGER,
     )
     assert next(d for d in allowed.decisions if d.source == "policy").action == "scale_infra"
+
+
+def test_a_fortnightly_cooldown_holds_past_a_week(seeded: tuple[Engine, SeedResult]) -> None:
+    # ship_feature may run once a fortnight live; the guardrails once looked back one week
+    # only, so the rules shipped weekly in the closed loop while a masked policy could not.
+    engine, result = seeded
+    ships = {}
+    for days in (0, 8, 13, 14):
+        outcome = run_full_cycle(
+            engine,
+            dry_run=False,
+            policy=_Insists("ship_feature"),
+            as_of=result.as_of + timedelta(days=days, minutes=1 if days == 14 else 0),
+            thresholds=EAGER,
+        )
+        ships[days] = next(d for d in outcome.decisions if d.source == "policy").action
+    assert ships == {0: "ship_feature", 8: "noop", 13: "noop", 14: "ship_feature"}
+
+
+def test_governance_looks_back_as_far_as_its_longest_cooldown() -> None:
+    assert Governance().lookback == timedelta(days=14)  # ship_feature, shift_marketing
+    longer = parse_governance("actions:\n  funnel_fix: {cooldown_hours: 720}\n")
+    assert longer.lookback == timedelta(days=30)
+    none = parse_governance(
+        "defaults:\n  cooldown_hours: 0\nactions:\n"
+        + "".join(f"  {name}: {{cooldown_hours: 0}}\n" for name in ACTION_NAMES)
+    )
+    assert none.lookback == timedelta(hours=24)  # max_per_day still counts a day
