@@ -8,6 +8,10 @@ self-healing decision per detected remediation issue (:mod:`agent.healing`);
   run: the second raises :class:`~agent.lock.CycleRunning`;
 - record every decision (a ``decisions`` row, with its verdict) and audit every decision,
   verdict, execution, approval request and the cycle itself;
+- let the policy choose only among the actions that could execute now
+  (:func:`feasible_actions`: not blocked by governance, with rows to act on), so its decision
+  is its best feasible one rather than a refusal; the excluded actions and their rules are in
+  the decision's audit entry;
 - execute each action through :mod:`agent.actuators`; each decision (its row, its execution
   with the undo record, its audit entries) is one savepoint, so a failed decision leaves none
   of its rows; a dry run (the default) plans and audits but changes no product table.
@@ -32,8 +36,8 @@ why in its audit entry.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -491,15 +495,32 @@ def feasible_actions(
     for index, name in enumerate(ACTION_NAMES):
         if index == NOOP:
             continue
-        planned = actuators.plan(session, name, at)
-        context = GuardContext(
-            now=at, executions=executions, rows=planned.rows, population=planned.population
-        )
-        blocked = governance_block(name, governance, context)
-        if blocked is not None or planned.rows == 0:
+        excluded_by = _infeasible(session, name, at, governance, executions)
+        if excluded_by is not None:
             allowed[index] = False
-            excluded[name] = blocked.rule if blocked is not None else "nothing_to_do"
+            excluded[name] = excluded_by
     return allowed, excluded
+
+
+def _infeasible(
+    session: Session,
+    name: str,
+    at: datetime,
+    governance: Governance,
+    executions: Mapping[str, Sequence[datetime]],
+) -> str | None:
+    """The rule that excludes ``name`` now, or None. The rules that need no plan are asked
+    first (a plan can cost a scan), the blast radius and ``nothing_to_do`` with the plan."""
+    pacing = GuardContext(now=at, executions=executions)  # no rows: blast radius cannot fire
+    blocked = governance_block(name, governance, pacing)
+    if blocked is not None:
+        return blocked.rule
+    planned = actuators.plan(session, name, at)
+    sized = replace(pacing, rows=planned.rows, population=planned.population)
+    blocked = governance_block(name, governance, sized)
+    if blocked is not None:
+        return blocked.rule
+    return "nothing_to_do" if planned.rows == 0 else None
 
 
 def _policy_candidate(
