@@ -522,14 +522,8 @@ class _Materializer:
 
     def _record_health(self, s: BusinessState, at: float) -> None:
         """Monitoring at time ``at``: the simulator's error rate, latency and failed jobs."""
-        p = self.p
-        _, latency, errors, failed_jobs = system_health(s, p)
-        for name, value in (
-            ("error_rate", errors),
-            ("p95_latency_ms", latency),
-            ("failed_job_rate", failed_jobs),
-        ):
-            self.ledger.metrics.append((name, at, float(value)))
+        for name, value in health_metrics(s, self.p):
+            self.ledger.metrics.append((name, at, value))
 
     # --- one simulated day --------------------------------------------------------------
 
@@ -1304,6 +1298,17 @@ def _build_rows(
         (AuditLog.__table__, audit),  # type: ignore[list-item]
     ]
     return tables
+
+
+def health_metrics(s: BusinessState, p: BusinessParams) -> list[tuple[str, float]]:
+    """The monitoring samples of state ``s``: the simulator's error rate, p95 latency and
+    failed-job rate, as the ``usage_metrics`` names :mod:`agent.observe` reads."""
+    _, latency, errors, failed_jobs = system_health(s, p)
+    return [
+        ("error_rate", float(errors)),
+        ("p95_latency_ms", float(latency)),
+        ("failed_job_rate", float(failed_jobs)),
+    ]
 
 
 def unnormalized_event_type(kind: str) -> str:

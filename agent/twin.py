@@ -15,7 +15,8 @@
 3. the simulator writes the day into the database: new signups, a day of activity for the
    engaged accounts (the accounts the campaign messaged are the first to come back when the
    simulator's engagement rises), new failed charges and recoveries of the retried ones,
-   churned accounts (their records become orphans) and new defects (corrupted event types,
+   churned accounts (their records become orphans), the monitoring samples of each step
+   (error rate, latency, failed jobs) and new defects (corrupted event types,
    repairable at the simulator's ``data_fix_share``).
 
 **The approval path.** Decisions the guardrails hold wait for a human. ``approver_delay_hours``
@@ -38,6 +39,7 @@ cumulative reward), so the three modes can be compared on the same seed.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -72,6 +74,7 @@ from agent.models import (
     Outbox,
     Setting,
     Subscription,
+    UsageMetric,
     User,
 )
 from agent.orchestrator import (
@@ -114,6 +117,9 @@ OPERATOR_END_OF_DAY = timedelta(hours=23, minutes=30)
 """The operator's last look at the queue each day (after the day's cycles)."""
 MAX_APPROVER_DELAY_HOURS = APPROVAL_TTL.total_seconds() / 3600
 """An operator slower than this never answers: held decisions expire first."""
+
+STEP = timedelta(hours=CYCLE_HOURS)
+"""One environment step of simulated time."""
 
 # The day writer's own magnitudes (assumptions: the simulator has no clock within a day):
 ACTIVATION_DELAY = timedelta(hours=2)
@@ -249,9 +255,10 @@ class _Day:
 class _DayWriter:
     """Writes one simulated day into the database, sized by the simulator's state."""
 
-    def __init__(self, engine: Engine, rng: np.random.Generator) -> None:
+    def __init__(self, engine: Engine, rng: np.random.Generator, params: BusinessParams) -> None:
         self.engine = engine
         self.rng = rng
+        self.params = params
         self.engaged: set[int] = set()
 
     def _sample(self, items: list[int], k: int) -> list[int]:
@@ -265,10 +272,12 @@ class _DayWriter:
     def _count(self, expected: float) -> int:
         return seeding.stochastic_round(self.rng, expected)
 
-    def write(self, day_start: datetime, before: Any, after: Any) -> None:
-        """Write one simulated day (``before`` -> ``after``, the simulator's states) into the
-        database, in one transaction: one step per table, in a fixed order (the random
-        stream, and so the rows, depend on it)."""
+    def write(
+        self, day_start: datetime, before: Any, after: Any, steps: Sequence[Any] = ()
+    ) -> None:
+        """Write one simulated day (``before`` -> ``after``, the simulator's states; ``steps``:
+        its state after each step) into the database, in one transaction: one step per
+        table, in a fixed order (the random stream, and so the rows, depend on it)."""
         end = day_start + timedelta(days=1)
         with self.engine.begin() as connection:
             day = _Day(connection, day_start, end, before, after, self.rng)
@@ -277,6 +286,19 @@ class _DayWriter:
             self._write_engagement(day)
             self._write_billing(day)
             self._write_defects(day)
+            self._write_health(day, steps)
+
+    def _write_health(self, day: _Day, steps: Sequence[Any]) -> None:
+        """Monitoring: the simulator's error rate, latency and failed jobs at the end of each
+        step, as :mod:`agent.seed` records them, so the observed health follows the
+        simulator's (scaling, incidents) as it does in training."""
+        rows = [
+            {"name": name, "recorded_at": day.start + (k + 1) * STEP, "value": value}
+            for k, state in enumerate(steps)
+            for name, value in seeding.health_metrics(state, self.params)
+        ]
+        if rows:
+            day.connection.execute(insert(UsageMetric), rows)
 
     def _write_signups(self, day: _Day) -> None:
         """Signups: the simulator's new trial cohort; activation at its rate."""
@@ -555,7 +577,7 @@ def run_closed_loop(
     note = ""
     if mode != "none":  # resolved once: the champion is not fetched again every cycle
         chosen, note = resolve_policy("rules" if mode == "rules" else policy)
-    writer = _DayWriter(engine, np.random.default_rng(seed + 1))
+    writer = _DayWriter(engine, np.random.default_rng(seed + 1), seeded.params)
     value, trajectory, cycles = 0.0, [], 0
     policy_name = "none"
     executed: dict[str, int] = {}
@@ -586,16 +608,18 @@ def run_closed_loop(
             actions = _effects_as_actions(engine, day_start, day_start + timedelta(days=1))
             before = sim.get_state()
             info: dict[str, Any] = {}
+            states = []
             for step in range(steps):
                 action = actions[step] if step < len(actions) else NOOP
                 _, reward, terminated, _, info = sim.step(action)
                 value += float(reward)
+                states.append(sim.get_state())
                 if terminated:
                     break
             trajectory.append(
                 {"day": float(day + 1), **{k: float(info["kpis"][k]) for k in TRAJECTORY_KPIS}}
             )
-            writer.write(day_start, before, sim.get_state())
+            writer.write(day_start, before, states[-1], states)
             if terminated:
                 break
     finally:

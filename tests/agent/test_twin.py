@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from agent.actuators import normalize_event_type
 from agent.db import make_engine
-from agent.models import EVENT_TYPES, Approval, Execution, User
+from agent.models import EVENT_TYPES, Approval, Execution, UsageMetric, User
 from agent.orchestrator import DecisionOutcome
 from agent.seed import unnormalized_event_type
 from agent.twin import (
@@ -169,3 +169,18 @@ def test_a_decision_counts_as_executed_only_when_something_executed(
 ) -> None:
     decision = DecisionOutcome(1, "data_fix", "policy", 0.9, verdict, rule, (), 0, execution_id)
     assert _outcome(decision) == outcome and outcome in OUTCOMES
+
+
+def test_the_twin_records_the_simulators_monitoring_every_step(tmp_path: Path) -> None:
+    # Without these samples the observed health froze at the seed's last one, and a policy
+    # trained on the simulator scaled infrastructure daily to lift a number that never moved.
+    url = f"sqlite:///{tmp_path / 'health.db'}"
+    run_closed_loop(url, days=2, seed=4, mode="none", users=800)
+    with make_engine(url).connect() as connection:
+        rows = connection.execute(
+            select(UsageMetric.name, UsageMetric.recorded_at).where(UsageMetric.recorded_at > START)
+        ).all()
+    names = {"error_rate", "p95_latency_ms", "failed_job_rate"}
+    assert len(rows) == 2 * DEPLOYMENT_CYCLES_PER_DAY * len(names)
+    assert {name for name, _ in rows} == names
+    assert max(at for _, at in rows) == START + timedelta(days=2)  # the last step's end
