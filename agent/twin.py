@@ -39,7 +39,7 @@ cumulative reward), so the three modes can be compared on the same seed.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -77,6 +77,7 @@ from agent.models import (
     UsageMetric,
     User,
 )
+from agent.observe import MARKETING_METRIC
 from agent.orchestrator import (
     APPROVAL_TTL,
     CycleRunning,
@@ -85,7 +86,9 @@ from agent.orchestrator import (
     run_full_cycle,
 )
 from environment.actions import ACTION_NAMES, CYCLE_HOURS, NOOP, action_index
+from environment.dynamics import true_kpis
 from environment.params import BusinessParams
+from environment.state import MONTH_DAYS
 from policies.base import Policy
 
 Mode = Literal["autopilot", "rules", "none"]
@@ -124,6 +127,9 @@ STEP = timedelta(hours=CYCLE_HOURS)
 # The day writer's own magnitudes (assumptions: the simulator has no clock within a day):
 ACTIVATION_DELAY = timedelta(hours=2)
 """A trial that activates does so a couple of hours after signing up."""
+DAY7 = timedelta(days=7)
+"""The day-7 return window opens this long after signup (observation's ``d7_retention``); a
+return is written at its opening, so it lies inside the window and inside the day."""
 CHURN_TIME = timedelta(hours=12)
 """Accounts that churn close at midday."""
 CAMPAIGN_MEMORY = timedelta(days=2)
@@ -239,6 +245,8 @@ class _Day:
     before: Any
     after: Any
     rng: np.random.Generator
+    kpis: Mapping[str, float]
+    """The simulator's true KPIs at the day's end (the rates the day's rows are drawn at)."""
 
     @property
     def alive(self) -> ColumnElement[bool]:
@@ -280,9 +288,12 @@ class _DayWriter:
         table, in a fixed order (the random stream, and so the rows, depend on it)."""
         end = day_start + timedelta(days=1)
         with self.engine.begin() as connection:
-            day = _Day(connection, day_start, end, before, after, self.rng)
+            kpis = true_kpis(after, self.params)
+            day = _Day(connection, day_start, end, before, after, self.rng, kpis)
             self._write_signups(day)
+            self._write_day7_returns(day)
             self._write_churn(day)
+            self._write_subscriptions(day)
             self._write_engagement(day)
             self._write_billing(day)
             self._write_defects(day)
@@ -290,23 +301,26 @@ class _DayWriter:
 
     def _write_health(self, day: _Day, steps: Sequence[Any]) -> None:
         """Monitoring: the simulator's error rate, latency and failed jobs at the end of each
-        step, as :mod:`agent.seed` records them, so the observed health follows the
-        simulator's (scaling, incidents) as it does in training."""
+        step, and the day's marketing spend, as :mod:`agent.seed` records them, so the
+        observed health follows the simulator's (scaling, incidents) as it does in training
+        and CAC keeps its base."""
         rows = [
             {"name": name, "recorded_at": day.start + (k + 1) * STEP, "value": value}
             for k, state in enumerate(steps)
             for name, value in seeding.health_metrics(state, self.params)
         ]
+        # the day's marketing spend, as the seed records it (the base of observed CAC)
+        spend = {"recorded_at": day.end, "value": float(self.params.marketing_per_day)}
+        rows.append({"name": MARKETING_METRIC, **spend})
         if rows:
             day.connection.execute(insert(UsageMetric), rows)
 
     def _write_signups(self, day: _Day) -> None:
-        """Signups: the simulator's new trial cohort; activation at its rate."""
+        """Signups: the simulator's new trial cohort, each activating at the simulator's
+        ``signup_to_activation`` (the share observation reads: activated within 7 days)."""
         rng = self.rng
         signups = self._count(day.after.trial_pending[1] + day.after.trial_activated[1])
-        activated_share = float(day.after.trial_activated[1]) / max(
-            float(day.after.trial_pending[1] + day.after.trial_activated[1]), 1e-9
-        )
+        activated_share = day.kpis["signup_to_activation"]
         times = day.times(signups)
         if signups:
             rows = [
@@ -321,6 +335,27 @@ class _DayWriter:
                 for i, t in enumerate(times)
             ]
             day.connection.execute(insert(User), rows)
+
+    def _write_day7_returns(self, day: _Day) -> None:
+        """Day-7 returns: of the alive users whose seventh day after signup falls today, the
+        simulator's ``d7_retention`` share comes back (an event on that day), as observation
+        measures it; without them the observed day-7 retention fell to zero once the seeded
+        cohorts had aged out."""
+        rng = self.rng
+        cohort = day.connection.execute(
+            select(User.id, User.signup_at).where(
+                User.signup_at >= day.start - DAY7,
+                User.signup_at < day.end - DAY7,
+                or_(User.deleted_at.is_(None), User.deleted_at > day.end),
+            )
+        ).all()
+        back = [
+            {"user_id": int(u), "type": "logged_in", "occurred_at": signup + DAY7}
+            for u, signup in cohort
+            if rng.random() < day.kpis["d7_retention"]
+        ]
+        if back:
+            day.connection.execute(insert(Event), back)
 
     def _write_churn(self, day: _Day) -> None:
         """Churn: accounts close; their records become orphans."""
@@ -338,6 +373,56 @@ class _DayWriter:
                 update(User).where(User.id.in_(ids)).values(deleted_at=day.start + CHURN_TIME)
             )
             self.engaged.difference_update(ids)
+
+    def _write_subscriptions(self, day: _Day) -> None:
+        """Conversions and cancellations at the simulator's 30-day ``conversion_rate`` and
+        ``churn_rate`` (a thirtieth of each a day), as observation reads them: new paid
+        subscriptions of active free accounts, and subscriptions ended as ``canceled`` (the
+        account stays, free). Without them both observed rates fell to zero once the seeded
+        month had passed, and LTV:CAC grew without bound."""
+        rng, p = self.rng, self.params
+        free = day.connection.execute(
+            select(User.id)
+            .where(day.alive, User.activated_at.is_not(None))
+            .where(
+                ~User.id.in_(select(Subscription.user_id).where(Subscription.ended_at.is_(None)))
+            )
+            .order_by(User.id)
+        ).scalars()
+        converting = self._sample(
+            [int(u) for u in free],
+            self._count(day.kpis["conversion_rate"] * day.after.active_free / MONTH_DAYS),
+        )
+        if converting:
+            pro = rng.random(len(converting)) < p.pro_share
+            day.connection.execute(
+                insert(Subscription),
+                [
+                    {
+                        "user_id": u, "plan": "pro" if is_pro else "basic",
+                        "list_price": p.pro_price if is_pro else p.basic_price,
+                        "status": "active", "started_at": t, "start_reason": "conversion",
+                    }
+                    for u, is_pro, t in zip(
+                        converting, pro.tolist(), day.times(len(converting)), strict=True
+                    )
+                ],
+            )  # fmt: skip
+        active = day.connection.execute(
+            select(Subscription.id)
+            .where(Subscription.ended_at.is_(None), Subscription.started_at < day.start)
+            .order_by(Subscription.id)
+        ).scalars()
+        canceling = self._sample(
+            [int(i) for i in active],
+            self._count(day.kpis["churn_rate"] * day.after.paying / MONTH_DAYS),
+        )
+        if canceling:
+            day.connection.execute(
+                update(Subscription)
+                .where(Subscription.id.in_(canceling))
+                .values(ended_at=day.start + CHURN_TIME, end_reason="canceled", status="canceled")
+            )
 
     def _write_engagement(self, day: _Day) -> None:
         """Engagement: the simulator's engaged accounts are active today; messaged accounts

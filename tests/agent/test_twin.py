@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from agent.actuators import normalize_event_type
-from agent.db import make_engine
+from agent.db import make_engine, session_factory
 from agent.models import EVENT_TYPES, Approval, Execution, UsageMetric, User
+from agent.observe import MARKETING_METRIC, observe
 from agent.orchestrator import DecisionOutcome
 from agent.seed import unnormalized_event_type
 from agent.twin import (
@@ -181,6 +182,23 @@ def test_the_twin_records_the_simulators_monitoring_every_step(tmp_path: Path) -
             select(UsageMetric.name, UsageMetric.recorded_at).where(UsageMetric.recorded_at > START)
         ).all()
     names = {"error_rate", "p95_latency_ms", "failed_job_rate"}
-    assert len(rows) == 2 * DEPLOYMENT_CYCLES_PER_DAY * len(names)
-    assert {name for name, _ in rows} == names
+    assert len(rows) == 2 * (DEPLOYMENT_CYCLES_PER_DAY * len(names) + 1)  # + marketing spend
+    assert {name for name, _ in rows} == names | {MARKETING_METRIC}
     assert max(at for _, at in rows) == START + timedelta(days=2)  # the last step's end
+
+
+def test_the_observed_funnel_keeps_following_the_simulator_after_the_seeded_month(
+    tmp_path: Path,
+) -> None:
+    # Once the seeded history aged out, the twin wrote no day-7 returns, conversions or
+    # cancellations: observed d7 retention, conversion and churn fell to zero, LTV:CAC grew
+    # past 10,000, and a policy trained on the simulator saw a business that does not exist.
+    url = f"sqlite:///{tmp_path / 'funnel.db'}"
+    result = run_closed_loop(url, days=40, seed=4, mode="none", users=800)
+    with session_factory(make_engine(url))() as session:
+        kpis = observe(session, START + timedelta(days=40)).kpis
+    truth = result.final_kpis
+    assert kpis["d7_retention"] == pytest.approx(truth["d7_retention"], abs=0.15)
+    assert kpis["conversion_rate"] > 0.01 and kpis["churn_rate"] > 0.01
+    assert kpis["mrr"] == pytest.approx(truth["mrr"], rel=0.15)
+    assert kpis["ltv_cac"] < 50.0
