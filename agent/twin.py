@@ -39,7 +39,7 @@ cumulative reward), so the three modes can be compared on the same seed.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -88,7 +88,7 @@ from agent.orchestrator import (
 from environment.actions import ACTION_NAMES, CYCLE_HOURS, NOOP, action_index
 from environment.dynamics import true_kpis
 from environment.params import BusinessParams
-from environment.state import MONTH_DAYS
+from environment.state import MONTH_DAYS, WEEK_DAYS
 from policies.base import Policy
 
 Mode = Literal["autopilot", "rules", "none"]
@@ -121,6 +121,21 @@ OPERATOR_END_OF_DAY = timedelta(hours=23, minutes=30)
 MAX_APPROVER_DELAY_HOURS = APPROVAL_TTL.total_seconds() / 3600
 """An operator slower than this never answers: held decisions expire first."""
 
+PROMPT_AUDIENCES: dict[str, Callable[[datetime], ColumnElement[bool]]] = {
+    "onboarding_boost": lambda at: or_(
+        User.activated_at.is_(None), User.signup_at > at - timedelta(days=WEEK_DAYS)
+    ),
+    "upgrade_prompt": lambda at: and_(
+        User.activated_at.is_not(None),
+        ~User.id.in_(
+            select(Subscription.user_id).where(
+                Subscription.ended_at.is_(None), Subscription.plan == "pro"
+            )
+        ),
+    ),
+}
+"""Whom each prompt setting messages (the simulator's audiences: trials and unactivated
+accounts; free and basic accounts)."""
 STEP = timedelta(hours=CYCLE_HOURS)
 """One environment step of simulated time."""
 
@@ -294,6 +309,7 @@ class _DayWriter:
             self._write_day7_returns(day)
             self._write_churn(day)
             self._write_subscriptions(day)
+            self._write_prompts(day)
             self._write_engagement(day)
             self._write_billing(day)
             self._write_defects(day)
@@ -423,6 +439,33 @@ class _DayWriter:
                 .where(Subscription.id.in_(canceling))
                 .values(ended_at=day.start + CHURN_TIME, end_reason="canceled", status="canceled")
             )
+
+    def _write_prompts(self, day: _Day) -> None:
+        """The product's messages behind the prompt settings: on a day an ``onboarding_boost``
+        or ``upgrade_prompt`` executed, every account it addresses gets a message, as the
+        simulator counts them (trials and unactivated accounts; free and basic accounts), so
+        observed message pressure carries the prompts as it does in training."""
+        started = day.connection.execute(
+            select(Execution.action, Execution.started_at).where(
+                Execution.action.in_(PROMPT_AUDIENCES),
+                Execution.status == "executed",
+                Execution.started_at >= day.start,
+                Execution.started_at < day.end,
+            )
+        ).all()
+        for action, at in started:
+            audience = day.connection.execute(
+                select(User.id).where(day.alive, PROMPT_AUDIENCES[action](day.start))
+            ).scalars()
+            rows = [
+                {
+                    "created_at": at, "kind": "message", "topic": action, "user_id": int(u),
+                    "payload": {"setting": action}, "status": "sent", "sent_at": at,
+                }
+                for u in audience
+            ]  # fmt: skip
+            if rows:
+                day.connection.execute(insert(Outbox), rows)
 
     def _write_engagement(self, day: _Day) -> None:
         """Engagement: the simulator's engaged accounts are active today; messaged accounts

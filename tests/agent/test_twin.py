@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from agent.actuators import normalize_event_type
 from agent.db import make_engine, session_factory
-from agent.models import EVENT_TYPES, Approval, Execution, UsageMetric, User
+from agent.models import EVENT_TYPES, Approval, Execution, Outbox, UsageMetric, User
 from agent.observe import MARKETING_METRIC, observe
 from agent.orchestrator import DecisionOutcome
 from agent.seed import unnormalized_event_type
@@ -202,3 +202,22 @@ def test_the_observed_funnel_keeps_following_the_simulator_after_the_seeded_mont
     assert kpis["conversion_rate"] > 0.01 and kpis["churn_rate"] > 0.01
     assert kpis["mrr"] == pytest.approx(truth["mrr"], rel=0.15)
     assert kpis["ltv_cac"] < 50.0
+
+
+def test_the_prompt_settings_message_their_audience_as_the_simulator_counts_them(
+    tmp_path: Path,
+) -> None:
+    # The prompts are settings live; their messages are the product's. Without them observed
+    # message pressure was a tenth of the simulator's, and a trained policy misread fatigue.
+    url = f"sqlite:///{tmp_path / 'prompts.db'}"
+    result = run_closed_loop(url, days=2, seed=4, mode="rules", users=800)
+    assert result.executions.get("onboarding_boost", 0) >= 1  # the rules' first-day routine
+    with make_engine(url).connect() as connection:
+        sent = connection.execute(
+            select(Outbox.user_id, Outbox.status).where(Outbox.topic == "onboarding_boost")
+        ).all()
+        unactivated = connection.execute(
+            select(func.count()).select_from(User).where(User.activated_at.is_(None))
+        ).scalar_one()
+    assert len(sent) > 0 and all(status == "sent" for _, status in sent)
+    assert len({u for u, _ in sent}) == len(sent) <= unactivated + 800  # once per account
