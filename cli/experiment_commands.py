@@ -15,10 +15,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.common import UsageError
 from policies.validation import split_list
+
+if TYPE_CHECKING:  # MLflow loads only inside the handlers
+    from experiments.models import LoggedPolicy
+    from experiments.tracking import Tracking
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -76,13 +80,29 @@ def train_command(args: argparse.Namespace) -> int:
     if args.algo is None:
         raise ValueError("train needs --algo (ppo, maskable_ppo, linucb, ...) or --preset champion")
     config = load_config(args.algo, args.config, args.set or (), **fields)
-    result = train(config, tracking=_tracking(args), progress=progress)
+    result = train(config, tracking=_tracking(args), progress=progress, alias=args.alias)
     print(result.evaluation.table())
     print(f"MLflow run {result.run_id}")
     if result.logged is not None and result.logged.version is not None:
-        print(f"registered autopilot-policy version {result.logged.version} as 'challenger'")
+        print(registration_text(result.logged, _tracking(args)))
     print(_ui_hint(_tracking(args).uri))
     return 0
+
+
+def registration_text(logged: LoggedPolicy, tracking: Tracking) -> str:
+    """What ``autopilot train`` did in the registry: the new version, its alias, and where
+    the alias came from or where ``challenger`` still is, so that a second training never
+    silently changes what ``promote`` and ``@challenger`` mean."""
+    from experiments.models import CHALLENGER, REGISTERED_MODEL, model_version
+
+    text = f"registered {REGISTERED_MODEL} version {logged.version} as {logged.alias!r}"
+    if logged.replaced is not None:
+        return f"{text} (moved from version {logged.replaced}, which stays registered)"
+    if logged.alias != CHALLENGER:
+        challenger = model_version(tracking, CHALLENGER)
+        where = "no version" if challenger is None else f"version {challenger.version}"
+        return f"{text}; {CHALLENGER!r} is still {where}"
+    return text
 
 
 def _train_preset(args: argparse.Namespace, fields: dict[str, Any], progress: bool) -> int:
@@ -273,6 +293,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     train.add_argument("--seed", type=_non_negative_int, default=None)
     train.add_argument(
         "--no-register", action="store_true", help="log the model without registering it"
+    )
+    train.add_argument(
+        "--alias",
+        default="challenger",
+        help="registry alias of the new version (default challenger, what promote reads); "
+        "another name leaves the challenger where it is",
     )
     _config_args(train)
     _common(train)

@@ -40,7 +40,7 @@ def test_train_evaluate_promote_thresholds_tune(
         == 0
     )
     out = capsys.readouterr().out
-    assert "noop - rules (paired)" in out
+    assert "[noop] - [models:/autopilot-policy@challenger] (paired)" in out
 
     assert (
         _run(
