@@ -22,6 +22,7 @@ from policies.validation import split_list
 
 if TYPE_CHECKING:  # MLflow loads only inside the handlers
     from experiments.models import LoggedPolicy
+    from experiments.thresholds import ThresholdsFile
     from experiments.tracking import Tracking
 
 Handler = Callable[[argparse.Namespace], int]
@@ -174,10 +175,16 @@ def threshold_text(threshold: float | None) -> str:
     return f"{threshold:g}"
 
 
+def policy_line(document: ThresholdsFile) -> str:
+    """Which policy the thresholds are for, and why when it is not the one asked for."""
+    line = f"thresholds for {document.policy_name} (version {document.policy_version})"
+    return f"{line}: {document.policy_note}" if document.policy_note else line
+
+
 @_clear_errors
 def thresholds_command(args: argparse.Namespace) -> int:
     """``autopilot thresholds``."""
-    from experiments.thresholds import ThresholdsFile, run_thresholds
+    from experiments.thresholds import run_thresholds
 
     document: ThresholdsFile
     if args.evidence == "log":
@@ -199,6 +206,7 @@ def thresholds_command(args: argparse.Namespace) -> int:
             output=args.output,
             tracking=_tracking(args),
         )
+    print(policy_line(document))
     for name, entry in document.thresholds.items():
         shown = threshold_text(entry.threshold)
         print(f"  {name:<20}{shown:>26}   samples {entry.samples}")
@@ -349,7 +357,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     thresholds = subparsers.add_parser(
         "thresholds", help="per-action confidence thresholds for the guardrails"
     )
-    thresholds.add_argument("--policy", default="models:/autopilot-policy@champion")
+    thresholds.add_argument(
+        "--policy",
+        default=None,
+        help="spec or model URI (default: what a cycle runs: AUTOPILOT_POLICY_URI, the "
+        "registry's champion, else rules)",
+    )
     thresholds.add_argument("--scenarios", default="all", help="'all' or comma-separated names")
     thresholds.add_argument("--seeds", type=_positive_int, default=3, help="seeds 1000..1000+N-1")
     thresholds.add_argument("--horizon", type=_positive_int, default=24, help="steps per rollout")

@@ -116,3 +116,15 @@ def test_promote_heads_its_comparison_with_the_challenger_version_and_the_bar(
     _register(tracking, "rules")
     decision = promote(scenarios=["steady"], seeds=2, baselines=["noop"], tracking=tracking)
     assert "challenger (version 1) - baseline noop (paired)" in decision.summary()
+
+
+def test_thresholds_without_a_champion_say_which_policy_they_are_for(
+    tracking: Tracking, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["thresholds", "--scenarios", "steady", "--seeds", "1", "--stride", "12"]
+    assert _run(tracking, *argv, "--min-samples", "2") == 0
+    out = capsys.readouterr().out
+    assert out.startswith(
+        "thresholds for rules (version 1): no champion at models:/autopilot-policy@champion ("
+    )
+    assert "; using rules\n" in out
