@@ -165,14 +165,22 @@ def promote_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def threshold_text(threshold: float | None) -> str:
-    """A confidence threshold as ``autopilot thresholds`` prints it: ``inf`` means the action
-    never executes on its own (it always waits for a human)."""
+THRESHOLD_WIDTH = 34
+THRESHOLD_COLUMNS = f"  {'action':<20}{'automatic at confidence >=':>{THRESHOLD_WIDTH}}   evidence"
+"""The header of the table ``autopilot thresholds`` prints."""
+
+
+def threshold_text(threshold: float | None, action: str) -> str:
+    """``action``'s confidence threshold as ``autopilot thresholds`` prints it: a number; for
+    ``inf`` (the file's ``.inf``) ``never``: the action always waits for a human; for 0,
+    always; with too few samples, the guardrails' built-in threshold the action keeps."""
+    from agent.guardrails import default_threshold
+
     if threshold is None:
-        return "default (too few samples)"
+        return f"built-in {default_threshold(action):g} (too few samples)"
     if math.isinf(threshold):
-        return "never automatic (inf)"
-    return f"{threshold:g}"
+        return "never (always needs a human)"
+    return f"{threshold:g}" + (" (always automatic)" if threshold <= 0 else "")
 
 
 def policy_line(document: ThresholdsFile) -> str:
@@ -207,9 +215,10 @@ def thresholds_command(args: argparse.Namespace) -> int:
             tracking=_tracking(args),
         )
     print(policy_line(document))
+    print(THRESHOLD_COLUMNS)
     for name, entry in document.thresholds.items():
-        shown = threshold_text(entry.threshold)
-        print(f"  {name:<20}{shown:>26}   samples {entry.samples}")
+        shown = threshold_text(entry.threshold, name)
+        print(f"  {name:<20}{shown:>{THRESHOLD_WIDTH}}   samples {entry.samples}")
     print(f"wrote {args.output}; MLflow run {document.mlflow_run_id}")
     return 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from cli.experiment_commands import THRESHOLD_COLUMNS
 from cli.main import main
 from experiments.evaluate import evaluate_policies
 from experiments.models import CHALLENGER, check_alias, log_policy_model, model_version
@@ -127,4 +128,4 @@ def test_thresholds_without_a_champion_say_which_policy_they_are_for(
     assert out.startswith(
         "thresholds for rules (version 1): no champion at models:/autopilot-policy@champion ("
     )
-    assert "; using rules\n" in out
+    assert f"; using rules\n{THRESHOLD_COLUMNS}\n" in out  # then one row per action
