@@ -115,7 +115,11 @@ def _train_preset(args: argparse.Namespace, fields: dict[str, Any], progress: bo
         raise ValueError("--preset fixes the algorithm and the config: drop --algo/--config/--set")
     output = Path(args.output) if args.output else SHIPPED_MODEL
     result = train_champion(
-        output=output, tracking=_tracking(args), overrides=fields, progress=progress
+        output=output,
+        tracking=_tracking(args),
+        overrides=fields,
+        progress=progress,
+        alias=args.alias,
     )
     print(f"champion written to {result.model} (metadata {result.metadata.name})")
     print(f"MLflow run {result.run_id}; {result.seconds:.0f} s")
