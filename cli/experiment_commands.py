@@ -15,10 +15,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.common import UsageError
 from policies.validation import split_list
+
+if TYPE_CHECKING:  # MLflow loads only inside the handlers
+    from experiments.models import LoggedPolicy
+    from experiments.thresholds import ThresholdsFile
+    from experiments.tracking import Tracking
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -76,13 +81,29 @@ def train_command(args: argparse.Namespace) -> int:
     if args.algo is None:
         raise ValueError("train needs --algo (ppo, maskable_ppo, linucb, ...) or --preset champion")
     config = load_config(args.algo, args.config, args.set or (), **fields)
-    result = train(config, tracking=_tracking(args), progress=progress)
+    result = train(config, tracking=_tracking(args), progress=progress, alias=args.alias)
     print(result.evaluation.table())
     print(f"MLflow run {result.run_id}")
     if result.logged is not None and result.logged.version is not None:
-        print(f"registered autopilot-policy version {result.logged.version} as 'challenger'")
+        print(registration_text(result.logged, _tracking(args)))
     print(_ui_hint(_tracking(args).uri))
     return 0
+
+
+def registration_text(logged: LoggedPolicy, tracking: Tracking) -> str:
+    """What ``autopilot train`` did in the registry: the new version, its alias, and where
+    the alias came from or where ``challenger`` still is, so that a second training never
+    silently changes what ``promote`` and ``@challenger`` mean."""
+    from experiments.models import CHALLENGER, REGISTERED_MODEL, model_version
+
+    text = f"registered {REGISTERED_MODEL} version {logged.version} as {logged.alias!r}"
+    if logged.replaced is not None:
+        return f"{text} (moved from version {logged.replaced}, which stays registered)"
+    if logged.alias != CHALLENGER:
+        challenger = model_version(tracking, CHALLENGER)
+        where = "no version" if challenger is None else f"version {challenger.version}"
+        return f"{text}; {CHALLENGER!r} is still {where}"
+    return text
 
 
 def _train_preset(args: argparse.Namespace, fields: dict[str, Any], progress: bool) -> int:
@@ -94,7 +115,11 @@ def _train_preset(args: argparse.Namespace, fields: dict[str, Any], progress: bo
         raise ValueError("--preset fixes the algorithm and the config: drop --algo/--config/--set")
     output = Path(args.output) if args.output else SHIPPED_MODEL
     result = train_champion(
-        output=output, tracking=_tracking(args), overrides=fields, progress=progress
+        output=output,
+        tracking=_tracking(args),
+        overrides=fields,
+        progress=progress,
+        alias=args.alias,
     )
     print(f"champion written to {result.model} (metadata {result.metadata.name})")
     print(f"MLflow run {result.run_id}; {result.seconds:.0f} s")
@@ -144,20 +169,34 @@ def promote_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def threshold_text(threshold: float | None) -> str:
-    """A confidence threshold as ``autopilot thresholds`` prints it: ``inf`` means the action
-    never executes on its own (it always waits for a human)."""
+THRESHOLD_WIDTH = 34
+THRESHOLD_COLUMNS = f"  {'action':<20}{'automatic at confidence >=':>{THRESHOLD_WIDTH}}   evidence"
+"""The header of the table ``autopilot thresholds`` prints."""
+
+
+def threshold_text(threshold: float | None, action: str) -> str:
+    """``action``'s confidence threshold as ``autopilot thresholds`` prints it: a number; for
+    ``inf`` (the file's ``.inf``) ``never``: the action always waits for a human; for 0,
+    always; with too few samples, the guardrails' built-in threshold the action keeps."""
+    from agent.guardrails import default_threshold
+
     if threshold is None:
-        return "default (too few samples)"
+        return f"built-in {default_threshold(action):g} (too few samples)"
     if math.isinf(threshold):
-        return "never automatic (inf)"
-    return f"{threshold:g}"
+        return "never (always needs a human)"
+    return f"{threshold:g}" + (" (always automatic)" if threshold <= 0 else "")
+
+
+def policy_line(document: ThresholdsFile) -> str:
+    """Which policy the thresholds are for, and why when it is not the one asked for."""
+    line = f"thresholds for {document.policy_name} (version {document.policy_version})"
+    return f"{line}: {document.policy_note}" if document.policy_note else line
 
 
 @_clear_errors
 def thresholds_command(args: argparse.Namespace) -> int:
     """``autopilot thresholds``."""
-    from experiments.thresholds import ThresholdsFile, run_thresholds
+    from experiments.thresholds import run_thresholds
 
     document: ThresholdsFile
     if args.evidence == "log":
@@ -179,9 +218,11 @@ def thresholds_command(args: argparse.Namespace) -> int:
             output=args.output,
             tracking=_tracking(args),
         )
+    print(policy_line(document))
+    print(THRESHOLD_COLUMNS)
     for name, entry in document.thresholds.items():
-        shown = threshold_text(entry.threshold)
-        print(f"  {name:<20}{shown:>26}   samples {entry.samples}")
+        shown = threshold_text(entry.threshold, name)
+        print(f"  {name:<20}{shown:>{THRESHOLD_WIDTH}}   samples {entry.samples}")
     print(f"wrote {args.output}; MLflow run {document.mlflow_run_id}")
     return 0
 
@@ -274,6 +315,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     train.add_argument(
         "--no-register", action="store_true", help="log the model without registering it"
     )
+    train.add_argument(
+        "--alias",
+        default="challenger",
+        help="registry alias of the new version (default challenger, what promote reads); "
+        "another name leaves the challenger where it is",
+    )
     _config_args(train)
     _common(train)
     train.set_defaults(handler=train_command)
@@ -323,7 +370,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     thresholds = subparsers.add_parser(
         "thresholds", help="per-action confidence thresholds for the guardrails"
     )
-    thresholds.add_argument("--policy", default="models:/autopilot-policy@champion")
+    thresholds.add_argument(
+        "--policy",
+        default=None,
+        help="spec or model URI (default: what a cycle runs: AUTOPILOT_POLICY_URI, the "
+        "registry's champion, else rules)",
+    )
     thresholds.add_argument("--scenarios", default="all", help="'all' or comma-separated names")
     thresholds.add_argument("--seeds", type=_positive_int, default=3, help="seeds 1000..1000+N-1")
     thresholds.add_argument("--horizon", type=_positive_int, default=24, help="steps per rollout")

@@ -32,6 +32,7 @@ import numpy as np
 
 from environment.scenarios import SCENARIO_NAMES
 from experiments.config import TrainConfig, load_config, write_config
+from experiments.models import CHALLENGER
 from experiments.thresholds import collect_decisions
 from experiments.tracking import Tracking
 from experiments.train import train
@@ -78,15 +79,22 @@ def train_champion(
     calibration_scenarios: Sequence[str] = SCENARIO_NAMES,
     calibration_seeds: Sequence[int] = CALIBRATION_SEEDS,
     progress: bool = False,
+    alias: str = CHALLENGER,
 ) -> ChampionResult:
     """Train, calibrate and write the champion (module docstring). ``overrides``: typed
     ``TrainConfig`` fields (e.g. ``timesteps`` for a smoke run); ``settings``: ``--set``
     strings (hyperparameters too); the calibration evidence's scenarios and seeds default to
-    every scenario on :data:`CALIBRATION_SEEDS`."""
+    every scenario on :data:`CALIBRATION_SEEDS`; ``alias``: the registry alias of the trained
+    version (:func:`experiments.train.train`)."""
     config = load_config("maskable_ppo", preset_path("champion"), settings, **(overrides or {}))
     began = time.perf_counter()
     result = train(
-        config, tracking=tracking, progress=progress, run_name="champion", keep_best=True
+        config,
+        tracking=tracking,
+        progress=progress,
+        run_name="champion",
+        keep_best=True,
+        alias=alias,
     )
     policy = result.policy
     if not isinstance(policy, SB3Policy):

@@ -4,7 +4,11 @@ Every policy meets the same scenarios and seeds (:func:`policies.evaluation.eval
 differences are paired; each policy after the first is compared with the first (the
 reference) by :func:`policies.evaluation.compare`. Policies are named as
 :func:`experiments.models.load_policy_uri` accepts (``rules``, ``linucb``,
-``models:/autopilot-policy@challenger``, ``runs:/...``, paths). A fresh online learner named
+``models:/autopilot-policy@challenger``, ``runs:/...``, paths). Each arm is labelled as it was
+named: its table is headed ``[label] name (version)``, the version being the concrete model
+(``models:/autopilot-policy/3`` for an alias), and each comparison ``[label] - [reference]``.
+Two names of one model (an alias and its version number, say) are refused: a model compared
+with itself is no evidence. A fresh online learner named
 by its bare name (``linucb``) is first warm-started with
 :func:`policies.evaluation.fit_online` (``warm_start`` episodes on seeds 10,000+, never an
 evaluation seed); one loaded from a model is evaluated as it is.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 
@@ -106,6 +111,21 @@ def load_for_evaluation(spec: str, warm_start: int, tracking: Tracking) -> Polic
     return policy
 
 
+def check_distinct_models(specs: Sequence[str], policies: Sequence[Policy]) -> None:
+    """Raise ``ValueError`` when two specs name one model: both are model URIs or folders
+    (whose loaded ``version`` is the concrete model) that resolved to the same version."""
+    seen: dict[str, str] = {}
+    for spec, policy in zip(specs, policies, strict=True):
+        if not (spec.startswith(("models:/", "runs:/")) or Path(spec).is_dir()):
+            continue  # a fresh policy or a file: each load is its own
+        first = seen.setdefault(policy.version, spec)
+        if first != spec:
+            raise ValueError(
+                f"{first} and {spec} are the same model ({policy.version}); name each model "
+                "once (a model compared with itself differs by nothing)"
+            )
+
+
 def evaluate_policies(
     specs: Sequence[str],
     scenarios: Sequence[str] = SCENARIO_NAMES,
@@ -127,6 +147,7 @@ def evaluate_policies(
     scenarios = expand_scenarios(list(scenarios) if not isinstance(scenarios, str) else scenarios)
     store = tracking or configure()
     policies = [load_for_evaluation(name, warm_start, store) for name in names]
+    check_distinct_models(names, policies)
     with start_run(
         store, experiment, "evaluate " + ",".join(names), tags={"autopilot.command": "evaluate"}
     ) as run:
@@ -140,7 +161,10 @@ def evaluate_policies(
             | {f"policy.{i}": f"{p.name} {p.version}" for i, p in enumerate(policies)}
         )
         results = tuple(evaluate(p, scenarios, seed_list) for p in policies)
-        comparisons = tuple(compare(result, results[0]) for result in results[1:])
+        comparisons = tuple(
+            compare(result, results[0], names=(f"[{label}]", f"[{names[0]}]"))
+            for label, result in zip(names[1:], results[1:], strict=True)
+        )
         metrics: dict[str, float] = {}
         for label, result in zip(names, results, strict=True):
             metrics |= result_metrics(result, f"{metric_key(label)}/")
@@ -170,6 +194,7 @@ def evaluate_policies(
 __all__ = [
     "DEFAULT_SEEDS",
     "EvaluationReport",
+    "check_distinct_models",
     "check_seeds",
     "comparison_metrics",
     "evaluate_policies",

@@ -2,8 +2,11 @@
 
 Every trained policy is logged as a pyfunc model (:mod:`experiments.pyfunc`) and registered as
 a version of :data:`REGISTERED_MODEL` (``autopilot-policy``). Two aliases name the versions
-that matter: ``challenger`` (the latest candidate, set by ``autopilot train``) and
-``champion`` (the one the agent and the API run, moved only by ``autopilot promote``).
+that matter: ``challenger`` (the candidate, set by ``autopilot train`` unless it is given
+another alias with ``--alias NAME``) and ``champion`` (the one the agent and the API run,
+moved only by ``autopilot promote``, which keeps the one it replaces as ``previous-champion``).
+An alias names one version: setting it on a new version takes it from the old one, and
+:class:`LoggedPolicy` says which (``replaced``).
 
 :func:`load_policy_uri` turns any of these into a :class:`~policies.base.Policy`:
 
@@ -38,6 +41,11 @@ from policies.base import Policy, PolicyFileError
 REGISTERED_MODEL = "autopilot-policy"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous-champion"
+PROMOTE_ALIASES = (CHAMPION, PREVIOUS_CHAMPION)
+"""Aliases only ``autopilot promote`` moves (on evidence); training may not set them."""
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,254}$")
+_MLFLOW_RESERVED_ALIAS = re.compile(r"^(?:latest|[vV]\d+)$", re.IGNORECASE)
 MODEL_ARTIFACT = "policy"
 """Name of the logged model within its run (``runs:/<run_id>/policy``)."""
 
@@ -78,11 +86,34 @@ class LoggedPolicy:
     run_id: str
     version: str | None = None
     """The registered version of ``autopilot-policy`` (``None`` if not registered)."""
+    alias: str | None = None
+    """The alias now pointing at ``version`` (``None``: none was set)."""
+    replaced: str | None = None
+    """The version ``alias`` named before (``None``: it named none)."""
 
     @property
     def registered_uri(self) -> str | None:
         """``models:/autopilot-policy/<version>`` when registered."""
         return None if self.version is None else f"models:/{REGISTERED_MODEL}/{self.version}"
+
+
+def check_alias(alias: str) -> str:
+    """``alias`` if training may set it on a version of ``autopilot-policy``: a letter, then
+    up to 254 letters, digits, ``_`` or ``-``; not ``latest`` or ``v<N>`` (MLflow's), nor
+    :data:`PROMOTE_ALIASES`. Raises ``ValueError`` naming the alias and what is allowed."""
+    if alias in PROMOTE_ALIASES:
+        raise ValueError(
+            f"alias {alias!r} is set only by `autopilot promote`, on evidence; train under "
+            f"{CHALLENGER!r} (the default) or a name of your own"
+        )
+    if not isinstance(alias, str) or _ALIAS.match(alias) is None:
+        raise ValueError(
+            f"alias {alias!r} is invalid: must start with a letter, then up to 254 letters, "
+            "digits, '_' or '-'"
+        )
+    if _MLFLOW_RESERVED_ALIAS.match(alias):
+        raise ValueError(f"alias {alias!r} is reserved by MLflow ('latest', 'v<N>'); pick another")
+    return alias
 
 
 def log_policy_model(
@@ -93,10 +124,13 @@ def log_policy_model(
     tags: dict[str, str] | None = None,
 ) -> LoggedPolicy:
     """Log ``policy`` as a pyfunc model in the active run; optionally register it as a new
-    version of ``autopilot-policy`` and point ``alias`` at that version."""
+    version of ``autopilot-policy`` and point ``alias`` at that version (taking it from the
+    version it named, which the result's ``replaced`` gives)."""
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("log_policy_model needs an active MLflow run")
+    if alias is not None:
+        check_alias(alias)
     with tempfile.TemporaryDirectory(prefix="autopilot-policy-") as tmp:
         folder = pyfunc.save_policy_artifact(policy, Path(tmp) / "policy")
         info = mlflow.pyfunc.log_model(
@@ -112,14 +146,20 @@ def log_policy_model(
     version = mlflow.register_model(info.model_uri, REGISTERED_MODEL, tags=tags)
     client = mlflow.MlflowClient()
     client.set_tag(run.info.run_id, "registered_version", str(version.version))
-    if alias is not None:
-        client.set_registered_model_alias(REGISTERED_MODEL, alias, str(version.version))
-    return LoggedPolicy(info.model_uri, run.info.run_id, str(version.version))
+    if alias is None:
+        return LoggedPolicy(info.model_uri, run.info.run_id, str(version.version))
+    before = _find_version(client, alias)
+    client.set_registered_model_alias(REGISTERED_MODEL, alias, str(version.version))
+    replaced = None if before is None else str(before.version)
+    return LoggedPolicy(info.model_uri, run.info.run_id, str(version.version), alias, replaced)
 
 
 def model_version(tracking: Tracking, alias_or_version: str) -> ModelVersion | None:
     """The ``autopilot-policy`` version named by an alias or a number, ``None`` if absent."""
-    client = tracking.client()
+    return _find_version(tracking.client(), alias_or_version)
+
+
+def _find_version(client: mlflow.MlflowClient, alias_or_version: str) -> ModelVersion | None:
     try:
         if alias_or_version.isdigit():
             return client.get_model_version(REGISTERED_MODEL, alias_or_version)
@@ -246,8 +286,11 @@ def load_policy_uri(uri: str, *, tracking: Tracking | None = None) -> Policy:
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
+    "PREVIOUS_CHAMPION",
+    "PROMOTE_ALIASES",
     "REGISTERED_MODEL",
     "LoggedPolicy",
+    "check_alias",
     "load_policy_uri",
     "log_policy_model",
     "model_version",

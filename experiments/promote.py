@@ -47,6 +47,7 @@ from experiments.evaluate import DEFAULT_SEEDS, check_seeds, comparison_metrics,
 from experiments.models import (
     CHALLENGER,
     CHAMPION,
+    PREVIOUS_CHAMPION,
     REGISTERED_MODEL,
     load_policy_uri,
     model_version,
@@ -59,7 +60,6 @@ from policies.logged import bandit_feedback, read_jsonl
 from policies.ope import action_distribution
 
 DEFAULT_BASELINES = ("rules", "noop", "random")
-PREVIOUS_CHAMPION = "previous-champion"
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,9 @@ def promote(
                 candidates[f"baseline {baseline}"] = evaluate(policy, names, seed_list)
             bar = max(candidates, key=lambda label: candidates[label].overall().mean)
         bar_result = candidates[bar]
-        comparison = compare(challenger_result, bar_result)
+        comparison = compare(
+            challenger_result, bar_result, names=(f"challenger (version {challenger.version})", bar)
+        )
         promoted, reason = decide(comparison)
         log_params(params | {"bar": bar})
         metrics = result_metrics(challenger_result, "challenger/") | result_metrics(
@@ -362,6 +364,7 @@ def promote_from_log(
 
 __all__ = [
     "DEFAULT_BASELINES",
+    "PREVIOUS_CHAMPION",
     "LogPromotionDecision",
     "PromotionDecision",
     "decide",

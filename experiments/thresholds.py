@@ -48,7 +48,7 @@ samples get no threshold: the guardrails keep their built-in default for them.
         execute_all_value: 0.12      # EV_a(0): no threshold at all
         executed_share: 0.71         # share of the samples at or above the threshold
       ship_feature: {samples: 3, threshold: null, reason: "fewer than 10 samples"}
-    policy: {name: ppo, version: "models:/autopilot-policy/3"}
+    policy: {name: ppo, version: "models:/autopilot-policy/3"}   # + note: why, if not the one asked
     source: {scenarios: [...], seeds: [...], horizon: 24, stride: 6}
     mlflow_run_id: 0123abcd...       # the run holding the same figures
     generated_at: "2026-01-01T00:00:00+00:00"
@@ -81,6 +81,8 @@ import yaml
 from numpy.typing import NDArray
 
 import environment
+from agent.cycle_config import resolve_policy
+from agent.settings import get_settings
 from agent.thresholds_file import SCHEMA_VERSION
 from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP
 from experiments.config import expand_scenarios
@@ -357,6 +359,8 @@ class ThresholdsFile:
     stride: int
     mlflow_run_id: str | None = None
     generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    policy_note: str = ""
+    """Why the policy is not the one asked for (empty when it is), e.g. no champion yet."""
 
     def guardrail_thresholds(self) -> dict[str, float]:
         """``{action: threshold}`` for the actions that have one (what the agent reads)."""
@@ -372,7 +376,8 @@ class ThresholdsFile:
             "version": SCHEMA_VERSION,
             "thresholds": {k: _yaml_number(v) for k, v in self.guardrail_thresholds().items()},
             "evidence": {name: entry.to_dict() for name, entry in self.thresholds.items()},
-            "policy": {"name": self.policy_name, "version": self.policy_version},
+            "policy": {"name": self.policy_name, "version": self.policy_version}
+            | ({"note": self.policy_note} if self.policy_note else {}),
             "source": {
                 "scenarios": list(self.scenarios),
                 "seeds": list(self.seeds),
@@ -406,7 +411,7 @@ def write_thresholds(document: ThresholdsFile, path: str | Path = DEFAULT_THRESH
 
 
 def run_thresholds(
-    policy_uri: str = "models:/autopilot-policy@champion",
+    policy_uri: str | None = None,
     *,
     scenarios: Sequence[str] | None = None,
     seeds: int | Sequence[int] = 3,
@@ -422,6 +427,11 @@ def run_thresholds(
     MLflow (params ``threshold.<action>``; metrics ``expected_value.<action>``,
     ``execute_all_value.<action>``, ``executed_share.<action>``, ``samples.<action>``; the
     file as artifact ``thresholds/thresholds.yaml``) and write the file at ``output``.
+
+    ``policy_uri`` ``None``: the policy a cycle runs (:func:`agent.cycle_config.resolve_policy`):
+    ``AUTOPILOT_POLICY_URI``, by default the registry's champion, else the calibrated rules a
+    cycle falls back to, with the reason as the document's ``policy_note``; a URI given is
+    loaded as it is, and its errors raise.
 
     Evaluation seeds ``1000 ..`` are used (``seeds`` is a count or a list), kept apart from the
     promotion seeds.
@@ -444,8 +454,16 @@ def run_thresholds(
     if target.exists() and target.is_dir():
         raise ValueError(f"thresholds output {str(target)!r} is a folder; give a file path")
     store = tracking or configure()
-    policy = load_policy_uri(policy_uri, tracking=store)
+    if policy_uri is None:
+        policy_uri = get_settings().policy_uri
+        policy, note = resolve_policy(
+            policy_uri, load_policy=lambda uri: load_policy_uri(uri, tracking=store)
+        )
+    else:
+        policy, note = load_policy_uri(policy_uri, tracking=store), ""
     tags = {"autopilot.command": "thresholds", "policy": policy_uri}
+    if note:
+        tags["policy_note"] = note
     with start_run(store, experiment, f"thresholds {policy.name}", tags=tags) as run:
         log_params(
             {
@@ -487,6 +505,7 @@ def run_thresholds(
             horizon=horizon,
             stride=stride,
             mlflow_run_id=run.info.run_id,
+            policy_note=note,
         )
         written = write_thresholds(document, target)
         mlflow.log_artifact(str(written), "thresholds")

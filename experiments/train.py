@@ -14,7 +14,9 @@ What a run holds:
 - **artifacts**: ``config/train_config.yaml`` (reloadable with ``--config``),
   ``plots/learning_curve.png``, ``plots/kpi_trajectories.png``, ``evaluation/table.txt``, and
   the model ``policy`` (pyfunc, with signature), registered as a version of
-  ``autopilot-policy`` with alias ``challenger``.
+  ``autopilot-policy`` with alias ``challenger`` (or the ``alias`` given: a second training
+  under its own alias leaves the challenger where it is; under ``challenger`` it takes the
+  alias, and :attr:`LoggedPolicy.replaced` says from which version).
 
 Reproducible: the same config and seed give the same evaluation metrics (SB3 is seeded, the
 bandits draw from seeded generators, evaluation episodes are seeded, and evaluating during
@@ -35,7 +37,7 @@ from experiments import plots
 from experiments.algorithms import ALGORITHMS, TrainingHooks, train_bandit, train_sb3_policy
 from experiments.config import TrainConfig, write_config
 from experiments.evaluate import result_metrics
-from experiments.models import LoggedPolicy, log_policy_model
+from experiments.models import CHALLENGER, LoggedPolicy, check_alias, log_policy_model
 from experiments.tracking import (
     MlflowOutputFormat,
     Tracking,
@@ -77,13 +79,16 @@ def train(
     progress: bool = False,
     run_name: str | None = None,
     keep_best: bool = False,
+    alias: str = CHALLENGER,
 ) -> TrainResult:
     """Train ``config`` in a new MLflow run in ``config.experiment`` (module docstring);
-    ``keep_best``: see :func:`run_training`."""
+    ``keep_best`` and ``alias``: see :func:`run_training`. A bad ``alias`` raises
+    ``ValueError`` before any training."""
+    check_alias(alias)
     store = tracking or configure()
     name = run_name or f"{config.algo}-{config.scenario}-seed{config.seed}"
     with start_run(store, config.experiment, name, tags=_tags(config)):
-        return run_training(config, progress=progress, keep_best=keep_best)
+        return run_training(config, progress=progress, keep_best=keep_best, alias=alias)
 
 
 def _tags(config: TrainConfig) -> dict[str, str]:
@@ -101,12 +106,14 @@ def run_training(
     progress: bool = False,
     on_evaluation: EvaluationCallback | None = None,
     keep_best: bool = False,
+    alias: str = CHALLENGER,
 ) -> TrainResult:
     """Train ``config`` inside the active MLflow run (what :func:`train` and tuning trials
     call); see the module docstring for what is logged. ``keep_best``: the result is the
     checkpoint with the best mean return on the evaluation seeds (a validation set: the
     benchmarks' seeds are elsewhere), not necessarily the last; the run's tag
-    ``kept_checkpoint`` says which step."""
+    ``kept_checkpoint`` says which step. ``alias``: the registry alias the new version gets
+    when ``config.register`` (:func:`experiments.models.check_alias`)."""
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("run_training needs an active MLflow run; use train()")
@@ -204,7 +211,7 @@ def run_training(
     mlflow.log_figure(plots.kpi_trajectories(final), "plots/kpi_trajectories.png")
 
     tags = {"algo": config.algo, "scenario": config.scenario, "run_id": run_id}
-    logged = log_policy_model(policy, register=config.register, tags=tags)
+    logged = log_policy_model(policy, register=config.register, alias=alias, tags=tags)
     if logged.registered_uri is not None:
         policy.version = logged.registered_uri
     return TrainResult(run_id, config, policy, final, tuple(checkpoints), logged)

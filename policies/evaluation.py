@@ -220,8 +220,14 @@ class Comparison:
         return "\n".join(lines)
 
 
-def compare(result_a: EvaluationResult, result_b: EvaluationResult) -> Comparison:
-    """Paired difference of two results evaluated on the same scenarios and seeds."""
+def compare(
+    result_a: EvaluationResult,
+    result_b: EvaluationResult,
+    *,
+    names: tuple[str, str] | None = None,
+) -> Comparison:
+    """Paired difference of two results evaluated on the same scenarios and seeds; ``names``
+    head its table (default: the policies' names, which two models of one kind share)."""
     if result_a.scenarios != result_b.scenarios or result_a.seeds != result_b.seeds:
         raise ValueError(
             "compare needs results on the same scenarios and seeds; got "
@@ -234,8 +240,8 @@ def compare(result_a: EvaluationResult, result_b: EvaluationResult) -> Compariso
     scale = 1.0 / base if base > 0 else math.nan
     relative = Estimate(overall.mean * scale, overall.low * scale, overall.high * scale, overall.n)
     return Comparison(
-        name_a=result_a.policy_name,
-        name_b=result_b.policy_name,
+        name_a=names[0] if names else result_a.policy_name,
+        name_b=names[1] if names else result_b.policy_name,
         scenarios=result_a.scenarios,
         differences=diff,
         per_scenario={s: mean_ci(diff[i]) for i, s in enumerate(result_a.scenarios)},

@@ -1,6 +1,6 @@
 """The README walk-through's outputs explain themselves: the kill switch says what it did and
 who did it, observe explains its issue columns, seed-db what ``--users`` counts, thresholds
-what ``inf`` means."""
+what ``inf`` and a missing threshold mean."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from agent.db import make_engine, upgrade
 from agent.settings import get_settings
-from cli.experiment_commands import threshold_text
+from cli.experiment_commands import THRESHOLD_COLUMNS, threshold_text
 from cli.main import main
 
 
@@ -58,11 +58,25 @@ def test_seed_and_observe_explain_their_numbers(
 
 
 @pytest.mark.parametrize(
-    ("threshold", "shown"),
-    [(None, "default (too few samples)"), (math.inf, "never automatic (inf)"), (0.75, "0.75")],
+    ("threshold", "action", "shown"),
+    [
+        (None, "data_fix", "built-in 0.75 (too few samples)"),
+        (None, "price_increase", "built-in 0.8 (too few samples)"),
+        (math.inf, "data_fix", "never (always needs a human)"),
+        (1.0, "data_fix", "1"),
+        (0.75, "data_fix", "0.75"),
+        (0.0, "data_fix", "0 (always automatic)"),
+    ],
 )
-def test_thresholds_say_what_inf_means(threshold: float | None, shown: str) -> None:
-    assert threshold_text(threshold) == shown
+def test_thresholds_say_what_inf_and_the_default_mean(
+    threshold: float | None, action: str, shown: str
+) -> None:
+    assert threshold_text(threshold, action) == shown
+
+
+def test_the_thresholds_table_names_its_columns() -> None:
+    header = ["action", "automatic", "at", "confidence", ">=", "evidence"]
+    assert THRESHOLD_COLUMNS.split() == header
 
 
 def test_a_cycle_without_a_champion_creates_no_mlflow_store(

@@ -45,3 +45,9 @@ def test_an_unknown_preset_names_the_known_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown preset 'best'; allowed: \['champion'\]"):
         preset_path("best")
     assert PRESETS == ("champion",)
+
+
+def test_the_preset_registers_under_the_alias_given(tracking: Tracking, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="alias 'champion' is set only by `autopilot promote`"):
+        train_champion(output=tmp_path / "champion.zip", tracking=tracking, alias="champion")
+    assert not (tmp_path / "champion.zip").exists()  # refused before training

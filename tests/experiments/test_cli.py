@@ -40,7 +40,7 @@ def test_train_evaluate_promote_thresholds_tune(
         == 0
     )
     out = capsys.readouterr().out
-    assert "noop - rules (paired)" in out
+    assert "[noop] - [models:/autopilot-policy@challenger] (paired)" in out
 
     assert (
         _run(
@@ -98,7 +98,10 @@ def test_train_evaluate_promote_thresholds_tune(
         (["evaluate", "--policies", "rules,unicorn"], "unknown policy 'unicorn'; known:"),
         (["evaluate", "--policies", "rules", "--scenarios", "moon"], "unknown scenarios ['moon']"),
         (["promote"], "no 'challenger' version"),
-        (["thresholds"], "no registered model 'autopilot-policy'"),
+        (
+            ["thresholds", "--policy", "models:/autopilot-policy@champion"],
+            "no registered model 'autopilot-policy'",
+        ),
         (
             ["evaluate", "--policies", "models:/autopilot-policy@champion"],
             "no registered model 'autopilot-policy'",

@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import yaml
 
 from agent.guardrails import Governance, GuardContext, Verdict, evaluate_decision
+from agent.settings import CHAMPION_URI, get_settings
 from agent.thresholds_file import read_thresholds
 from environment.actions import ACTION_NAMES, action_index
+from experiments.models import CHAMPION, log_policy_model, set_alias
 from experiments.thresholds import (
+    EVALUATION_SEED_START,
     DecisionSamples,
     ThresholdsFile,
     best_threshold,
     calibration_of,
+    collect_decisions,
     optimal_thresholds,
     run_thresholds,
     write_thresholds,
 )
-from experiments.tracking import Tracking
+from experiments.tracking import Tracking, start_run
+from policies.registry import load_policy
+from policies.rules import calibrated_rules
 from tests.experiments.conftest import TINY_SCENARIOS
 
 
@@ -147,9 +154,52 @@ def test_thresholds_command_logs_and_writes_the_file(tracking: Tracking) -> None
     assert 0.0 <= run.data.metrics["calibration/brier"] <= 1.0
 
 
-def test_thresholds_for_a_missing_champion_say_so(tracking: Tracking) -> None:
+TINY_RUN: dict[str, Any] = {"scenarios": ("steady",), "seeds": 1, "stride": 12, "min_samples": 2}
+
+
+def test_without_a_champion_the_thresholds_are_for_what_a_cycle_falls_back_to(
+    tracking: Tracking,
+) -> None:
+    document = run_thresholds(tracking=tracking, **TINY_RUN)
+    assert document.policy_name == "rules"
+    assert document.policy_note.startswith(f"no champion at {CHAMPION_URI} (")
+    assert document.policy_note.endswith("; using rules")
+    samples = collect_decisions(
+        calibrated_rules(), ("steady",), (EVALUATION_SEED_START,), horizon=24, stride=12
+    )
+    assert document.thresholds == optimal_thresholds(samples, min_samples=2)
+    written = yaml.safe_load(Path("guardrails/thresholds.yaml").read_text())
+    assert written["policy"] == {"name": "rules", "version": "1", "note": document.policy_note}
+    tags = tracking.client().get_run(document.mlflow_run_id or "").data.tags
+    assert tags["policy_note"] == document.policy_note
+
+
+def test_with_a_champion_the_thresholds_are_the_champions(tracking: Tracking) -> None:
+    with start_run(tracking, "thresholds-test", "register"):
+        logged = log_policy_model(load_policy("rules"))
+    set_alias(tracking, CHAMPION, logged.version or "")
+    document = run_thresholds(tracking=tracking, **TINY_RUN)
+    assert document.policy_version == f"models:/autopilot-policy/{logged.version}"
+    assert document.policy_note == ""
+    written = yaml.safe_load(Path("guardrails/thresholds.yaml").read_text())
+    assert "note" not in written["policy"]
+
+
+def test_the_agents_policy_setting_is_the_default(
+    tracking: Tracking, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTOPILOT_POLICY_URI", "random")
+    get_settings.cache_clear()
+    try:
+        document = run_thresholds(tracking=tracking, **TINY_RUN)
+    finally:
+        get_settings.cache_clear()
+    assert (document.policy_name, document.policy_note) == ("random", "")
+
+
+def test_a_champion_named_explicitly_must_exist(tracking: Tracking) -> None:
     with pytest.raises(LookupError, match="no registered model 'autopilot-policy'"):
-        run_thresholds(tracking=tracking)
+        run_thresholds(CHAMPION_URI, tracking=tracking, **TINY_RUN)
 
 
 @pytest.mark.parametrize(
