@@ -336,6 +336,18 @@ class FieldRepair:
         )
         return [(int(i), str(v)) for i, v in session.execute(statement)]
 
+    def write(self, session: Session, values: Mapping[int, str]) -> None:
+        """Set the field of each row id in ``values`` to its value (one executemany)."""
+        if not values:
+            return
+        table: Table = self.model.__table__
+        session.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values({self.column: bindparam("b_value")}),
+            [{"b_id": i, "b_value": v} for i, v in values.items()],
+        )
+
     def split(self, rows: Sequence[tuple[int, str]]) -> tuple[dict[int, str], list[int]]:
         """The fixable rows with their fixed values, and the ids of the unfixable ones."""
         fixes: dict[int, str] = {}
@@ -719,14 +731,7 @@ def _apply_data_fix(
         rows = repair.rows(session, scope)
         fixes, unfixable = repair.split(rows)
         old = {str(i): v for i, v in rows if i in fixes}
-        if fixes:
-            table: Table = repair.model.__table__
-            session.connection().execute(
-                update(table)
-                .where(table.c.id == bindparam("b_id"))
-                .values({repair.column: bindparam("b_value")}),
-                [{"b_id": i, "b_value": v} for i, v in fixes.items()],
-            )
+        repair.write(session, fixes)
         if unfixable:
             flagged = {
                 "table": repair.table,
@@ -1002,14 +1007,7 @@ def _restore_field(
             )
         )
     unchanged = [i for i in ids if i in current and current[i] == written.get(str(i))]
-    if unchanged:
-        table: Table = repair.model.__table__
-        session.connection().execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values({repair.column: bindparam("b_value")}),
-            [{"b_id": i, "b_value": old[str(i)]} for i in unchanged],
-        )
+    repair.write(session, {i: old[str(i)] for i in unchanged})
     return len(unchanged), [i for i in ids if i not in unchanged]
 
 
