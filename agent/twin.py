@@ -87,6 +87,7 @@ from agent.orchestrator import (
 )
 from environment.actions import ACTION_NAMES, CYCLE_HOURS, NOOP, action_index
 from environment.dynamics import true_kpis
+from environment.kpis import KPI_NAMES
 from environment.params import BusinessParams
 from environment.state import MONTH_DAYS, WEEK_DAYS
 from policies.base import Policy
@@ -675,15 +676,20 @@ def run_closed_loop(
     cycles_per_day: int = DEPLOYMENT_CYCLES_PER_DAY,
     scenario: str = "steady",
     approver_delay_hours: float | None = None,
+    trajectory_kpis: Sequence[str] = TRAJECTORY_KPIS,
 ) -> LoopResult:
     """Run the simulator and the agent together for ``days`` days on a fresh database at
     ``db_url`` (see the module docstring). ``mode``: ``autopilot`` (``policy``, default the
     champion else rules), ``rules`` or ``none`` (no agent). ``approver_delay_hours``: the
-    modelled operator (module docstring; ``None``: nobody approves)."""
+    modelled operator (module docstring; ``None``: nobody approves). ``trajectory_kpis``: the
+    simulator's KPIs recorded per day (any of :data:`environment.kpis.KPI_NAMES`)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; allowed: {list(MODES)}")
     if not 1 <= days <= 365:
         raise ValueError(f"days={days} is outside [1, 365]")
+    unknown = sorted(set(trajectory_kpis) - set(KPI_NAMES))
+    if unknown:
+        raise ValueError(f"unknown trajectory KPIs {unknown}; allowed: {list(KPI_NAMES)}")
     if not 1 <= cycles_per_day <= 6:
         raise ValueError(f"cycles_per_day={cycles_per_day} is outside [1, 6]")
     _check_delay(approver_delay_hours)
@@ -745,7 +751,7 @@ def run_closed_loop(
                 if terminated:
                     break
             trajectory.append(
-                {"day": float(day + 1), **{k: float(info["kpis"][k]) for k in TRAJECTORY_KPIS}}
+                {"day": float(day + 1), **{k: float(info["kpis"][k]) for k in trajectory_kpis}}
             )
             writer.write(day_start, before, states[-1], states)
             if terminated:
