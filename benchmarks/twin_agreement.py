@@ -1,6 +1,7 @@
 """Does the twin's SQL observation agree with the simulator it mirrors? (issue 15)
 
-Runs one closed loop (:func:`agent.twin.run_closed_loop`) and compares, KPI by KPI, what the
+Runs one closed loop (:func:`agent.twin.run_closed_loop`; ``autopilot``: the shipped
+champion) and compares, KPI by KPI, what the
 policy saw (the observed KPIs logged with each of its decisions, averaged per day) with the
 simulator's true KPIs at the end of the previous day (what the day's rows were written from):
 the means over the loop and their correlation across days. A policy trained on the simulator
@@ -23,6 +24,7 @@ from agent.db import make_engine, session_factory
 from agent.models import DecisionRecord
 from agent.twin import START, run_closed_loop
 from environment.kpis import KPI_NAMES
+from policies.registry import load_policy
 
 
 def observed_by_day(url: str) -> dict[int, list[dict[str, float]]]:
@@ -44,7 +46,13 @@ def agreement(seed: int, days: int, mode: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'twin.db'}"
         result = run_closed_loop(
-            url, days=days, seed=seed, mode=mode, scenario="mixed", trajectory_kpis=KPI_NAMES
+            url,
+            days=days,
+            seed=seed,
+            mode=mode,
+            policy=load_policy("champion") if mode == "autopilot" else None,
+            scenario="mixed",
+            trajectory_kpis=KPI_NAMES,
         )
         observed = observed_by_day(url)
     print(f"{mode}, seed {seed}, {days} days: business value {result.business_value:.1f}\n")
