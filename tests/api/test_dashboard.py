@@ -208,7 +208,12 @@ def test_codec_round_trip_and_tampering() -> None:
     cookie, session = codec.seal("ap_secret")
     assert "ap_secret" not in cookie
     assert codec.open(cookie) == session
-    assert codec.open(cookie[:-2] + ("A" if cookie[-2] != "A" else "B") + cookie[-1]) is None
+    # tamper a character in the middle: every bit of it is significant (the last characters
+    # before the padding carry insignificant bits, so changing one there can leave the token
+    # intact and the test flaky)
+    middle = len(cookie) // 2
+    tampered = cookie[:middle] + ("A" if cookie[middle] != "A" else "Q") + cookie[middle + 1 :]
+    assert codec.open(tampered) is None
     assert codec.open(None) is None
     assert codec.open("not a token") is None
     assert SessionCodec("t" * 32, MIN_TTL_S).open(cookie) is None  # another server's secret
