@@ -88,6 +88,10 @@ from agent.settings import CHAMPION_URI, Settings, get_settings
 from environment.actions import ACTION_NAMES, N_ACTIONS, NOOP, action_index
 from policies.base import Episodic, Policy, decide_within
 
+NOTHING_TO_DO = "nothing_to_do"
+"""The rule of a decision whose actuator has no row to act on: excluded from the policy's
+choice (:func:`feasible_actions`), and passed without an execution when self-healing proposes
+it."""
 APPROVAL_TTL = timedelta(hours=48)
 """How long a held decision waits for a human before it expires."""
 HISTORY_CYCLES = 42
@@ -520,7 +524,7 @@ def _infeasible(
     blocked = governance_block(name, governance, sized)
     if blocked is not None:
         return blocked.rule
-    return "nothing_to_do" if planned.rows == 0 else None
+    return NOTHING_TO_DO if planned.rows == 0 else None
 
 
 def _policy_candidate(
@@ -665,7 +669,7 @@ def _handle_once(session: Session, context: CycleContext, candidate: Candidate) 
         guard_context,
     )
     if verdict.verdict == Verdict.EXECUTED and planned is not None and planned.rows == 0:
-        verdict = GuardVerdict(Verdict.EXECUTED, "nothing_to_do", (f"{action}: no rows to act on",))
+        verdict = GuardVerdict(Verdict.EXECUTED, NOTHING_TO_DO, (f"{action}: no rows to act on",))
     if context.holds and verdict.verdict == Verdict.EXECUTED and planned and planned.rows > 0:
         verdict = GuardVerdict(Verdict.NEEDS_APPROVAL, "held", context.holds)
     decision = record_decision(

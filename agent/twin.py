@@ -80,6 +80,7 @@ from agent.models import (
 from agent.observe import MARKETING_METRIC
 from agent.orchestrator import (
     APPROVAL_TTL,
+    NOTHING_TO_DO,
     CycleRunning,
     DecisionOutcome,
     resolve_policy,
@@ -111,7 +112,7 @@ reports retry recovery rates of roughly 40-70%; 50% is assumed)."""
 EXPIRY_DAYS = BusinessParams().failed_payment_expiry_days
 """Days after which an unrecovered failed charge expires, as in the simulator."""
 START = datetime(2025, 1, 1)
-OUTCOMES: tuple[str, ...] = ("executed", "nothing_to_do", "needs_approval", "blocked")
+OUTCOMES: tuple[str, ...] = ("executed", NOTHING_TO_DO, "needs_approval", "blocked")
 """What became of a decision: :class:`agent.guardrails.Verdict` values, except that a decision
 the guardrails passed but whose actuator found no row to act on is ``nothing_to_do``, not
 ``executed`` (it changed nothing)."""
@@ -656,7 +657,7 @@ def _outcome(decision: DecisionOutcome) -> str:
     """The decision's entry of :data:`OUTCOMES`."""
     verdict = Verdict(decision.verdict).value
     if verdict == Verdict.EXECUTED and decision.execution_id is None:
-        return "nothing_to_do"
+        return NOTHING_TO_DO
     return verdict
 
 
