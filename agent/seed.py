@@ -324,6 +324,18 @@ class _Ledger:
         return len(self.bill_sub) - 1
 
 
+def paying_losses(old: BusinessState, new: BusinessState, p: BusinessParams) -> tuple[float, float]:
+    """The paying accounts the simulator lost over one day (``old`` -> ``new``, whose last
+    whole day is that one), split as the database records them: ``(involuntary,
+    voluntary)``. Involuntary: past-due accounts whose payment expired, the day's mean
+    backlog over ``failed_payment_expiry_days`` (the simulator's expiry rate); voluntary, the
+    rest (silent accounts churning, cancellations after a price rise or too many retries)."""
+    paying_lost = new.paying_churn_days[-1]
+    backlog = 0.5 * (old.failed_payments + new.failed_payments)
+    involuntary = min(backlog / p.failed_payment_expiry_days, paying_lost)
+    return involuntary, paying_lost - involuntary
+
+
 def stochastic_round(rng: np.random.Generator, expected: float) -> int:
     """An integer whose expectation is ``max(expected, 0)`` (its floor, plus one with the
     probability of the fractional part)."""
@@ -657,12 +669,11 @@ class _Materializer:
 
     def _churn(self, day: int, old: BusinessState, new: BusinessState) -> None:
         pop, p, ledger = self.pop, self.p, self.ledger
-        paying_lost = new.paying_churn_days[-1]
-        voluntary = 0.5 * (old.at_risk_paying + new.at_risk_paying) * p.at_risk_churn_per_month / 30
-        involuntary = max(paying_lost - voluntary, 0.0)
+        involuntary, voluntary = paying_losses(old, new, p)
+        paying_lost = involuntary + voluntary
         for seg, expected, reason in (
             (PAST_DUE, involuntary, "payment_failed"),
-            (RISK_PAY, paying_lost - involuntary, "canceled"),
+            (RISK_PAY, voluntary, "canceled"),
         ):
             for user in self.pick(pop.members(seg), self.count(expected)):
                 at = day + self.rng.random()

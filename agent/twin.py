@@ -12,12 +12,16 @@
    (``orphan_cleanup``), field repairs (``data_fix``) and Settings changes (the optimization and
    decision actions), and steps its dynamics for the day with them (one action per 4-hour
    step, noop for the rest);
-3. the simulator writes the day into the database: new signups, a day of activity for the
-   engaged accounts (the accounts the campaign messaged are the first to come back when the
-   simulator's engagement rises), new failed charges and recoveries of the retried ones,
-   churned accounts (their records become orphans), the monitoring samples of each step
-   (error rate, latency, failed jobs) and new defects (corrupted event types,
-   repairable at the simulator's ``data_fix_share``).
+3. the simulator writes the day into the database: new signups, day-7 returns, closed
+   accounts (past-due, silent paying and silent free ones, as the simulator lost them; what
+   they leave behind becomes orphans), conversions and plan changes, the prompts' messages,
+   a day of activity for the engaged share of free and of paying accounts (the accounts the
+   campaign messaged are the first to come back when the simulator's engagement rises), the
+   day's charges with their failures and the past-due backlog brought to the simulator's
+   (retried charges recover first), new defects (corrupted event types, repairable at the
+   simulator's ``data_fix_share``) and the monitoring samples of each step (error rate,
+   latency, failed jobs). Each is sized by the simulator's state, so what observation reads
+   is what the simulator holds (``benchmarks/twin_agreement.py`` measures it KPI by KPI).
 
 **The approval path.** Decisions the guardrails hold wait for a human. ``approver_delay_hours``
 models that human: ``None`` (the default) is nobody, so a held decision never executes; a
@@ -39,7 +43,7 @@ cumulative reward), so the three modes can be compared on the same seed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -52,6 +56,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    delete,
     func,
     insert,
     or_,
@@ -76,8 +81,15 @@ from agent.models import (
     Subscription,
     UsageMetric,
     User,
+    Workflow,
 )
-from agent.observe import MARKETING_METRIC
+from agent.observe import (
+    MARKETING_METRIC,
+    SILENT_DAYS,
+    TRIAL_DAYS,
+    active_at,
+    unresolved_failures,
+)
 from agent.orchestrator import (
     APPROVAL_TTL,
     NOTHING_TO_DO,
@@ -106,11 +118,6 @@ TRAJECTORY_KPIS = (
     "billing_failure_rate",
     "orphaned_records",
 )
-RECOVERY_PROBABILITY = 0.5
-"""Share of retried charges that succeed the next day (calibration: data/saas_benchmarks.md
-reports retry recovery rates of roughly 40-70%; 50% is assumed)."""
-EXPIRY_DAYS = BusinessParams().failed_payment_expiry_days
-"""Days after which an unrecovered failed charge expires, as in the simulator."""
 START = datetime(2025, 1, 1)
 OUTCOMES: tuple[str, ...] = ("executed", NOTHING_TO_DO, "needs_approval", "blocked")
 """What became of a decision: :class:`agent.guardrails.Verdict` values, except that a decision
@@ -151,10 +158,8 @@ CHURN_TIME = timedelta(hours=12)
 """Accounts that churn close at midday."""
 CAMPAIGN_MEMORY = timedelta(days=2)
 """Accounts messaged by a retention campaign this recently come back first."""
-SAME_DAY_RECOVERY = 0.2
-"""Charges that fail and recover the same day, as a share of the backlog's daily expiry."""
 RECOVERY_TIME = timedelta(hours=6)
-"""A retried charge that recovers does so in the morning after the retry."""
+"""A past-due charge that recovers does so in the morning."""
 DEFECT_WINDOW = timedelta(days=7)
 """New defects corrupt events of the last week (a bad release or client rewrites recent
 data)."""
@@ -277,6 +282,23 @@ class _Day:
         return [self.start + timedelta(seconds=float(s)) for s in self.rng.random(k) * 86_399]
 
 
+def _ids(user_ids: Iterable[int | None]) -> set[int]:
+    """The user ids among ``user_ids`` (rows without a user left out)."""
+    return {int(u) for u in user_ids if u is not None}
+
+
+def _outside_day7(at: datetime, signup: datetime, day: _Day) -> datetime | None:
+    """``at``, moved out of the account's day-7 window ``[signup + 7 d, signup + 8 d)`` while
+    staying within ``day`` (after the window if it closes today, else just before it); ``None``
+    when the window covers the whole day."""
+    opens, closes = signup + DAY7, signup + DAY7 + timedelta(days=1)
+    if not opens <= at < closes:
+        return at
+    if closes < day.end:
+        return closes
+    return max(day.start, opens - timedelta(seconds=1)) if opens > day.start else None
+
+
 class _DayWriter:
     """Writes one simulated day into the database, sized by the simulator's state."""
 
@@ -376,71 +398,168 @@ class _DayWriter:
             day.connection.execute(insert(Event), back)
 
     def _write_churn(self, day: _Day) -> None:
-        """Churn: accounts close; their records become orphans."""
-        churned = self._count(day.after.churned - day.before.churned)
-        if churned:
-            candidates = sorted(
-                day.connection.execute(
-                    select(User.id).where(day.alive, User.activated_at.is_not(None))
-                )
-                .scalars()
-                .all()
-            )
-            ids = [int(i) for i in self._sample(candidates, churned)]
+        """Churn: the simulator's lost accounts close, as :mod:`agent.seed` closes them. Its
+        paying losses (:func:`agent.seed.paying_losses`): involuntary ones are past-due
+        accounts (their subscription ends ``payment_failed``, the failed charge ``expired``),
+        voluntary ones silent paying accounts (``canceled``); the rest of its churn are silent
+        free accounts. Silent means not engaged yesterday; when too few are, any account of
+        the kind closes. What a closed account leaves behind becomes orphans
+        (:meth:`_leave_orphans`)."""
+        involuntary, voluntary = seeding.paying_losses(day.before, day.after, self.params)
+        free_lost = day.after.churned - day.before.churned - involuntary - voluntary
+        unresolved = unresolved_failures(day.start)
+        past_due = dict(
             day.connection.execute(
-                update(User).where(User.id.in_(ids)).values(deleted_at=day.start + CHURN_TIME)
-            )
-            self.engaged.difference_update(ids)
+                select(Subscription.user_id, Subscription.id)
+                .join(unresolved, unresolved.c.subscription_id == Subscription.id)
+                .where(active_at(day.start))
+                .order_by(Subscription.id)
+            ).all()
+        )
+        paying = dict(
+            day.connection.execute(
+                select(Subscription.user_id, Subscription.id)
+                .where(active_at(day.start), Subscription.user_id.not_in(past_due))
+                .order_by(Subscription.id)
+            ).all()
+        )
+        free = sorted(
+            day.connection.execute(
+                select(User.id).where(
+                    day.alive,
+                    User.activated_at.is_not(None),
+                    User.signup_at <= day.start - timedelta(days=TRIAL_DAYS),
+                    User.id.not_in(select(Subscription.user_id).where(active_at(day.start))),
+                )
+            ).scalars()
+        )
+        at = day.start + CHURN_TIME
+        closed: list[int] = []
+        for accounts, expected, reason in (
+            (past_due, involuntary, "payment_failed"),
+            (paying, voluntary, "canceled"),
+        ):
+            users = self._silent_first(sorted(accounts), self._count(expected))
+            subs = [accounts[u] for u in users]
+            if subs:
+                day.connection.execute(
+                    update(Subscription)
+                    .where(Subscription.id.in_(subs))
+                    .values(ended_at=at, end_reason=reason, status="canceled")
+                )
+                day.connection.execute(
+                    update(BillingEvent)
+                    .where(BillingEvent.subscription_id.in_(subs))
+                    .where(BillingEvent.status == "failed", BillingEvent.resolved_at.is_(None))
+                    .values(
+                        resolved_at=at, resolution="expired" if past_due is accounts else "canceled"
+                    )
+                )
+            closed += users
+        closed += self._silent_first(free, self._count(free_lost))
+        if closed:
+            day.connection.execute(update(User).where(User.id.in_(closed)).values(deleted_at=at))
+            self.engaged.difference_update(closed)
+            self._leave_orphans(day, closed)
+
+    def _silent_first(self, accounts: list[int], k: int) -> list[int]:
+        """``k`` of ``accounts`` at random, those not engaged first."""
+        silent = [u for u in accounts if u not in self.engaged]
+        picked = self._sample(silent, k)
+        return picked + self._sample([u for u in accounts if u in self.engaged], k - len(picked))
+
+    def _leave_orphans(self, day: _Day, closed: list[int]) -> None:
+        """Closing accounts deletes their records but leaves the simulator's
+        ``orphans_per_churned`` of them behind (their workflows, then events at random), so
+        the observed orphans grow as the simulator's do; without this every event of a closed
+        account stayed, and orphans grew several times faster than in training."""
+        keep = self._count(self.params.orphans_per_churned * len(closed))
+        workflows = day.connection.execute(
+            select(func.count()).where(Workflow.user_id.in_(closed))
+        ).scalar_one()
+        events = sorted(
+            day.connection.execute(select(Event.id).where(Event.user_id.in_(closed))).scalars()
+        )
+        left = set(self._sample(events, keep - int(workflows)))
+        gone = [e for e in events if e not in left]
+        if gone:
+            day.connection.execute(delete(Event).where(Event.id.in_(gone)))
 
     def _write_subscriptions(self, day: _Day) -> None:
-        """Conversions and cancellations at the simulator's 30-day ``conversion_rate`` and
-        ``churn_rate`` (a thirtieth of each a day), as observation reads them: new paid
-        subscriptions of active free accounts, and subscriptions ended as ``canceled`` (the
-        account stays, free). Without them both observed rates fell to zero once the seeded
-        month had passed, and LTV:CAC grew without bound."""
+        """Conversions and plan changes, as the simulator made them: its day's conversions
+        become paid subscriptions of free accounts (engaged ones first), on the pro plan at
+        ``pro_share``; then as many basic subscriptions move to pro (an upgrade prompt, a
+        natural upgrade) or pro to basic (a pushed upgrade wearing off) as bring the twin's
+        pro share of paying accounts to the simulator's (the old subscription ends
+        ``upgraded`` or ``downgraded``, the new one starts ``upgrade`` or ``downgrade``), so
+        observed MRR and ARPA follow the plans as they do in training."""
         rng, p = self.rng, self.params
         free = day.connection.execute(
             select(User.id)
             .where(day.alive, User.activated_at.is_not(None))
             .where(
-                ~User.id.in_(select(Subscription.user_id).where(Subscription.ended_at.is_(None)))
+                User.id.not_in(select(Subscription.user_id).where(Subscription.ended_at.is_(None)))
             )
             .order_by(User.id)
         ).scalars()
-        converting = self._sample(
-            [int(u) for u in free],
-            self._count(day.kpis["conversion_rate"] * day.after.active_free / MONTH_DAYS),
+        free_ids = [int(u) for u in free]
+        engaged = [u for u in free_ids if u in self.engaged]
+        k = self._count(day.after.conversions_days[-1])
+        converting = self._sample(engaged, k)
+        converting += self._sample(
+            [u for u in free_ids if u not in self.engaged], k - len(converting)
         )
-        if converting:
-            pro = rng.random(len(converting)) < p.pro_share
+        plans = rng.random(len(converting)) < p.pro_share
+        self._subscribe(day, converting, plans.tolist(), day.times(len(converting)), "conversion")
+        self._change_plans(day)
+
+    def _subscribe(
+        self, day: _Day, users: list[int], pro: list[bool], times: list[datetime], reason: str
+    ) -> None:
+        p = self.params
+        if users:
             day.connection.execute(
                 insert(Subscription),
                 [
                     {
                         "user_id": u, "plan": "pro" if is_pro else "basic",
                         "list_price": p.pro_price if is_pro else p.basic_price,
-                        "status": "active", "started_at": t, "start_reason": "conversion",
+                        "status": "active", "started_at": t, "start_reason": reason,
                     }
-                    for u, is_pro, t in zip(
-                        converting, pro.tolist(), day.times(len(converting)), strict=True
-                    )
+                    for u, is_pro, t in zip(users, pro, times, strict=True)
                 ],
             )  # fmt: skip
-        active = day.connection.execute(
-            select(Subscription.id)
-            .where(Subscription.ended_at.is_(None), Subscription.started_at < day.start)
+
+    def _change_plans(self, day: _Day) -> None:
+        """Move subscriptions between plans until the twin's pro share of paying accounts is
+        the simulator's (see :meth:`_write_subscriptions`)."""
+        a = day.after
+        unresolved = unresolved_failures(day.start)
+        good = day.connection.execute(
+            select(Subscription.id, Subscription.user_id, Subscription.plan)
+            .outerjoin(unresolved, unresolved.c.subscription_id == Subscription.id)
+            .where(active_at(day.start), unresolved.c.subscription_id.is_(None))
             .order_by(Subscription.id)
-        ).scalars()
-        canceling = self._sample(
-            [int(i) for i in active],
-            self._count(day.kpis["churn_rate"] * day.after.paying / MONTH_DAYS),
-        )
-        if canceling:
-            day.connection.execute(
-                update(Subscription)
-                .where(Subscription.id.in_(canceling))
-                .values(ended_at=day.start + CHURN_TIME, end_reason="canceled", status="canceled")
+        ).all()
+        pro = [(s, u) for s, u, plan in good if plan == "pro"]
+        basic = [(s, u) for s, u, plan in good if plan != "pro"]
+        excess = len(pro) - round(len(good) * a.paying_pro / max(a.paying, 1.0))
+        upgrade = excess < 0
+        moving = basic if upgrade else pro
+        moved = [moving[i] for i in self._sample(list(range(len(moving))), abs(excess))]
+        if not moved:
+            return
+        at = day.start + CHURN_TIME
+        day.connection.execute(
+            update(Subscription)
+            .where(Subscription.id.in_([s for s, _ in moved]))
+            .values(
+                ended_at=at, end_reason="upgraded" if upgrade else "downgraded", status="canceled"
             )
+        )
+        users = [u for _, u in moved]
+        reason = "upgrade" if upgrade else "downgrade"
+        self._subscribe(day, users, [upgrade] * len(users), [at] * len(users), reason)
 
     def _write_prompts(self, day: _Day) -> None:
         """The product's messages behind the prompt settings: on a day an ``onboarding_boost``
@@ -470,106 +589,168 @@ class _DayWriter:
                 day.connection.execute(insert(Outbox), rows)
 
     def _write_engagement(self, day: _Day) -> None:
-        """Engagement: the simulator's engaged accounts are active today; messaged accounts
-        come back first when engagement rises."""
-        rng = self.rng
-        target = int(
-            day.after.active_free
-            + day.after.paying_basic
-            + day.after.paying_pro
-            - day.after.at_risk_free
-            - day.after.at_risk_paying
+        """Engagement: the simulator's engaged share of past-trial activated accounts is active
+        today, free and paying apart (engaged free among free; paying in good standing less
+        the silent ones among paying); the rest stay silent, so observation's at-risk share
+        reads the simulator's whatever the twin's account counts. When engagement rises,
+        accounts come back in this order: those a retention campaign messaged, the newly
+        matured (the simulator's new accounts are engaged), those seen within the silent window
+        (not yet at risk), the rest. Trials are not counted (the simulator keeps them apart),
+        past-due accounts neither, and an account on its seventh day is seen then only through
+        its day-7 return (:meth:`_write_day7_returns`), so the observed day-7 retention stays
+        the simulator's."""
+        matured = and_(
+            day.alive,
+            User.activated_at.is_not(None),
+            User.signup_at <= day.end - timedelta(days=TRIAL_DAYS),
         )
-        living = set(
+        signups = dict(day.connection.execute(select(User.id, User.signup_at).where(matured)).all())
+        unresolved = unresolved_failures(day.end)
+        subscribed = select(Subscription.user_id).where(active_at(day.end))
+        past_due = select(Subscription.user_id).join(
+            unresolved, unresolved.c.subscription_id == Subscription.id
+        )
+        paying = set(
             day.connection.execute(
-                select(User.id).where(day.alive, User.activated_at.is_not(None))
+                select(User.id).where(matured, User.id.in_(subscribed), ~User.id.in_(past_due))
             ).scalars()
         )
-        self.engaged &= living
-        if len(self.engaged) > target:
-            drop = rng.choice(sorted(self.engaged), size=len(self.engaged) - target, replace=False)
-            self.engaged.difference_update(int(i) for i in drop)
-        elif len(self.engaged) < target:
-            messaged: set[int] = {
-                int(u)
-                for u in day.connection.execute(
-                    select(Outbox.user_id).where(
-                        Outbox.topic == "retention_campaign",
-                        Outbox.created_at >= day.start - CAMPAIGN_MEMORY,
-                        Outbox.created_at < day.end,
-                    )
-                ).scalars()
-                if u is not None
-            } & living
-            pool = sorted(messaged - self.engaged) + [
-                int(i) for i in rng.permutation(sorted(living - self.engaged - messaged))
-            ]
-            self.engaged.update(pool[: target - len(self.engaged)])
+        free = set(signups) - paying - set(day.connection.execute(past_due).scalars())
+        seen = _ids(
+            day.connection.execute(
+                select(Event.user_id)
+                .where(Event.occurred_at > day.start - timedelta(days=SILENT_DAYS))
+                .where(Event.occurred_at < day.start)
+                .group_by(Event.user_id)
+            ).scalars()
+        )
+        messaged = _ids(
+            day.connection.execute(
+                select(Outbox.user_id).where(
+                    Outbox.topic == "retention_campaign",
+                    Outbox.created_at >= day.start - CAMPAIGN_MEMORY,
+                    Outbox.created_at < day.end,
+                )
+            ).scalars()
+        )
+        new = {u for u, t in signups.items() if t > day.start - DAY7 - timedelta(days=1)}
+        order = (messaged, new, seen)
+        self.engaged &= paying | free
+        a = day.after
+        for group, engaged_share in (
+            (free, a.active_free / max(a.active_free + a.at_risk_free, 1.0)),
+            (paying, 1.0 - a.at_risk_paying / max(a.paying, 1.0)),
+        ):
+            self._engage(group, round(len(group) * engaged_share), order)
         if self.engaged:
             users = sorted(self.engaged)
-            day.connection.execute(
-                insert(Event),
-                [
-                    {"user_id": u, "type": "logged_in", "occurred_at": t}
-                    for u, t in zip(users, day.times(len(users)), strict=True)
-                ],
-            )
+            times = [
+                _outside_day7(t, signups[u], day)
+                for u, t in zip(users, day.times(len(users)), strict=True)
+            ]
+            rows = [
+                {"user_id": u, "type": "logged_in", "occurred_at": t}
+                for u, t in zip(users, times, strict=True)
+                if t is not None
+            ]
+            if rows:
+                day.connection.execute(insert(Event), rows)
+
+    def _engage(self, group: set[int], target: int, order: Sequence[set[int]]) -> None:
+        """Make ``target`` of ``group`` engaged: drop engaged ones at random, or add the rest
+        by ``order`` (earlier sets first, at random within each)."""
+        engaged = self.engaged & group
+        if len(engaged) > target:
+            drop = self.rng.choice(sorted(engaged), size=len(engaged) - target, replace=False)
+            self.engaged.difference_update(int(i) for i in drop)
+            return
+        pool: list[int] = []
+        left = group - engaged
+        for preferred in (*order, left):
+            tier = sorted(left & preferred)
+            pool += [tier[int(i)] for i in self.rng.permutation(len(tier))]
+            left -= preferred
+        self.engaged.update(pool[: target - len(engaged)])
 
     def _write_billing(self, day: _Day) -> None:
-        """Billing: today's failures on active subscriptions; retried charges recover; the
-        backlog's growth, plus the charges that fail and are recovered the same day."""
+        """Billing, as the simulator bills: a thirtieth of the subscriptions in good standing
+        is charged today, each charge failing at the simulator's ``billing_failure_rate`` (so
+        the observed rate is failed over all charges, as in training); then the past-due
+        backlog is brought to the simulator's (its ``failed_payments``, after the day's
+        expiries in :meth:`_write_churn`): the excess recovers, charges a retry job asked for
+        first (the simulator's ``payment_retry`` recovered them), then customers fixing their
+        card; a shortfall fails more of today's charges."""
         rng = self.rng
-        failures = self._count(
-            max(day.after.failed_payments - day.before.failed_payments, 0.0)
-            + SAME_DAY_RECOVERY * day.after.failed_payments / EXPIRY_DAYS
-        )
-        if failures:
-            active = day.connection.execute(
-                select(Subscription.id, Subscription.user_id, Subscription.list_price)
-                .where(Subscription.started_at <= day.end, Subscription.ended_at.is_(None))
-                .order_by(Subscription.id)
-            ).all()
-            subs = [active[int(i)] for i in self._sample(list(range(len(active))), failures)]
+        unresolved = unresolved_failures(day.start)
+        good = day.connection.execute(
+            select(Subscription.id, Subscription.user_id, Subscription.list_price)
+            .outerjoin(unresolved, unresolved.c.subscription_id == Subscription.id)
+            .where(active_at(day.start), unresolved.c.subscription_id.is_(None))
+            .order_by(Subscription.id)
+        ).all()
+        due = [
+            good[i]
+            for i in self._sample(list(range(len(good))), self._count(len(good) / MONTH_DAYS))
+        ]
+        failed = (rng.random(len(due)) < day.kpis["billing_failure_rate"]).tolist()
+        backlog = (
+            day.connection.execute(
+                select(BillingEvent.id)
+                .join(Subscription, Subscription.id == BillingEvent.subscription_id)
+                .where(
+                    BillingEvent.kind == "charge", BillingEvent.status == "failed",
+                    BillingEvent.resolved_at.is_(None), active_at(day.start),
+                )
+                .order_by(BillingEvent.id)
+            )
+            .scalars()
+            .all()
+        )  # fmt: skip
+        excess = len(backlog) + sum(failed) - self._count(day.after.failed_payments)
+        if excess < 0:  # fail more of today's charges
+            passing = [i for i, f in enumerate(failed) if not f]
+            for i in self._sample(passing, -excess):
+                failed[i] = True
+        elif excess > len(backlog):  # the backlog cannot shrink that far: fewer fail today
+            failing = [i for i, f in enumerate(failed) if f]
+            for i in self._sample(failing, excess - len(backlog)):
+                failed[i] = False
+        if due:
             day.connection.execute(
                 insert(BillingEvent),
                 [
                     {
-                        "subscription_id": s, "user_id": u, "kind": "charge",
-                        "status": "failed", "amount": float(p), "occurred_at": t,
-                        "failure_code": "card_declined",
+                        "subscription_id": sub, "user_id": u, "kind": "charge",
+                        "status": "failed" if f else "succeeded", "amount": float(price),
+                        "occurred_at": t, "failure_code": "card_declined" if f else None,
                     }
-                    for (s, u, p), t in zip(subs, day.times(len(subs)), strict=True)
+                    for (sub, u, price), f, t in zip(due, failed, day.times(len(due)), strict=True)
                 ],
             )  # fmt: skip
-        retried = (
-            day.connection.execute(
+        self._recover(day, list(backlog), min(max(excess, 0), len(backlog)))
+
+    def _recover(self, day: _Day, backlog: list[int], k: int) -> None:
+        """Recover ``k`` of the failed charges in ``backlog``: those a retry job asked for
+        yesterday first, the rest at random."""
+        retried = {
+            int(payload["billing_event_id"])
+            for payload in day.connection.execute(
                 select(Outbox.payload).where(
                     Outbox.topic == "payment_retry",
                     Outbox.created_at >= day.start - timedelta(days=1),
                     Outbox.created_at < day.start,
                 )
-            )
-            .scalars()
-            .all()
-        )
-        recovered = [
-            int(p["billing_event_id"]) for p in retried if rng.random() < RECOVERY_PROBABILITY
-        ]
-        if recovered:
+            ).scalars()
+        }
+        first = [b for b in backlog if b in retried]
+        chosen = self._sample(first, k)
+        chosen += self._sample([b for b in backlog if b not in retried], k - len(chosen))
+        if chosen:
             day.connection.execute(
                 update(BillingEvent)
-                .where(BillingEvent.id.in_(recovered), BillingEvent.resolved_at.is_(None))
+                .where(BillingEvent.id.in_(chosen))
                 .values(resolved_at=day.start + RECOVERY_TIME, resolution="recovered")
             )
-        day.connection.execute(
-            update(BillingEvent)
-            .where(
-                BillingEvent.kind == "charge", BillingEvent.status == "failed",
-                BillingEvent.resolved_at.is_(None),
-                BillingEvent.occurred_at < day.start - timedelta(days=EXPIRY_DAYS),
-            )
-            .values(resolved_at=day.start, resolution="expired")
-        )  # fmt: skip
 
     def _write_defects(self, day: _Day) -> None:
         """Defects: as many of the day's events as the simulator's defect count grew by are
@@ -752,7 +933,7 @@ def run_closed_loop(
                 if terminated:
                     break
             trajectory.append(
-                {"day": float(day + 1), **{k: float(info["kpis"][k]) for k in trajectory_kpis}}
+                {"day": float(day + 1), **{k: float(info["true_kpis"][k]) for k in trajectory_kpis}}
             )
             writer.write(day_start, before, states[-1], states)
             if terminated:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent import actuators, detect, observe, twin
+from agent import actuators, detect, observe
 from agent.guardrails import BUILT_IN_LIMITS, Governance
 from environment import state
 from environment.actions import ACTION_NAMES, CYCLE_HOURS, PACING
@@ -70,4 +70,3 @@ def test_a_price_change_moves_the_price_by_the_simulators_step() -> None:
 def test_windows_come_from_the_simulator() -> None:
     assert observe.MONTH_DAYS is state.MONTH_DAYS
     assert observe.WEEK_DAYS is state.WEEK_DAYS
-    assert PARAMS.failed_payment_expiry_days == twin.EXPIRY_DAYS

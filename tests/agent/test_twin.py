@@ -6,11 +6,20 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from agent.actuators import normalize_event_type
 from agent.db import make_engine, session_factory
-from agent.models import EVENT_TYPES, Approval, Execution, Outbox, UsageMetric, User
+from agent.models import (
+    EVENT_TYPES,
+    Approval,
+    BillingEvent,
+    Execution,
+    Outbox,
+    Subscription,
+    UsageMetric,
+    User,
+)
 from agent.observe import MARKETING_METRIC, observe
 from agent.orchestrator import DecisionOutcome
 from agent.seed import unnormalized_event_type
@@ -221,3 +230,47 @@ def test_the_prompt_settings_message_their_audience_as_the_simulator_counts_them
         ).scalar_one()
     assert len(sent) > 0 and all(status == "sent" for _, status in sent)
     assert len({u for u, _ in sent}) == len(sent) <= unactivated + 800  # once per account
+
+
+def test_the_observed_accounts_billing_and_orphans_follow_the_simulator(tmp_path: Path) -> None:
+    # The twin once wrote only failed charges (observed failure rate 1 on days with one), never
+    # shrank the past-due backlog to the simulator's, kept every event of a closed account
+    # (orphans 5-9x the simulator's), engaged accounts without telling free from paying (3x
+    # the silent paying accounts) and changed no plan after an upgrade prompt.
+    url = f"sqlite:///{tmp_path / 'accounts.db'}"
+    names = (
+        "at_risk_share",
+        "billing_failure_rate",
+        "failed_payment_backlog",
+        "orphaned_records",
+        "arpa",
+    )
+    result = run_closed_loop(url, days=20, seed=4, mode="none", users=1500, trajectory_kpis=names)
+    end = START + timedelta(days=20)
+    with session_factory(make_engine(url))() as session:
+        kpis = observe(session, end).kpis
+        charges = session.execute(
+            select(
+                func.count(), func.sum(case((BillingEvent.status == "failed", 1), else_=0))
+            ).where(BillingEvent.kind == "charge", BillingEvent.occurred_at > START)
+        ).one()
+        closed_but_paying = session.execute(
+            select(func.count())
+            .select_from(Subscription)
+            .join(User, User.id == Subscription.user_id)
+            .where(User.deleted_at <= end, Subscription.ended_at.is_(None))
+        ).scalar_one()
+    truth = result.final_kpis
+    assert kpis["at_risk_share"] == pytest.approx(truth["at_risk_share"], abs=0.03)
+    assert kpis["orphaned_records"] == pytest.approx(truth["orphaned_records"], rel=0.25)
+    assert kpis["failed_payment_backlog"] == pytest.approx(
+        truth["failed_payment_backlog"], abs=0.006
+    )
+    assert kpis["arpa"] == pytest.approx(truth["arpa"], rel=0.03)
+    attempts, failed = charges
+    mean_rate = sum(day["billing_failure_rate"] for day in result.trajectory) / len(
+        result.trajectory
+    )
+    assert attempts > 20 * 5  # every due charge is written, not only the failed ones
+    assert failed / attempts == pytest.approx(mean_rate, abs=0.04)
+    assert closed_but_paying == 0  # a closed account's subscription ends with it
