@@ -296,6 +296,25 @@ def abort_dead_cycle(
         return running[-1].id
 
 
+def release_dead_runner(connection: Connection, runner: str, by: str, now: datetime) -> int | None:
+    """Drop the cycle lock that ``runner`` (``host:pid``, a scheduler whose tick lease
+    expired: :func:`agent.ticks.claim_tick`) held and record its cycle aborted
+    (:func:`abort_dead_cycle`, taken over ``by``), inside ``connection``'s transaction. Returns
+    the aborted cycle's id, or None when the runner held no lock."""
+    row = connection.execute(
+        select(CycleLock.name, CycleLock.holder, CycleLock.acquired_at, CycleLock.expires_at).where(
+            CycleLock.holder.like(f"{runner}:%")
+        )
+    ).first()
+    if row is None:
+        return None
+    dead = LockHolder(*row)
+    connection.execute(
+        delete(CycleLock).where(CycleLock.name == dead.name, CycleLock.holder == dead.holder)
+    )
+    return abort_dead_cycle(connection, dead, "its runner's tick lease expired", by, now)
+
+
 def renew(engine: Engine, holder: str, name: str = LOCK_NAME) -> bool:
     """Push ``holder``'s lease to :data:`LEASE_TTL` from now; ``False`` when it no longer holds
     the lock (taken over or released)."""

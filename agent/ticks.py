@@ -6,8 +6,10 @@ so one inserter wins and the others skip and say so (:class:`TickTaken`). The wi
 lease (``lease_expires_at``) that a :class:`LeaseKeeper` renews every third of its length
 while the pass runs. A claim still ``running`` past its lease belongs to a runner that
 crashed: the next claimant takes it over (``attempts`` + 1) and removes the cycle lock the
-dead runner left (the orchestrator names its lock holders ``host:pid:token``), so the tick
-runs once, by the successor. The cycle lock stays as the second line.
+dead runner left (the orchestrator names its lock holders ``host:pid:token``), recording the
+dead runner's cycle ``aborted`` with a ``cycle_aborted`` audit entry
+(:func:`agent.lock.release_dead_runner`), so the tick runs once, by the successor. The cycle
+lock stays as the second line.
 
 Clocks: every time is naive UTC from the runner's wall clock; the runners' clocks must agree
 to well within a lease.
@@ -27,7 +29,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agent.models import CycleLock, ScheduledRun
+from agent.models import ScheduledRun
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +135,10 @@ def _take_over(
         ).rowcount
         if taken != 1:
             raise TickTaken(f"tick {tick:%Y-%m-%d %H:%M:%S} of {job} was taken over first")
-        # the dead runner's cycle lock is as stale as its lease
-        connection.execute(delete(CycleLock).where(CycleLock.holder.like(f"{current.runner}:%")))
+        # the dead runner's cycle lock is as stale as its lease; its cycle is recorded aborted
+        from agent.lock import release_dead_runner  # agent.lock imports this module
+
+        release_dead_runner(connection, current.runner, runner, moment)
     log.warning("took over tick %s of %s from %s (its lease expired)", tick, job, current.runner)
     return Claim(current.id, job, tick, runner, current.attempts + 1)
 

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from agent import ticks
 from agent.db import make_engine
-from agent.models import CycleLock, ScheduledRun
+from agent.lock import ABORTED
+from agent.models import AuditLog, Cycle, CycleLock, ScheduledRun
 
 TICK = datetime(2026, 12, 1, 12, 0, 0)
 NOW = datetime(2026, 12, 1, 12, 0, 1)
@@ -71,7 +72,7 @@ def test_a_finished_tick_is_never_run_again(engine: Engine) -> None:
     [(-0.001, False), (0.0, False), (0.001, True)],
     ids=["just-before-expiry", "at-expiry", "just-after-expiry"],
 )
-def test_an_expired_lease_is_taken_over_with_the_dead_runners_cycle_lock(
+def test_an_expired_lease_is_taken_over_with_the_dead_runners_cycle_lock_and_cycle(
     engine: Engine, after_lease_s: float, taken_over: bool
 ) -> None:
     lease_end = NOW + timedelta(seconds=LEASE_S)
@@ -87,6 +88,26 @@ def test_an_expired_lease_is_taken_over_with_the_dead_runners_cycle_lock(
         row = session.scalars(select(ScheduledRun)).one()
         assert (row.runner, row.attempts, row.outcome) == (ticks.runner_name(), 2, "running")
         assert session.scalars(select(CycleLock)).all() == []
+        # the dead runner's cycle does not stay running forever: it is aborted, and audited
+        cycle = session.scalars(select(Cycle)).one()
+        assert cycle.status == ABORTED and "deadhost:4242:abcd1234" in (cycle.error or "")
+        entry = session.scalars(select(AuditLog).where(AuditLog.action == "cycle_aborted")).one()
+        assert entry.cycle_id == cycle.id
+        assert entry.details["taken_over_by"] == ticks.runner_name()
+
+
+def test_a_taken_over_runner_without_a_cycle_lock_aborts_nothing(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            insert(ScheduledRun).values(
+                job="monitor", tick=TICK, runner="deadhost:4242", attempts=1, started_at=NOW,
+                lease_expires_at=NOW, outcome=ticks.RUNNING,
+            )
+        )  # fmt: skip
+    claim = ticks.claim_tick(engine, "monitor", TICK, LEASE_S, now=NOW + timedelta(seconds=1))
+    assert claim.attempt == 2
+    with Session(engine) as session:
+        assert session.scalars(select(Cycle)).all() == []
 
 
 def test_a_taken_over_runner_can_neither_renew_nor_finish(engine: Engine) -> None:
