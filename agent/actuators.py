@@ -245,30 +245,30 @@ def _retry_candidates(at: datetime) -> Any:
     )
 
 
-def _gone_users(table: Table, at: datetime) -> Any:
-    """Per ``user_id`` of ``table`` whose account is missing or deleted by ``at``: the id and
-    its row count. Grouped first, so the scan runs over the ``user_id`` index once instead of
-    probing ``users`` per row (the pattern of :mod:`agent.observe`)."""
-    per_user = (
-        select(table.c.user_id.label("user_id"), func.count().label("n"))
-        .where(validation.valid(table.name, at))
-        .group_by(table.c.user_id)
-        .subquery("per_user")
-    )
+def _orphan_owners(session: Session, table: Table, at: datetime) -> tuple[list[int], bool, int]:
+    """(ids of gone owners, whether rows without an owner exist, how many valid rows they
+    own in all): the owners of ``table``'s rows whose account is missing or deleted by ``at``.
+
+    The rules of :mod:`agent.validation` run only over the orphans: the gone owners come from
+    a scan of the ``user_id`` index grouped (not a probe of ``users`` per row, the pattern of
+    :mod:`agent.observe`), and only their rows are validated and counted, through that index.
+    Validating every row of the table first made this ten times slower on a twin's events."""
+    per_user = select(table.c.user_id.label("user_id")).group_by(table.c.user_id).subquery()
     gone = or_(User.id.is_(None), and_(User.deleted_at.is_not(None), User.deleted_at <= at))
-    return (
-        select(per_user.c.user_id, per_user.c.n)
+    gone_owners = (
+        select(per_user.c.user_id)
         .select_from(per_user)
         .outerjoin(User, User.id == per_user.c.user_id)
         .where(gone)
     )
-
-
-def _orphan_owners(session: Session, table: Table, at: datetime) -> tuple[list[int], bool, int]:
-    """(ids of gone owners, whether rows without an owner exist, how many rows in all)."""
+    owned = or_(table.c.user_id.in_(gone_owners), table.c.user_id.is_(None))
     owners: list[int] = []
     ownerless, rows = False, 0
-    for user_id, n in session.execute(_gone_users(table, at)).all():
+    for user_id, n in session.execute(
+        select(table.c.user_id, func.count())
+        .where(owned, validation.valid(table.name, at))
+        .group_by(table.c.user_id)
+    ).all():
         rows += int(n)
         if user_id is None:
             ownerless = True
