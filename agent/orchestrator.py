@@ -36,7 +36,7 @@ why in its audit entry.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -481,8 +481,31 @@ def _start(
 # --- deciding -----------------------------------------------------------------------------
 
 
+@dataclass
+class PlanBook:
+    """The plans of one cycle's decisions at its time ``at``, each action planned once: the
+    mask (:func:`feasible_actions`) and the guardrails of the decisions that follow read the
+    same plan. A plan only reads, but an execution changes what the next plan counts, so
+    :meth:`forget` clears the book after each one."""
+
+    session: Session
+    at: datetime
+    plans: dict[str, actuators.Plan] = field(default_factory=dict)
+
+    def __call__(self, action: str) -> actuators.Plan:
+        if action not in self.plans:
+            self.plans[action] = actuators.plan(self.session, action, self.at)
+        return self.plans[action]
+
+    def forget(self) -> None:
+        self.plans.clear()
+
+
 def feasible_actions(
-    session: Session, at: datetime, governance: Governance
+    session: Session,
+    at: datetime,
+    governance: Governance,
+    plans: Callable[[str], actuators.Plan] | None = None,
 ) -> tuple[NDArray[np.bool_], dict[str, str]]:
     """Which actions could execute at ``at`` whatever the confidence: the policy's mask.
 
@@ -491,15 +514,17 @@ def feasible_actions(
     blast radius) or its actuator has no row to act on (``nothing_to_do``). Returns the bool
     mask (shape (N_ACTIONS,)) and, per excluded action, the rule that excludes it. The kill
     switch, approvals and confidence are left to the guardrails: they hold or stop a decision
-    the policy made, they do not change what it would choose.
+    the policy made, they do not change what it would choose. ``plans``: where the plans come
+    from (the cycle's :class:`PlanBook`; default a fresh :func:`agent.actuators.plan` each).
     """
+    plans = plans or PlanBook(session, at)
     executions = executions_by_action(session, at, governance.lookback)
     allowed = np.ones(N_ACTIONS, dtype=bool)
     excluded: dict[str, str] = {}
     for index, name in enumerate(ACTION_NAMES):
         if index == NOOP:
             continue
-        excluded_by = _infeasible(session, name, at, governance, executions)
+        excluded_by = _infeasible(plans, name, at, governance, executions)
         if excluded_by is not None:
             allowed[index] = False
             excluded[name] = excluded_by
@@ -507,7 +532,7 @@ def feasible_actions(
 
 
 def _infeasible(
-    session: Session,
+    plans: Callable[[str], actuators.Plan],
     name: str,
     at: datetime,
     governance: Governance,
@@ -519,7 +544,7 @@ def _infeasible(
     blocked = governance_block(name, governance, pacing)
     if blocked is not None:
         return blocked.rule
-    planned = actuators.plan(session, name, at)
+    planned = plans(name)
     sized = replace(pacing, rows=planned.rows, population=planned.population)
     blocked = governance_block(name, governance, sized)
     if blocked is not None:
@@ -528,12 +553,16 @@ def _infeasible(
 
 
 def _policy_candidate(
-    session: Session, policy: Policy, context: CycleContext, obs: NDArray[np.float32]
+    session: Session,
+    policy: Policy,
+    context: CycleContext,
+    obs: NDArray[np.float32],
+    plans: PlanBook,
 ) -> Candidate:
     """The policy's decision on ``obs`` among the feasible actions, after replaying its
     recent history."""
     _replay_history(session, policy)
-    allowed, excluded = feasible_actions(session, context.at, context.config.governance)
+    allowed, excluded = feasible_actions(session, context.at, context.config.governance, plans)
     decided = decide_within(policy, obs, allowed)
     return Candidate(
         action=decided.action_name,
@@ -547,12 +576,16 @@ def _policy_candidate(
 
 
 def _candidates(
-    session: Session, context: CycleContext, snapshot: KpiSnapshot, issues: list[Issue]
+    session: Session,
+    context: CycleContext,
+    snapshot: KpiSnapshot,
+    issues: list[Issue],
+    plans: PlanBook,
 ) -> list[Candidate]:
     """The policy's candidate (full cycles) first, then self-healing for other actions."""
     policy = context.config.policy
     obs = np.asarray(context.obs, dtype=np.float32)
-    out = [] if policy is None else [_policy_candidate(session, policy, context, obs)]
+    out = [] if policy is None else [_policy_candidate(session, policy, context, obs, plans)]
     proposed = {c.action for c in out}
     healing = healing_candidates(issues, only_critical=context.kind == MONITOR)
     return out + [c for c in healing if c.action not in proposed]
@@ -568,8 +601,9 @@ def _decide_and_act(
     issues = detect(session, snapshot, sample_size=0)
     policy = context.config.policy
     outcomes: list[DecisionOutcome] = []
-    for candidate in _candidates(session, context, snapshot, issues):
-        outcome = _handle(session, context, candidate)
+    plans = PlanBook(session, context.at)
+    for candidate in _candidates(session, context, snapshot, issues, plans):
+        outcome = _handle(session, context, candidate, plans)
         outcomes.append(outcome)
         if isinstance(policy, Episodic) and candidate.source == "policy":
             executed = outcome.verdict == Verdict.EXECUTED
@@ -636,22 +670,26 @@ def _decide_and_act(
     )
 
 
-def _handle(session: Session, context: CycleContext, candidate: Candidate) -> DecisionOutcome:
+def _handle(
+    session: Session, context: CycleContext, candidate: Candidate, plans: PlanBook
+) -> DecisionOutcome:
     """Guard one decision, record it, and execute it or hold it for approval, in one
     savepoint (retried once when a concurrent writer took the idempotency key)."""
     for attempt in range(2):
         try:
             with session.begin_nested():
-                return _handle_once(session, context, candidate)
+                return _handle_once(session, context, candidate, plans)
         except IntegrityError:
             if attempt == 1:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _handle_once(session: Session, context: CycleContext, candidate: Candidate) -> DecisionOutcome:
+def _handle_once(
+    session: Session, context: CycleContext, candidate: Candidate, plans: PlanBook
+) -> DecisionOutcome:
     action, at, actor, cycle_id = candidate.action, context.at, context.actor, context.cycle_id
-    planned = actuators.plan(session, action, at) if action in actuators.ACTUATED else None
+    planned = plans(action) if action in actuators.ACTUATED else None
     guard_context = GuardContext(
         now=at,
         dry_run=context.dry_run,
@@ -719,6 +757,7 @@ def _handle_once(session: Session, context: CycleContext, candidate: Candidate) 
             decision_id=decision.id,
             planned=planned,
         )
+        plans.forget()  # what executed changes what the next plan counts
         execution_id = outcome.execution.id
         decision.execution_id = execution_id
         if not outcome.created:

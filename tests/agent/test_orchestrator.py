@@ -18,6 +18,7 @@ from agent.guardrails import Governance, parse_governance
 from agent.models import AuditLog, CycleLock, DecisionRecord, Execution
 from agent.orchestrator import (
     CycleRunning,
+    PlanBook,
     cycle_lock,
     feasible_actions,
     monitor_and_respond,
@@ -287,6 +288,20 @@ def test_feasible_actions_exclude_what_governance_blocks_and_what_has_nothing_to
         allowed, excluded = feasible_actions(session, later + timedelta(hours=12), governance)
     assert excluded["data_fix"] == "nothing_to_do"
     assert set(excluded) == {ACTION_NAMES[i] for i in np.flatnonzero(~allowed)}
+
+
+def test_a_cycles_plan_book_plans_once_until_something_executes(
+    seeded: tuple[Engine, SeedResult],
+) -> None:
+    engine, result = seeded
+    with session_factory(engine)() as session:
+        book = PlanBook(session, result.as_of)
+        first = book("orphan_cleanup")
+        assert first.rows > 0 and book("orphan_cleanup") is first  # the mask's plan, reused
+        execute(session, "orphan_cleanup", result.as_of, cycle_id=None)
+        assert book("orphan_cleanup") is first  # a stale plan until the book is told
+        book.forget()
+        assert book("orphan_cleanup").rows < first.rows  # what executed is counted
 
 
 def test_the_policy_chooses_only_among_feasible_actions(
