@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     # Defaults (None here) are DemoConfig's: the CLI does not import MLflow to print help.
     demo.add_argument("--seeds", type=int, help="evaluation seeds per scenario (default 5)")
-    demo.add_argument("--days", type=int, help="simulated days of the closed loop (default 30)")
+    demo.add_argument("--days", type=int, help="simulated days of the closed loop (default 90)")
     demo.add_argument("--users", type=int, help="accounts in the business (default 2,000)")
     demo.set_defaults(handler=_demo)
 
