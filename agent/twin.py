@@ -287,6 +287,20 @@ def _ids(user_ids: Iterable[int | None]) -> set[int]:
     return {int(u) for u in user_ids if u is not None}
 
 
+def _in_good_standing(day: _Day, column: Any) -> list[Any]:
+    """(id, user id, ``column``) of the subscriptions active at the day's start without an
+    unresolved failed charge, by id."""
+    unresolved = unresolved_failures(day.start)
+    return list(
+        day.connection.execute(
+            select(Subscription.id, Subscription.user_id, column)
+            .outerjoin(unresolved, unresolved.c.subscription_id == Subscription.id)
+            .where(active_at(day.start), unresolved.c.subscription_id.is_(None))
+            .order_by(Subscription.id)
+        ).all()
+    )
+
+
 def _outside_day7(at: datetime, signup: datetime, day: _Day) -> datetime | None:
     """``at``, moved out of the account's day-7 window ``[signup + 7 d, signup + 8 d)`` while
     staying within ``day`` (after the window if it closes today, else just before it); ``None``
@@ -534,13 +548,7 @@ class _DayWriter:
         """Move subscriptions between plans until the twin's pro share of paying accounts is
         the simulator's (see :meth:`_write_subscriptions`)."""
         a = day.after
-        unresolved = unresolved_failures(day.start)
-        good = day.connection.execute(
-            select(Subscription.id, Subscription.user_id, Subscription.plan)
-            .outerjoin(unresolved, unresolved.c.subscription_id == Subscription.id)
-            .where(active_at(day.start), unresolved.c.subscription_id.is_(None))
-            .order_by(Subscription.id)
-        ).all()
+        good = _in_good_standing(day, Subscription.plan)
         pro = [(s, u) for s, u, plan in good if plan == "pro"]
         basic = [(s, u) for s, u, plan in good if plan != "pro"]
         excess = len(pro) - round(len(good) * a.paying_pro / max(a.paying, 1.0))
@@ -681,13 +689,7 @@ class _DayWriter:
         first (the simulator's ``payment_retry`` recovered them), then customers fixing their
         card; a shortfall fails more of today's charges."""
         rng = self.rng
-        unresolved = unresolved_failures(day.start)
-        good = day.connection.execute(
-            select(Subscription.id, Subscription.user_id, Subscription.list_price)
-            .outerjoin(unresolved, unresolved.c.subscription_id == Subscription.id)
-            .where(active_at(day.start), unresolved.c.subscription_id.is_(None))
-            .order_by(Subscription.id)
-        ).all()
+        good = _in_good_standing(day, Subscription.list_price)
         due = [
             good[i]
             for i in self._sample(list(range(len(good))), self._count(len(good) / MONTH_DAYS))
