@@ -84,6 +84,7 @@ from agent.models import (
     Workflow,
 )
 from agent.observe import (
+    COHORT_WINDOW,
     MARKETING_METRIC,
     SILENT_DAYS,
     TRIAL_DAYS,
@@ -344,6 +345,7 @@ class _DayWriter:
             kpis = true_kpis(after, self.params)
             day = _Day(connection, day_start, end, before, after, self.rng, kpis)
             self._write_signups(day)
+            self._write_unactivated(day)
             self._write_day7_returns(day)
             self._write_churn(day)
             self._write_subscriptions(day)
@@ -389,6 +391,40 @@ class _DayWriter:
                 for i, t in enumerate(times)
             ]
             day.connection.execute(insert(User), rows)
+
+    def _write_unactivated(self, day: _Day) -> None:
+        """Accounts past their first week that never activated follow the simulator's count,
+        as :mod:`agent.seed` keeps them: of the twin's excess, the simulator's leavers (its
+        ``unactivated_leave_per_day``) close, only accounts out of the measured cohorts
+        (older than :data:`agent.observe.COHORT_WINDOW`), their few records deleted with them
+        (the simulator counts no orphans for them); the rest activate late, today. Without
+        this no unactivated account ever left, and observed activation fell a point a week
+        behind the simulator's."""
+        members = day.connection.execute(
+            select(User.id, User.signup_at)
+            .where(day.alive, User.activated_at.is_(None))
+            .where(User.signup_at <= day.start - timedelta(days=TRIAL_DAYS))
+            .order_by(User.id)
+        ).all()
+        excess = len(members) - self._count(day.after.unactivated)
+        if excess <= 0:
+            return
+        mean = 0.5 * (day.before.unactivated + day.after.unactivated)
+        settled_before = day.start - timedelta(days=COHORT_WINDOW[1])
+        settled = [int(u) for u, signup in members if signup <= settled_before]
+        gone = self._sample(
+            settled, min(excess, self._count(mean * self.params.unactivated_leave_per_day))
+        )
+        leaving = set(gone)
+        late = self._sample(
+            [int(u) for u, _ in members if int(u) not in leaving], excess - len(gone)
+        )
+        at = day.start + CHURN_TIME
+        if gone:
+            day.connection.execute(delete(Event).where(Event.user_id.in_(gone)))
+            day.connection.execute(update(User).where(User.id.in_(gone)).values(deleted_at=at))
+        if late:
+            day.connection.execute(update(User).where(User.id.in_(late)).values(activated_at=at))
 
     def _write_day7_returns(self, day: _Day) -> None:
         """Day-7 returns: of the alive users whose seventh day after signup falls today, the
