@@ -236,7 +236,8 @@ def test_the_observed_accounts_billing_and_orphans_follow_the_simulator(tmp_path
     # The twin once wrote only failed charges (observed failure rate 1 on days with one), never
     # shrank the past-due backlog to the simulator's, kept every event of a closed account
     # (orphans 5-9x the simulator's), engaged accounts without telling free from paying (3x
-    # the silent paying accounts) and changed no plan after an upgrade prompt.
+    # the silent paying accounts), changed no plan after an upgrade prompt and kept every
+    # unactivated account forever.
     url = f"sqlite:///{tmp_path / 'accounts.db'}"
     names = (
         "at_risk_share",
@@ -244,6 +245,7 @@ def test_the_observed_accounts_billing_and_orphans_follow_the_simulator(tmp_path
         "failed_payment_backlog",
         "orphaned_records",
         "arpa",
+        "activation_rate",
     )
     result = run_closed_loop(url, days=20, seed=4, mode="none", users=1500, trajectory_kpis=names)
     end = START + timedelta(days=20)
@@ -267,6 +269,8 @@ def test_the_observed_accounts_billing_and_orphans_follow_the_simulator(tmp_path
         truth["failed_payment_backlog"], abs=0.006
     )
     assert kpis["arpa"] == pytest.approx(truth["arpa"], rel=0.03)
+    # no unactivated account ever left: observed activation fell behind by a point a week
+    assert kpis["activation_rate"] == pytest.approx(truth["activation_rate"], abs=0.015)
     attempts, failed = charges
     mean_rate = sum(day["billing_failure_rate"] for day in result.trajectory) / len(
         result.trajectory
