@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from agent.celery_app import configure
 from agent.db import make_engine
-from agent.models import Cycle, CycleLock
+from agent.lock import ABORTED
+from agent.models import AuditLog, Cycle, CycleLock
 from agent.settings import Settings
 from tests.scheduling.conftest import Spawn, child_env
 from tests.scheduling.support import (
@@ -138,6 +140,13 @@ def test_a_worker_killed_mid_cycle_loses_nothing_and_its_tick_runs_once(
     assert (run.tick, run.attempts) == (tick, 2)
     assert int(run.runner.rsplit(":", 1)[1]) == survivor
     assert took_over_after >= float(LEASE_S)  # after the lease, not before
-    assert count(engine, Cycle) == 1 and count(engine, CycleLock) == 0
+    assert count(engine, CycleLock) == 0
+    # the killed cycle's transaction died with it: the takeover records it aborted (audited),
+    # and the survivor's cycle is the one that finished
+    with Session(engine) as session:
+        statuses = sorted(session.scalars(select(Cycle.status)).all())
+        aborted = session.scalars(select(AuditLog).where(AuditLog.action == "cycle_aborted")).all()
+    assert statuses == [ABORTED, "finished"]
+    assert len(aborted) == 1 and str(victim) in aborted[0].details["holder"]
     log = (tmp_path / ("w1" if workers[0].pid == survivor else "w2")).with_suffix(".log")
     assert re.search(rf"took over tick .* from .*:{victim}", log.read_text())
