@@ -164,6 +164,9 @@ RECOVERY_TIME = timedelta(hours=6)
 DEFECT_WINDOW = timedelta(days=7)
 """New defects corrupt events of the last week (a bad release or client rewrites recent
 data)."""
+HAND_REPAIRED_TYPE = "logged_in"
+"""What a corrupt event type no rule can repair becomes when the twin has people fix it (the
+original is lost; the commonest type)."""
 UNREPAIRABLE_EVENT_TYPE = "wf_run_v0"
 """The twin's unrepairable defect: a type no safe rewrite makes known."""
 
@@ -352,6 +355,7 @@ class _DayWriter:
             self._write_prompts(day)
             self._write_engagement(day)
             self._write_billing(day)
+            self._write_repairs(day)
             self._write_defects(day)
             self._write_health(day, steps)
 
@@ -788,6 +792,43 @@ class _DayWriter:
                 update(BillingEvent)
                 .where(BillingEvent.id.in_(chosen))
                 .values(resolved_at=day.start + RECOVERY_TIME, resolution="recovered")
+            )
+
+    def _write_repairs(self, day: _Day) -> None:
+        """The rest of the simulator's ``data_fix``. The simulator repairs ``data_fix_share``
+        of *all* its defects; the twin's actuator repairs only what a safe rule can (padded
+        and upper-case event types, emails). So on a day a ``data_fix`` executed, as many of
+        the remaining corrupt event types are rewritten to a known type (people fixing what
+        no rule can) as leave ``1 - data_fix_share`` of the event defects the fix found.
+        Without this the unrepairable defects piled up fix after fix, and the observed issue
+        rate reached twice the simulator's."""
+        undos = day.connection.execute(
+            select(Execution.undo).where(
+                Execution.action == "data_fix",
+                Execution.status == "executed",
+                Execution.started_at >= day.start,
+                Execution.started_at < day.end,
+            )
+        ).scalars()
+        repaired = sum(
+            len(change.get("new", {}))
+            for undo in undos
+            if undo
+            for change in undo.get("fields", [])
+            if change.get("table") == "events"
+        )
+        if not repaired:
+            return
+        corrupt = sorted(
+            day.connection.execute(
+                select(Event.id).where(or_(Event.type.is_(None), Event.type.not_in(EVENT_TYPES)))
+            ).scalars()
+        )
+        keep = self._count((1.0 - self.params.data_fix_share) * (repaired + len(corrupt)))
+        fixed = self._sample(corrupt, len(corrupt) - keep)
+        if fixed:
+            day.connection.execute(
+                update(Event).where(Event.id.in_(fixed)).values(type=HAND_REPAIRED_TYPE)
             )
 
     def _write_defects(self, day: _Day) -> None:

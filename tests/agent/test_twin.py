@@ -5,15 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select, update
 
-from agent.actuators import normalize_event_type
-from agent.db import make_engine, session_factory
+from agent.actuators import execute, normalize_event_type
+from agent.db import make_engine, session_factory, upgrade
 from agent.models import (
     EVENT_TYPES,
     Approval,
     BillingEvent,
+    Event,
     Execution,
     Outbox,
     Subscription,
@@ -31,9 +33,12 @@ from agent.twin import (
     START,
     TRAJECTORY_KPIS,
     UNREPAIRABLE_EVENT_TYPE,
+    _Day,
+    _DayWriter,
     _effects_as_actions,
     _outcome,
     run_closed_loop,
+    seed_business,
 )
 from environment.actions import ACTION_NAMES
 
@@ -278,3 +283,41 @@ def test_the_observed_accounts_billing_and_orphans_follow_the_simulator(tmp_path
     assert attempts > 20 * 5  # every due charge is written, not only the failed ones
     assert failed / attempts == pytest.approx(mean_rate, abs=0.04)
     assert closed_but_paying == 0  # a closed account's subscription ends with it
+
+
+def test_a_data_fix_day_repairs_the_simulators_share_of_every_event_defect(tmp_path: Path) -> None:
+    # The simulator's data_fix repairs data_fix_share of all its defects; the actuator only the
+    # rule-repairable types. Without the writer's share, the unrepairable ones piled up fix
+    # after fix and observed data quality read twice the simulator's.
+    engine = make_engine(f"sqlite:///{tmp_path / 'repairs.db'}")
+    upgrade(engine)
+    seeded = seed_business(engine, users=800, seed=4, scenario="steady")
+    corrupt = or_(Event.type.is_(None), Event.type.not_in(EVENT_TYPES))
+    with engine.begin() as connection:
+        ids = connection.execute(select(Event.id).order_by(Event.id).limit(90)).scalars().all()
+        for i, event_id in enumerate(ids):
+            kind = UNREPAIRABLE_EVENT_TYPE if i % 3 else unnormalized_event_type("logged_in")
+            connection.execute(update(Event).where(Event.id == event_id).values(type=kind))
+    at = START + timedelta(hours=1)
+    with session_factory(engine)() as session:
+        execute(session, "data_fix", at, cycle_id=None)
+        session.commit()
+        undo = session.scalars(select(Execution.undo)).one()
+        left = session.scalar(select(func.count()).select_from(Event).where(corrupt))
+    repaired = sum(len(f["new"]) for f in undo["fields"] if f["table"] == "events")
+    assert repaired >= 30 and left >= 60  # the actuator repaired only what a rule can
+    writer = _DayWriter(engine, np.random.default_rng(0), seeded.params)
+    day_end = START + timedelta(days=1)
+    with engine.begin() as connection:
+        day = _Day(connection, START, day_end, seeded.state, seeded.state, writer.rng, {})
+        writer._write_repairs(day)
+    with session_factory(engine)() as session:
+        remaining = session.scalar(select(func.count()).select_from(Event).where(corrupt))
+    share = seeded.params.data_fix_share
+    assert remaining == pytest.approx((1 - share) * (repaired + left), abs=1)
+    with engine.begin() as connection:  # no data_fix the next day: nothing more is repaired
+        next_day = _Day(connection, day_end, day_end + timedelta(days=1), seeded.state,
+                        seeded.state, writer.rng, {})  # fmt: skip
+        writer._write_repairs(next_day)
+    with session_factory(engine)() as session:
+        assert session.scalar(select(func.count()).select_from(Event).where(corrupt)) == remaining
